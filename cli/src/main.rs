@@ -1,0 +1,182 @@
+//! `leadrouter`: run the embedded runtime, or check a routing document.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use leadrouter::config::{DEMO_DOCUMENT, Secret, SecretRef, Settings};
+use leadrouter::pipeline::{RetryPolicy, Secrets};
+use leadrouter::runtime::Embedded;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "leadrouter", version, about = "Route every inbound lead to the right rep, exactly once")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded runtime: HTTP routes, pipeline and a SQLite file, in one process.
+    Serve {
+        /// The routing document; without it, the bundled demo runs.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides [server] listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// SQLite file (overrides [store] sqlite).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Work with routing documents.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a routing document: every problem with its line, or a one-line summary.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config { command: ConfigCommand::Check { file } } => check(&file),
+        Command::Serve { config, listen, db } => {
+            init_tracing();
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(config, listen, db)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn check(file: &PathBuf) -> ExitCode {
+    let src = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match Settings::parse(&src) {
+        Ok(s) => {
+            println!("{}: ok: {}", file.display(), s.summary());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems.0 {
+                eprintln!("{}:{}: {}", file.display(), p.line, p.message);
+            }
+            eprintln!("{}: {} problem(s)", file.display(), problems.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("LEADROUTER_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolves a secret; in the demo, an unset one is generated instead.
+fn resolve(name: &str, r: &SecretRef, demo: bool, generated: &mut Vec<(String, String)>) -> anyhow::Result<Secret> {
+    if let Some(v) = r.resolve(&|n| std::env::var(n).ok()) {
+        return Ok(Secret::new(v));
+    }
+    let SecretRef::Env(var) = r else { anyhow::bail!("[server] {name} is empty") };
+    anyhow::ensure!(demo, "[server] {name} reads the environment variable {var}, which is not set");
+    let v = random_token();
+    generated.push((var.clone(), v.clone()));
+    Ok(Secret::new(v))
+}
+
+async fn serve(config: Option<PathBuf>, listen: Option<String>, db: Option<PathBuf>) -> anyhow::Result<()> {
+    let demo = config.is_none();
+    let src = match &config {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        None => DEMO_DOCUMENT.to_owned(),
+    };
+    let name = config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the demo document".into());
+    let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{name} has problems:\n{p}"))?;
+    let mut generated = Vec::new();
+    let secrets = Secrets {
+        admin_token: resolve("admin_token", &settings.server.admin_token, demo, &mut generated)?,
+        webhook_secret: resolve("webhook_secret", &settings.server.webhook_secret, demo, &mut generated)?,
+    };
+    let listen = listen.unwrap_or_else(|| settings.server.listen.clone());
+    let db = db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let runtime = Embedded::start(settings, secrets.clone(), &db, RetryPolicy::default())
+        .await
+        .with_context(|| format!("cannot open the store {}", db.display()))?;
+    println!("leadrouter listening on http://{addr} (store {}, {name})", db.display());
+    if runtime.resumed > 0 {
+        println!("resumed {} leads left mid-pipeline", runtime.resumed);
+    }
+    for (var, _) in &generated {
+        println!("{var} was not set: generated one for this run");
+    }
+    if demo {
+        println!("admin token: {}", secrets.admin_token.expose());
+        println!("try:");
+        println!(
+            "  curl -d email=jane@acme.com -d name='Jane Doe' -d job_title='VP Sales' -d company_size=500 -d country=US http://{addr}/v1/leads"
+        );
+        println!("  curl -H 'Authorization: Bearer {}' http://{addr}/v1/leads", secrets.admin_token.expose());
+    }
+    runtime.serve(listener, shutdown_signal(), Duration::from_secs(10)).await?;
+    println!("leadrouter stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: no new requests; draining in-flight leads");
+}

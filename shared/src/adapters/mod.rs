@@ -1,0 +1,5 @@
+//! Adapters: the ports made real. Embedded: SQLite and in-process channels. Notifiers: HTTP and log.
+
+pub mod channel;
+pub mod notifier;
+pub mod sqlite;

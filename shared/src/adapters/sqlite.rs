@@ -1,0 +1,473 @@
+//! The embedded `LeadStore`: one SQLite file in WAL mode.
+//!
+//! All writes go through one writer thread that takes every write waiting and commits them
+//! as one transaction (group commit), each inside its own savepoint so one failure spoils no
+//! other. `synchronous = FULL`: a write has reached the disk when its future resolves, which
+//! is what lets ingest answer 202. Reads run on a small pool of read-only connections.
+
+use crate::domain::{Lead, LeadId, LeadStatus, Stage};
+use crate::ports::{AssignChange, Claim, Delivery, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, StoreError, Updated};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS leads (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    status      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    owner       TEXT,
+    stage       TEXT,
+    received_at TEXT NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leads_by_status ON leads(status, seq);
+CREATE INDEX IF NOT EXISTS leads_by_owner ON leads(owner, seq) WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS leads_by_source ON leads(source, seq);
+CREATE INDEX IF NOT EXISTS leads_pending ON leads(seq) WHERE stage IS NOT NULL;
+CREATE TABLE IF NOT EXISTS identities (
+    key        TEXT PRIMARY KEY,
+    lead_id    TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pool_cursors (
+    pool TEXT PRIMARY KEY,
+    turn INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    lead_id   TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    doc       TEXT NOT NULL,
+    PRIMARY KEY (lead_id, recipient, kind, target)
+) WITHOUT ROWID;
+"#;
+
+/// How many waiting writes one transaction may take.
+const MAX_GROUP: usize = 512;
+const READERS: usize = 4;
+
+trait Job: Send {
+    /// Runs inside the group's transaction; false rolls back this job's savepoint.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the group's commit is known.
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct Task<R, F> {
+    f: Option<F>,
+    out: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R: Send, F: FnOnce(&Connection) -> Result<R, StoreError> + Send> Job for Task<R, F> {
+    fn run(&mut self, conn: &Connection) -> bool {
+        let out = match self.f.take() {
+            Some(f) => f(conn),
+            None => Err(StoreError::Unavailable("job ran twice".into())),
+        };
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let result = match (commit, self.out) {
+            (Ok(()), Some(out)) => out,
+            (Err(e), _) => Err(StoreError::Retryable(format!("commit failed: {e}").into())),
+            (Ok(()), None) => Err(StoreError::Unavailable("job never ran".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<Box<dyn Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+fn sql_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => StoreError::Retryable(Box::new(e)),
+        _ => StoreError::Unavailable(Box::new(e)),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(id: &str, doc: &str) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt { id: id.to_owned(), source: Box::new(e) })
+}
+
+fn encode<T: serde::Serialize>(id: &str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt { id: id.to_owned(), source: Box::new(e) })
+}
+
+fn load(conn: &Connection, id: &LeadId) -> Result<Option<Lead>, StoreError> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM leads WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())
+        .map_err(sql_error)?;
+    doc.map(|d| decode(id.as_str(), &d)).transpose()
+}
+
+fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
+    let doc = encode(lead.id.as_str(), lead)?;
+    conn.prepare_cached("UPDATE leads SET status = ?2, owner = ?3, stage = ?4, doc = ?5 WHERE id = ?1")
+        .and_then(|mut s| {
+            s.execute(params![
+                lead.id.as_str(),
+                lead.status.as_str(),
+                lead.owner,
+                lead.pending_stage().map(Stage::as_str),
+                doc
+            ])
+        })
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let msg = e.to_string();
+                jobs.into_iter().for_each(|j| j.finish(Err(msg.clone())));
+                continue;
+            }
+        };
+        for job in jobs.iter_mut() {
+            if tx.execute_batch("SAVEPOINT job").is_err() {
+                continue;
+            }
+            let ok = job.run(&tx);
+            let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            if let Err(e) = tx.execute_batch(end) {
+                tracing::error!(error = %e, "savepoint could not be closed");
+            }
+        }
+        let commit = tx.commit().map_err(|e| e.to_string());
+        jobs.into_iter().for_each(|j| j.finish(commit.clone()));
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and starts its writer thread.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open(&path).map_err(sql_error)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+            .map_err(sql_error)?;
+        conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        Ok(SqliteStore { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Box::new(Task { f: Some(f), out: None, reply }))
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("the writer thread dropped a write".into()))?
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().map(|mut v| v.pop()).unwrap_or(None);
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                        .map_err(sql_error)?;
+                    c.execute_batch("PRAGMA busy_timeout = 5000;").map_err(sql_error)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            if let Ok(mut v) = readers.lock()
+                && v.len() < READERS
+            {
+                v.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+    }
+}
+
+impl LeadStore for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_error)).await
+    }
+
+    async fn insert(&self, lead: Lead) -> Result<Inserted, StoreError> {
+        self.write(move |c| {
+            let doc = encode(lead.id.as_str(), &lead)?;
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO leads (id, status, source, owner, stage, received_at, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT(id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        lead.id.as_str(),
+                        lead.status.as_str(),
+                        lead.source,
+                        lead.owner,
+                        lead.pending_stage().map(Stage::as_str),
+                        lead.received_at.to_rfc3339(),
+                        doc
+                    ])
+                })
+                .map_err(sql_error)?;
+            if n == 1 {
+                return Ok(Inserted::New);
+            }
+            match load(c, &lead.id)? {
+                Some(existing) => Ok(Inserted::Existing(Box::new(existing))),
+                None => Err(StoreError::Retryable("the lead vanished during insert".into())),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, id: &LeadId) -> Result<Option<Lead>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| load(c, &id)).await
+    }
+
+    async fn list(&self, q: LeadQuery) -> Result<LeadPage, StoreError> {
+        self.read(move |c| {
+            let mut sql = String::from("SELECT seq, id, doc FROM leads WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(s) = q.status {
+                sql.push_str(" AND status = ?");
+                args.push(s.as_str().to_owned().into());
+            }
+            if let Some(o) = &q.owner {
+                sql.push_str(" AND owner = ?");
+                args.push(o.clone().into());
+            }
+            if let Some(s) = &q.source {
+                sql.push_str(" AND source = ?");
+                args.push(s.clone().into());
+            }
+            if let Some(cur) = q.cursor.as_deref().and_then(|c| c.parse::<i64>().ok()) {
+                sql.push_str(" AND seq < ?");
+                args.push(cur.into());
+            }
+            let limit = q.limit.max(1);
+            sql.push_str(" ORDER BY seq DESC LIMIT ?");
+            args.push((limit as i64 + 1).into());
+            let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(sql_error)?;
+            let mut items = Vec::new();
+            let mut last_seq = None;
+            let mut more = false;
+            for row in rows {
+                let (seq, id, doc) = row.map_err(sql_error)?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(decode::<Lead>(&id, &doc)?);
+                last_seq = Some(seq);
+            }
+            Ok(LeadPage { items, next_cursor: if more { last_seq.map(|s| s.to_string()) } else { None } })
+        })
+        .await
+    }
+
+    async fn update<F: LeadChange>(&self, ids: Vec<LeadId>, change: F) -> Result<Vec<Updated>, StoreError> {
+        self.write(move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let Some(mut lead) = load(c, id)? else {
+                    out.push(Updated::Missing);
+                    continue;
+                };
+                if change(&mut lead) {
+                    save(c, &lead)?;
+                    out.push(Updated::Written(Box::new(lead)));
+                } else {
+                    out.push(Updated::Unchanged(Box::new(lead)));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        lead: &LeadId,
+        keys: Vec<String>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let lead = lead.clone();
+        self.write(move |c| {
+            let mut live: Vec<Option<String>> = Vec::with_capacity(keys.len());
+            let mut taken = None;
+            for key in &keys {
+                let row: Option<(String, i64)> = c
+                    .prepare_cached("SELECT lead_id, claimed_at FROM identities WHERE key = ?1")
+                    .and_then(|mut s| s.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                    .map_err(sql_error)?;
+                let holder = row.filter(|(_, at)| *at >= stale_before.timestamp_millis()).map(|(h, _)| h);
+                if taken.is_none()
+                    && let Some(h) = &holder
+                    && h != lead.as_str()
+                {
+                    taken = Some((key.clone(), h.clone()));
+                }
+                live.push(holder);
+            }
+            let owner = taken.as_ref().map(|(_, by)| by.clone()).unwrap_or_else(|| lead.to_string());
+            for (key, holder) in keys.iter().zip(&live) {
+                if holder.is_none() {
+                    c.prepare_cached("INSERT OR REPLACE INTO identities (key, lead_id, claimed_at) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut s| s.execute(params![key, owner, now.timestamp_millis()]))
+                        .map_err(sql_error)?;
+                }
+            }
+            Ok(match taken {
+                None => Claim::Unique,
+                Some((key, by)) => Claim::Taken { key, by: LeadId::parse(&by).unwrap_or_else(|| lead.clone()) },
+            })
+        })
+        .await
+    }
+
+    async fn assign<F: AssignChange>(&self, pool: &str, ids: Vec<LeadId>, assign: F) -> Result<Vec<Updated>, StoreError> {
+        let pool = pool.to_owned();
+        self.write(move |c| {
+            let start: i64 = c
+                .prepare_cached("SELECT turn FROM pool_cursors WHERE pool = ?1")
+                .and_then(|mut s| s.query_row([&pool], |r| r.get(0)).optional())
+                .map_err(sql_error)?
+                .unwrap_or(0);
+            let mut turn = start as u64;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let Some(mut lead) = load(c, id)? else {
+                    out.push(Updated::Missing);
+                    continue;
+                };
+                if assign(&mut lead, turn) {
+                    turn += 1;
+                    save(c, &lead)?;
+                    out.push(Updated::Written(Box::new(lead)));
+                } else {
+                    out.push(Updated::Unchanged(Box::new(lead)));
+                }
+            }
+            if turn as i64 != start {
+                c.prepare_cached("INSERT INTO pool_cursors (pool, turn) VALUES (?1, ?2) ON CONFLICT(pool) DO UPDATE SET turn = ?2")
+                    .and_then(|mut s| s.execute(params![pool, turn as i64]))
+                    .map_err(sql_error)?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn deliveries(&self, lead: &LeadId) -> Result<Vec<Delivery>, StoreError> {
+        let lead = lead.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT doc FROM deliveries WHERE lead_id = ?1 ORDER BY kind, recipient, target")
+                .map_err(sql_error)?;
+            let rows = stmt.query_map([lead.as_str()], |r| r.get::<_, String>(0)).map_err(sql_error)?;
+            rows.map(|r| r.map_err(sql_error).and_then(|d| decode(lead.as_str(), &d))).collect()
+        })
+        .await
+    }
+
+    async fn put_delivery(&self, d: Delivery) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let doc = encode(d.lead_id.as_str(), &d)?;
+            c.prepare_cached("INSERT OR REPLACE INTO deliveries (lead_id, recipient, kind, target, doc) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .and_then(|mut s| s.execute(params![d.lead_id.as_str(), d.recipient, d.kind.as_str(), d.target, doc]))
+                .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pending(&self, after: Option<String>, limit: usize) -> Result<(Vec<(LeadId, Stage)>, Option<String>), StoreError> {
+        self.read(move |c| {
+            let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(0);
+            let mut stmt = c
+                .prepare_cached("SELECT seq, id, stage FROM leads WHERE stage IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT ?2")
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![after, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(sql_error)?;
+            let mut out = Vec::new();
+            let mut last = None;
+            for row in rows {
+                let (seq, id, stage) = row.map_err(sql_error)?;
+                last = Some(seq);
+                if let (Some(id), Some(stage)) = (LeadId::parse(&id), Stage::parse(&stage)) {
+                    out.push((id, stage));
+                }
+            }
+            let next = if out.len() == limit { last.map(|s| s.to_string()) } else { None };
+            Ok((out, next))
+        })
+        .await
+    }
+}
+
+/// For tests and tools: how many leads are in each status.
+impl SqliteStore {
+    pub async fn count_by_status(&self) -> Result<Vec<(LeadStatus, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM leads GROUP BY status").map_err(sql_error)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(sql_error)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (s, n) = r.map_err(sql_error)?;
+                if let Some(s) = LeadStatus::parse(&s) {
+                    out.push((s, n as u64));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

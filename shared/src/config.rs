@@ -1,0 +1,761 @@
+//! The routing document (TOML): read once, checked with line-accurate problems, typed.
+
+use crate::domain::availability::{DateRange, WorkingHours};
+use crate::domain::round_robin::MAX_WEIGHT;
+use crate::domain::{Condition, Manager, Pool, PoolMatch, Region, Rule, ScoringRules, WeightedRoundRobin};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use toml::Spanned;
+
+/// The demo document `leadrouter serve` runs when given no `--config`.
+pub const DEMO_DOCUMENT: &str = include_str!("../../examples/leadrouter.toml");
+
+// ---- the document as written ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    dedup: RawDedup,
+    #[serde(default)]
+    sources: RawSources,
+    #[serde(default)]
+    scoring: RawScoring,
+    #[serde(default)]
+    reps: Vec<RawRep>,
+    #[serde(default)]
+    pools: Vec<RawPool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    admin_token: Option<Spanned<String>>,
+    webhook_secret: Option<Spanned<String>>,
+    max_body_bytes: Option<Spanned<i64>>,
+    public_url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    sqlite: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDedup {
+    window_days: Option<Spanned<i64>>,
+    fold_gmail: Option<bool>,
+    default_phone_region: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSources {
+    meta: Option<RawMeta>,
+    google: Option<RawGoogle>,
+    #[serde(default)]
+    generic: BTreeMap<String, RawGeneric>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    verify_token: Option<Spanned<String>>,
+    app_secret: Option<Spanned<String>>,
+    access_token: Option<Spanned<String>>,
+    graph_base_url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGoogle {
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGeneric {
+    secret: Option<Spanned<String>>,
+    #[serde(default)]
+    fields: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawScoring {
+    grades: Option<Spanned<BTreeMap<String, i64>>>,
+    disqualify_below: Option<i64>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    field: Spanned<String>,
+    matches: Option<Spanned<String>>,
+    free_email: Option<bool>,
+    gte: Option<f64>,
+    lte: Option<f64>,
+    #[serde(rename = "in")]
+    one_of: Option<Vec<String>>,
+    points: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRep {
+    id: Spanned<String>,
+    name: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    notify: Vec<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    working_hours: Option<Spanned<String>>,
+    #[serde(default)]
+    out_of_office: Vec<Spanned<String>>,
+    max_open_leads: Option<u32>,
+    active: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    id: Spanned<String>,
+    #[serde(rename = "match", default)]
+    rule: Option<Spanned<BTreeMap<String, OneOrMany>>>,
+    #[serde(default)]
+    reps: Vec<RawPoolRep>,
+    manager: Option<RawManager>,
+    sla_minutes: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPoolRep {
+    id: Spanned<String>,
+    weight: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManager {
+    name: String,
+    #[serde(default)]
+    notify: Vec<Spanned<String>>,
+}
+
+// ---- problems ----
+
+/// One thing wrong with the document, at a line (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "line {}: {}", p.line, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+struct Checker<'a> {
+    src: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.src[..offset.min(self.src.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+        let line = self.line(spanned.span().start);
+        self.problems.push(Problem { line, message: message.into() });
+    }
+}
+
+// ---- the typed settings ----
+
+/// A secret as written: a literal, or `env:NAME` read from the environment at start-up.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Literal(String),
+    Env(String),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Literal(_) => f.write_str("Literal(…)"),
+            SecretRef::Env(n) => write!(f, "Env({n})"),
+        }
+    }
+}
+
+impl SecretRef {
+    fn parse(s: &str) -> Result<SecretRef, String> {
+        match s.strip_prefix("env:") {
+            Some(name) if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                Ok(SecretRef::Env(name.to_owned()))
+            }
+            Some(_) => Err(format!("'{s}' names no environment variable (env:NAME, letters, digits and _)")),
+            None if s.is_empty() => Err("a secret cannot be empty".into()),
+            None => Ok(SecretRef::Literal(s.to_owned())),
+        }
+    }
+
+    /// The value, read from `env` for an `env:` reference.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        match self {
+            SecretRef::Literal(v) => Some(v.clone()),
+            SecretRef::Env(name) => env(name).filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+/// A resolved secret; never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// Where a notification goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Webhook(String),
+    Slack(String),
+    Email(String),
+    Log,
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Result<Target, String> {
+        let url = |u: &str| -> Result<String, String> {
+            if (u.starts_with("http://") || u.starts_with("https://")) && u.len() > 8 && !u.contains(char::is_whitespace) {
+                Ok(u.to_owned())
+            } else {
+                Err(format!("'{u}' is not an http(s) URL"))
+            }
+        };
+        match s.split_once(':') {
+            Some(("webhook", u)) => url(u).map(Target::Webhook),
+            Some(("slack", u)) => url(u).map(Target::Slack),
+            Some(("email", a)) => crate::domain::Email::parse(a)
+                .map(|e| Target::Email(e.to_string()))
+                .map_err(|e| format!("'{a}' is not an email address: it {e}")),
+            Some(("log", _)) => Ok(Target::Log),
+            _ => Err(format!("'{s}' is not a target (webhook:URL, slack:URL, email:ADDRESS or log:)")),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Rep {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    /// Targets as written (`webhook:https://…`), each checked by [`Target::parse`].
+    pub notify: Vec<String>,
+    pub timezone: chrono_tz::Tz,
+    pub working_hours: Option<WorkingHours>,
+    pub out_of_office: Vec<DateRange>,
+    pub max_open_leads: Option<u32>,
+    pub active: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub admin_token: SecretRef,
+    pub webhook_secret: SecretRef,
+    pub max_body_bytes: usize,
+    pub public_url: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct DedupSettings {
+    pub window_days: u32,
+    pub fold_gmail: bool,
+    pub default_phone_region: Region,
+}
+
+#[derive(Clone, Debug)]
+pub struct MetaSource {
+    pub verify_token: Option<SecretRef>,
+    pub app_secret: Option<SecretRef>,
+    pub access_token: Option<SecretRef>,
+    pub graph_base_url: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenericSource {
+    pub secret: Option<SecretRef>,
+    /// Lead field → JSON Pointer (RFC 6901) into the posted document.
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub meta: Option<MetaSource>,
+    pub google_key: Option<SecretRef>,
+    pub generic: BTreeMap<String, GenericSource>,
+}
+
+/// The whole routing document, checked.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub sqlite: String,
+    pub dedup: DedupSettings,
+    pub sources: Sources,
+    pub scoring: ScoringRules,
+    pub reps: Vec<Rep>,
+    pub pools: Vec<Pool>,
+    rep_index: HashMap<String, usize>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+const KNOWN_FIELDS: [&str; 24] = [
+    "email", "email_domain", "phone", "first_name", "last_name", "name", "company", "job_title", "website",
+    "country", "state", "city", "company_size", "industry", "message", "consent", "utm_source", "utm_medium",
+    "utm_campaign", "utm_term", "utm_content", "source", "grade", "test",
+];
+
+impl Settings {
+    pub fn rep(&self, id: &str) -> Option<&Rep> {
+        self.rep_index.get(id).map(|i| &self.reps[*i])
+    }
+
+    pub fn pool(&self, id: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.id == id)
+    }
+
+    /// Reads and checks a document; every problem found is returned, each with its line.
+    pub fn parse(src: &str) -> Result<Settings, Problems> {
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1).unwrap_or(1);
+            Problems(vec![Problem { line, message: e.message().trim().to_owned() }])
+        })?;
+        let mut c = Checker { src, problems: Vec::new() };
+        let settings = build(raw, &mut c);
+        if c.problems.is_empty() {
+            Ok(settings)
+        } else {
+            c.problems.sort_by_key(|p| p.line);
+            Err(Problems(c.problems))
+        }
+    }
+
+    /// Every `env:` secret the document names, for the start-up message.
+    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut out = vec![("admin_token", &self.server.admin_token), ("webhook_secret", &self.server.webhook_secret)];
+        if let Some(m) = &self.sources.meta {
+            for (n, s) in [("meta.verify_token", &m.verify_token), ("meta.app_secret", &m.app_secret), ("meta.access_token", &m.access_token)] {
+                if let Some(s) = s {
+                    out.push((n, s));
+                }
+            }
+        }
+        if let Some(k) = &self.sources.google_key {
+            out.push(("google.key", k));
+        }
+        out
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} reps, {} pools, {} scoring rules, sources: web{}{}{}",
+            self.reps.len(),
+            self.pools.len(),
+            self.scoring.rules.len(),
+            if self.sources.meta.is_some() { ", meta" } else { "" },
+            if self.sources.google_key.is_some() { ", google" } else { "" },
+            self.sources.generic.keys().map(|k| format!(", generic/{k}")).collect::<String>(),
+        )
+    }
+}
+
+fn secret(c: &mut Checker, s: &Option<Spanned<String>>, required: &str) -> Option<SecretRef> {
+    match s {
+        Some(v) => match SecretRef::parse(v.get_ref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                c.at(v, e);
+                None
+            }
+        },
+        None => {
+            if !required.is_empty() {
+                c.problems.push(Problem { line: 1, message: format!("{required} is required") });
+            }
+            None
+        }
+    }
+}
+
+fn targets(c: &mut Checker, list: &[Spanned<String>], whose: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in list {
+        match Target::parse(t.get_ref()) {
+            Ok(_) => out.push(t.get_ref().clone()),
+            Err(e) => c.at(t, format!("{whose}: {e}")),
+        }
+    }
+    out
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn build(raw: RawConfig, c: &mut Checker) -> Settings {
+    // [server]
+    let listen = raw.server.listen.map(|l| {
+        if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
+            c.at(&l, format!("listen '{}' is not an address like 127.0.0.1:3000", l.get_ref()));
+        }
+        l.into_inner()
+    });
+    let admin_token = secret(c, &raw.server.admin_token, "[server] admin_token").unwrap_or(SecretRef::Literal(String::new()));
+    let webhook_secret =
+        secret(c, &raw.server.webhook_secret, "[server] webhook_secret").unwrap_or(SecretRef::Literal(String::new()));
+    let max_body_bytes = match &raw.server.max_body_bytes {
+        Some(m) if *m.get_ref() < 1024 || *m.get_ref() > 10 * 1024 * 1024 => {
+            c.at(m, "max_body_bytes must be between 1024 and 10485760 (API Gateway's 10 MB)");
+            DEFAULT_MAX_BODY
+        }
+        Some(m) => *m.get_ref() as usize,
+        None => DEFAULT_MAX_BODY,
+    };
+    let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let public_url = match raw.server.public_url {
+        Some(u) => {
+            if Target::parse(&format!("webhook:{}", u.get_ref())).is_err() {
+                c.at(&u, format!("public_url '{}' is not an http(s) URL", u.get_ref()));
+            }
+            u.into_inner().trim_end_matches('/').to_owned()
+        }
+        None => format!("http://{listen}"),
+    };
+
+    // [dedup]
+    let window_days = match &raw.dedup.window_days {
+        Some(w) if *w.get_ref() < 0 || *w.get_ref() > 3650 => {
+            c.at(w, "window_days must be between 0 and 3650");
+            90
+        }
+        Some(w) => *w.get_ref() as u32,
+        None => 90,
+    };
+    let default_phone_region = match &raw.dedup.default_phone_region {
+        Some(r) => Region::parse(r.get_ref()).unwrap_or_else(|| {
+            c.at(r, format!("default_phone_region '{}' is not a two-letter country code", r.get_ref()));
+            Region::default()
+        }),
+        None => Region::default(),
+    };
+
+    // [sources]
+    let meta = raw.sources.meta.map(|m| {
+        let graph_base_url = match m.graph_base_url {
+            Some(u) => {
+                if Target::parse(&format!("webhook:{}", u.get_ref())).is_err() {
+                    c.at(&u, format!("graph_base_url '{}' is not an http(s) URL", u.get_ref()));
+                }
+                u.into_inner().trim_end_matches('/').to_owned()
+            }
+            None => "https://graph.facebook.com/v21.0".to_owned(),
+        };
+        MetaSource {
+            verify_token: secret(c, &m.verify_token, "[sources.meta] verify_token"),
+            app_secret: secret(c, &m.app_secret, "[sources.meta] app_secret"),
+            access_token: secret(c, &m.access_token, "[sources.meta] access_token"),
+            graph_base_url,
+        }
+    });
+    let google_key = raw.sources.google.and_then(|g| secret(c, &g.key, "[sources.google] key"));
+    let mut generic = BTreeMap::new();
+    for (name, g) in raw.sources.generic {
+        let secret = secret(c, &g.secret, &format!("[sources.generic.{name}] secret"));
+        let mut fields = BTreeMap::new();
+        for (field, pointer) in g.fields {
+            if !(pointer.get_ref().is_empty() || pointer.get_ref().starts_with('/')) {
+                c.at(&pointer, format!("'{}' is not a JSON Pointer (it starts with /)", pointer.get_ref()));
+            }
+            fields.insert(field, pointer.into_inner());
+        }
+        if !valid_id(&name) {
+            c.problems.push(Problem { line: 1, message: format!("generic source name '{name}' must be letters, digits, - or _") });
+        }
+        generic.insert(name, GenericSource { secret, fields });
+    }
+
+    // [scoring]
+    let mut grades: Vec<(String, i64)> = match &raw.scoring.grades {
+        Some(g) => {
+            if g.get_ref().keys().any(|k| k.is_empty()) {
+                c.at(g, "grade names cannot be empty");
+            }
+            g.get_ref().iter().map(|(k, v)| (k.clone(), *v)).collect()
+        }
+        None => vec![("A".into(), 70), ("B".into(), 40), ("C".into(), 15)],
+    };
+    grades.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut rules = Vec::new();
+    let mut rule_names = HashSet::new();
+    for r in raw.scoring.rules {
+        if !rule_names.insert(r.name.get_ref().clone()) {
+            c.at(&r.name, format!("scoring rule '{}' is defined twice", r.name.get_ref()));
+        }
+        let mut conditions = Vec::new();
+        if let Some(m) = &r.matches {
+            match regex::RegexBuilder::new(m.get_ref()).size_limit(1 << 20).build() {
+                Ok(re) => conditions.push(Condition::Matches(re)),
+                Err(e) => c.at(m, format!("rule '{}': matches is not a valid regex: {e}", r.name.get_ref())),
+            }
+        }
+        if let Some(f) = r.free_email {
+            conditions.push(Condition::FreeEmail(f));
+        }
+        if let Some(v) = r.gte {
+            conditions.push(Condition::Gte(v));
+        }
+        if let Some(v) = r.lte {
+            conditions.push(Condition::Lte(v));
+        }
+        if let Some(set) = r.one_of {
+            conditions.push(Condition::In(set));
+        }
+        if conditions.is_empty() && r.matches.is_none() {
+            c.at(&r.name, format!("rule '{}' has no test (matches, free_email, gte, lte or in)", r.name.get_ref()));
+        }
+        if !KNOWN_FIELDS.contains(&r.field.get_ref().as_str()) && r.field.get_ref().is_empty() {
+            c.at(&r.field, "field cannot be empty");
+        }
+        rules.push(Rule { name: r.name.into_inner(), field: r.field.into_inner(), conditions, points: r.points });
+    }
+    let scoring = ScoringRules { rules, grades, disqualify_below: raw.scoring.disqualify_below };
+
+    // [[reps]]
+    let mut reps = Vec::new();
+    let mut rep_index = HashMap::new();
+    for r in raw.reps {
+        let id = r.id.get_ref().clone();
+        if !valid_id(&id) {
+            c.at(&r.id, format!("rep id '{id}' must be 1-64 letters, digits, '-', '_' or '.'"));
+        }
+        if rep_index.contains_key(&id) {
+            c.at(&r.id, format!("rep '{id}' is defined twice"));
+        }
+        let timezone = match &r.timezone {
+            Some(tz) => tz.get_ref().parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+                c.at(tz, format!("rep '{id}': timezone '{}' is not an IANA zone like America/New_York", tz.get_ref()));
+                chrono_tz::UTC
+            }),
+            None => chrono_tz::UTC,
+        };
+        let working_hours = r.working_hours.as_ref().and_then(|w| {
+            WorkingHours::parse(w.get_ref()).map_err(|e| c.at(w, format!("rep '{id}': working_hours {e}"))).ok()
+        });
+        let mut out_of_office = Vec::new();
+        for o in &r.out_of_office {
+            match DateRange::parse(o.get_ref()) {
+                Ok(d) => out_of_office.push(d),
+                Err(e) => c.at(o, format!("rep '{id}': out_of_office {e}")),
+            }
+        }
+        let notify = targets(c, &r.notify, &format!("rep '{id}'"));
+        if let Some(e) = &r.email
+            && crate::domain::Email::parse(e).is_err()
+        {
+            c.at(&r.id, format!("rep '{id}': email '{e}' is not an address"));
+        }
+        rep_index.insert(id.clone(), reps.len());
+        reps.push(Rep {
+            name: r.name.unwrap_or_else(|| id.clone()),
+            id,
+            email: r.email,
+            notify,
+            timezone,
+            working_hours,
+            out_of_office,
+            max_open_leads: r.max_open_leads,
+            active: r.active.unwrap_or(true),
+        });
+    }
+
+    // [[pools]]
+    let mut pools = Vec::new();
+    let mut pool_ids = HashSet::new();
+    for p in raw.pools {
+        let id = p.id.get_ref().clone();
+        if !valid_id(&id) {
+            c.at(&p.id, format!("pool id '{id}' must be 1-64 letters, digits, '-', '_' or '.'"));
+        }
+        if !pool_ids.insert(id.clone()) {
+            c.at(&p.id, format!("pool '{id}' is defined twice"));
+        }
+        let mut conditions = Vec::new();
+        if let Some(m) = &p.rule {
+            for (field, values) in m.get_ref() {
+                let values = match values {
+                    OneOrMany::One(v) => vec![v.clone()],
+                    OneOrMany::Many(v) => v.clone(),
+                };
+                if values.is_empty() {
+                    c.at(m, format!("pool '{id}': match on '{field}' lists no values, so nothing could match"));
+                }
+                conditions.push((field.clone(), values));
+            }
+        }
+        let mut members = Vec::new();
+        let mut seen = HashSet::new();
+        for m in &p.reps {
+            let rid = m.id.get_ref();
+            if !rep_index.contains_key(rid) {
+                c.at(&m.id, format!("pool '{id}' names rep '{rid}', who is not in [[reps]]"));
+            }
+            if !seen.insert(rid.clone()) {
+                c.at(&m.id, format!("pool '{id}' lists rep '{rid}' twice"));
+            }
+            let weight = match &m.weight {
+                Some(w) if *w.get_ref() < 1 || *w.get_ref() > i64::from(MAX_WEIGHT) => {
+                    c.at(w, format!("pool '{id}': weight must be between 1 and {MAX_WEIGHT}"));
+                    1
+                }
+                Some(w) => *w.get_ref() as u32,
+                None => 1,
+            };
+            members.push((rid.clone(), weight));
+        }
+        if members.is_empty() {
+            c.at(&p.id, format!("pool '{id}' has no reps"));
+            members.push(("-".into(), 1));
+        }
+        let manager = p.manager.map(|m| Manager {
+            notify: targets(c, &m.notify, &format!("pool '{id}' manager")),
+            name: m.name,
+        });
+        let rotation = WeightedRoundRobin::new(members).unwrap_or_else(|_| {
+            c.at(&p.id, format!("pool '{id}' has too many reps"));
+            WeightedRoundRobin::new(vec![("-".into(), 1)]).unwrap_or_else(|_| unreachable!())
+        });
+        pools.push(Pool { id, rule: PoolMatch { conditions }, rotation, manager, sla_minutes: p.sla_minutes });
+    }
+    if pools.is_empty() {
+        c.problems.push(Problem { line: 1, message: "at least one [[pools]] is needed to route leads".into() });
+    }
+
+    Settings {
+        server: ServerSettings { listen, admin_token, webhook_secret, max_body_bytes, public_url },
+        sqlite: raw.store.sqlite.unwrap_or_else(|| "leadrouter.db".into()),
+        dedup: DedupSettings { window_days, fold_gmail: raw.dedup.fold_gmail.unwrap_or(true), default_phone_region },
+        sources: Sources { meta, google_key, generic },
+        scoring,
+        reps,
+        pools,
+        rep_index,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_document_is_valid() {
+        let s = Settings::parse(DEMO_DOCUMENT).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(s.pools[0].id, "enterprise-na");
+        assert_eq!(s.pools[0].rotation.describe(), "ana:2 ben:1");
+        assert_eq!(s.scoring.rules.len(), 4);
+        assert_eq!(s.server.max_body_bytes, 65536);
+        assert!(s.rep("ana").is_some());
+    }
+
+    #[test]
+    fn every_problem_has_its_line() {
+        let doc = r#"
+[server]
+admin_token = "env:"
+webhook_secret = "s"
+
+[[scoring.rules]]
+name = "bad"
+field = "job_title"
+matches = "(unclosed"
+points = 5
+
+[[reps]]
+id = "ana"
+timezone = "Mars/Olympus"
+notify = ["pager:123"]
+
+[[pools]]
+id = "p"
+reps = [{ id = "ana" }, { id = "zed", weight = 0 }]
+"#;
+        let p = Settings::parse(doc).unwrap_err();
+        let lines: Vec<usize> = p.0.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![3, 9, 14, 15, 19, 19], "{p}");
+        assert!(p.to_string().contains("line 19: pool 'p' names rep 'zed'"), "{p}");
+    }
+
+    #[test]
+    fn syntax_errors_point_at_their_line() {
+        let p = Settings::parse("[server]\nadmin_token = \"x\"\nwebhook_secret = \n").unwrap_err();
+        assert_eq!(p.0[0].line, 3, "{p}");
+        let unknown = Settings::parse("[server]\nadmin_tokn = \"x\"\n").unwrap_err();
+        assert_eq!(unknown.0[0].line, 2, "{unknown}");
+    }
+
+    #[test]
+    fn secrets_resolve_from_the_environment() {
+        let r = SecretRef::parse("env:TOKEN").unwrap();
+        assert_eq!(r.resolve(&|n| (n == "TOKEN").then(|| "t0k".to_string())), Some("t0k".into()));
+        assert_eq!(r.resolve(&|_| None), None);
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(…)");
+    }
+}

@@ -1,0 +1,440 @@
+//! The lead: what arrived, what we made of it, and every transition with its reason.
+
+use super::email::Email;
+use super::phone::Phone;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A lead id: a ULID, or for a lead that came with a source id, a ULID-shaped hash of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LeadId(String);
+
+impl LeadId {
+    pub fn new() -> LeadId {
+        LeadId(ulid::Ulid::new().to_string())
+    }
+
+    /// The same source reference always gives the same id, so a retried webhook is the same lead.
+    pub fn derived(reference: &str) -> LeadId {
+        let digest = Sha256::digest(reference.as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        LeadId(ulid::Ulid::from_bytes(bytes).to_string())
+    }
+
+    /// Accepts only the 26-character Crockford base32 form we hand out.
+    pub fn parse(s: &str) -> Option<LeadId> {
+        ulid::Ulid::from_string(s).ok().map(|u| LeadId(u.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for LeadId {
+    fn default() -> Self {
+        LeadId::new()
+    }
+}
+
+impl fmt::Display for LeadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadStatus {
+    Received,
+    Unique,
+    Duplicate,
+    Rejected,
+    Scored,
+    Disqualified,
+    Assigned,
+    Unassigned,
+    Notified,
+    Accepted,
+    Contacted,
+    Qualified,
+    Won,
+    Lost,
+}
+
+impl LeadStatus {
+    pub const ALL: [LeadStatus; 14] = [
+        LeadStatus::Received,
+        LeadStatus::Unique,
+        LeadStatus::Duplicate,
+        LeadStatus::Rejected,
+        LeadStatus::Scored,
+        LeadStatus::Disqualified,
+        LeadStatus::Assigned,
+        LeadStatus::Unassigned,
+        LeadStatus::Notified,
+        LeadStatus::Accepted,
+        LeadStatus::Contacted,
+        LeadStatus::Qualified,
+        LeadStatus::Won,
+        LeadStatus::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadStatus::Received => "received",
+            LeadStatus::Unique => "unique",
+            LeadStatus::Duplicate => "duplicate",
+            LeadStatus::Rejected => "rejected",
+            LeadStatus::Scored => "scored",
+            LeadStatus::Disqualified => "disqualified",
+            LeadStatus::Assigned => "assigned",
+            LeadStatus::Unassigned => "unassigned",
+            LeadStatus::Notified => "notified",
+            LeadStatus::Accepted => "accepted",
+            LeadStatus::Contacted => "contacted",
+            LeadStatus::Qualified => "qualified",
+            LeadStatus::Won => "won",
+            LeadStatus::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LeadStatus> {
+        LeadStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for LeadStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the notification is about; part of a delivery's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    Assigned,
+    ReEngaged,
+    SlaReassigned,
+    SlaBreached,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Assigned => "assigned",
+            NotificationKind::ReEngaged => "re_engaged",
+            NotificationKind::SlaReassigned => "sla_reassigned",
+            NotificationKind::SlaBreached => "sla_breached",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NotificationKind> {
+        [
+            NotificationKind::Assigned,
+            NotificationKind::ReEngaged,
+            NotificationKind::SlaReassigned,
+            NotificationKind::SlaBreached,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// The contact fields every source is mapped onto, already normalized.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub email: Option<Email>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phone: Option<Phone>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub company: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub job_title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub website: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub company_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub industry: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub consent: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub utm_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub utm_medium: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub utm_campaign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub utm_term: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub utm_content: Option<String>,
+}
+
+impl Contact {
+    /// A field by the name used in forms, scoring rules and pool matches.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let text = |v: &Option<String>| v.clone();
+        match name {
+            "email" => self.email.as_ref().map(|e| e.as_str().to_owned()),
+            "email_domain" => self.email.as_ref().map(|e| e.domain().to_owned()),
+            "phone" => self.phone.as_ref().map(|p| p.as_str().to_owned()),
+            "first_name" => text(&self.first_name),
+            "last_name" => text(&self.last_name),
+            "name" => text(&self.name),
+            "company" => text(&self.company),
+            "job_title" => text(&self.job_title),
+            "website" => text(&self.website),
+            "country" => text(&self.country),
+            "state" => text(&self.state),
+            "city" => text(&self.city),
+            "company_size" => text(&self.company_size),
+            "industry" => text(&self.industry),
+            "message" => text(&self.message),
+            "consent" => self.consent.map(|c| c.to_string()),
+            "utm_source" => text(&self.utm_source),
+            "utm_medium" => text(&self.utm_medium),
+            "utm_campaign" => text(&self.utm_campaign),
+            "utm_term" => text(&self.utm_term),
+            "utm_content" => text(&self.utm_content),
+            _ => None,
+        }
+    }
+
+    /// The name to greet the lead by: `name`, else first and last joined.
+    pub fn display_name(&self) -> Option<String> {
+        if let Some(n) = &self.name {
+            return Some(n.clone());
+        }
+        match (&self.first_name, &self.last_name) {
+            (Some(f), Some(l)) => Some(format!("{f} {l}")),
+            (Some(f), None) => Some(f.clone()),
+            (None, Some(l)) => Some(l.clone()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// One scoring rule's contribution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulePoints {
+    pub rule: String,
+    pub points: i64,
+}
+
+/// A later lead that turned out to be this one again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Touch {
+    pub lead_id: LeadId,
+    pub source: String,
+    pub at: DateTime<Utc>,
+    pub matched_on: String,
+}
+
+/// One change of state, with why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from: Option<LeadStatus>,
+    pub to: LeadStatus,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    pub id: LeadId,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_ref: Option<String>,
+    pub status: LeadStatus,
+    pub received_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub contact: Contact,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub score: Option<i64>,
+    #[serde(default)]
+    pub breakdown: Vec<RulePoints>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub grade: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub owner: Option<String>,
+    /// The routing decision in words, as sent to the rep.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub why: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duplicate_of: Option<LeadId>,
+    #[serde(default)]
+    pub touches: Vec<Touch>,
+    /// A notification still owed for this lead; cleared once every recipient has it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub notify_pending: Option<NotificationKind>,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+impl Lead {
+    pub fn new(id: LeadId, source: String, contact: Contact, now: DateTime<Utc>) -> Lead {
+        Lead {
+            id,
+            source,
+            source_ref: None,
+            status: LeadStatus::Received,
+            received_at: now,
+            contact,
+            attributes: BTreeMap::new(),
+            test: false,
+            score: None,
+            breakdown: Vec::new(),
+            grade: None,
+            pool: None,
+            owner: None,
+            why: None,
+            duplicate_of: None,
+            touches: Vec::new(),
+            notify_pending: None,
+            history: vec![HistoryEntry {
+                at: now,
+                from: None,
+                to: LeadStatus::Received,
+                reason: "received".into(),
+                owner: None,
+            }],
+        }
+    }
+
+    /// Moves to `to`, writing the reason into history.
+    pub fn transition(&mut self, to: LeadStatus, reason: impl Into<String>, now: DateTime<Utc>) {
+        let from = self.status;
+        self.status = to;
+        self.history.push(HistoryEntry {
+            at: now,
+            from: Some(from),
+            to,
+            reason: reason.into(),
+            owner: self.owner.clone(),
+        });
+    }
+
+    /// The pipeline stage this lead still waits for, if any. The store indexes it so that
+    /// leads left mid-pipeline by a crash or a lost message are found again.
+    pub fn pending_stage(&self) -> Option<Stage> {
+        match self.status {
+            LeadStatus::Received => Some(Stage::Dedup),
+            LeadStatus::Unique => Some(Stage::Score),
+            LeadStatus::Scored => Some(Stage::Assign),
+            _ if self.notify_pending.is_some() => Some(Stage::Notify),
+            _ => None,
+        }
+    }
+
+    /// Field value by name for rules and matches, including the lead's own `source` and `grade`.
+    pub fn field(&self, name: &str) -> Option<String> {
+        match name {
+            "source" => Some(self.source.clone()),
+            "grade" => self.grade.clone(),
+            _ => self.contact.field(name).or_else(|| {
+                self.attributes.get(name).and_then(|v| match v {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    serde_json::Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                })
+            }),
+        }
+    }
+}
+
+/// The pipeline's stages, each fed by one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Dedup,
+    Score,
+    Assign,
+    Notify,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Dedup, Stage::Score, Stage::Assign, Stage::Notify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Dedup => "dedup",
+            Stage::Score => "score",
+            Stage::Assign => "assign",
+            Stage::Notify => "notify",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct() {
+        let a = LeadId::derived("meta:123");
+        assert_eq!(a, LeadId::derived("meta:123"));
+        assert_ne!(a, LeadId::derived("meta:124"));
+        assert_eq!(LeadId::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(a.as_str().len(), 26);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in LeadStatus::ALL {
+            assert_eq!(LeadStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+        }
+    }
+
+    #[test]
+    fn pending_stage_follows_status() {
+        let mut l = Lead::new(LeadId::new(), "web".into(), Contact::default(), Utc::now());
+        assert_eq!(l.pending_stage(), Some(Stage::Dedup));
+        l.transition(LeadStatus::Unique, "first", Utc::now());
+        assert_eq!(l.pending_stage(), Some(Stage::Score));
+        l.transition(LeadStatus::Scored, "scored", Utc::now());
+        assert_eq!(l.pending_stage(), Some(Stage::Assign));
+        l.transition(LeadStatus::Assigned, "rr", Utc::now());
+        l.notify_pending = Some(NotificationKind::Assigned);
+        assert_eq!(l.pending_stage(), Some(Stage::Notify));
+        l.notify_pending = None;
+        assert_eq!(l.pending_stage(), None);
+        assert_eq!(l.history.len(), 4);
+    }
+}

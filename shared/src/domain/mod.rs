@@ -1,0 +1,20 @@
+//! The pure core: leads, normalization, identity, scoring, pools and round-robin. No I/O.
+
+pub mod availability;
+pub mod email;
+pub mod identity;
+pub mod intake;
+pub mod lead;
+pub mod phone;
+pub mod pool;
+pub mod round_robin;
+pub mod scoring;
+
+pub use email::{Email, InvalidEmail};
+pub use identity::identity_keys;
+pub use intake::{FieldError, Intake, IntakeOptions};
+pub use lead::{Contact, HistoryEntry, Lead, LeadId, LeadStatus, NotificationKind, RulePoints, Stage, Touch};
+pub use phone::{InvalidPhone, Phone, Region};
+pub use pool::{Manager, Pool, PoolMatch};
+pub use round_robin::WeightedRoundRobin;
+pub use scoring::{Condition, Rule, Scored, ScoringRules};

@@ -1,0 +1,105 @@
+//! Admin routes (bearer token) and the health check.
+
+use super::{AppState, Problem, authorize};
+use crate::domain::{LeadId, LeadStatus};
+use crate::ports::{LeadQuery, LeadStore, Notifier, Queue};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const MAX_PAGE: usize = 500;
+const DEFAULT_PAGE: usize = 50;
+
+fn store_down(e: crate::ports::StoreError) -> Problem {
+    tracing::error!(error = %e, "store read failed");
+    Problem::unavailable("the store did not answer; try again")
+}
+
+pub async fn get_lead<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let Some(lead_id) = LeadId::parse(&id) else {
+        return Err(Problem::not_found(format!("no lead has the id '{}'", id.chars().take(64).collect::<String>())));
+    };
+    let lead = p.store.get(&lead_id).await.map_err(store_down)?;
+    let Some(lead) = lead else { return Err(Problem::not_found(format!("no lead has the id '{lead_id}'"))) };
+    let deliveries = p.store.deliveries(&lead_id).await.map_err(store_down)?;
+    let mut v = serde_json::to_value(&lead).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("deliveries".into(), serde_json::to_value(&deliveries).unwrap_or(Value::Null));
+    }
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct ListParams {
+    status: Option<String>,
+    owner: Option<String>,
+    source: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Problem> {
+    use crate::domain::FieldError;
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let params: ListParams = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
+    let mut errors = Vec::new();
+    let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => match LeadStatus::parse(s) {
+            Some(st) => Some(st),
+            None => {
+                errors.push(FieldError::new("status", format!("'{s}' is not a lead status")));
+                None
+            }
+        },
+        None => None,
+    };
+    let limit = match params.limit.as_deref().filter(|s| !s.is_empty()) {
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new("limit", format!("must be a whole number from 1 to {MAX_PAGE}")));
+                DEFAULT_PAGE
+            }
+        },
+        None => DEFAULT_PAGE,
+    };
+    let cursor = params.cursor.filter(|c| !c.is_empty());
+    if let Some(c) = &cursor
+        && c.parse::<u64>().is_err()
+    {
+        errors.push(FieldError::new("cursor", "is not a cursor this API handed out"));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid("the query has invalid parameters", errors));
+    }
+    let page = p
+        .store
+        .list(LeadQuery {
+            status,
+            owner: params.owner.filter(|s| !s.is_empty()),
+            source: params.source.filter(|s| !s.is_empty()),
+            limit,
+            cursor,
+        })
+        .await
+        .map_err(store_down)?;
+    Ok(Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response())
+}
+
+pub async fn healthz<S: LeadStore, Q: Queue, N: Notifier>(State(p): State<AppState<S, Q, N>>) -> Result<Response, Problem> {
+    p.store.ping().await.map_err(store_down)?;
+    Ok(Json(json!({"status": "ok"})).into_response())
+}

@@ -1,0 +1,91 @@
+//! `POST /v1/leads`: web forms, as JSON or urlencoded.
+
+use super::{AppState, Problem, read_body};
+use crate::domain::intake::{IntakeOptions, normalize};
+use crate::domain::LeadId;
+use crate::pipeline::Submission;
+use crate::ports::{LeadStore, Notifier, Queue};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The raw fields of a form body, in order, by content type.
+pub(crate) fn form_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, Value)>, Problem> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ctype.as_str() {
+        "application/json" => {
+            let v: Value = serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+            match v {
+                Value::Object(map) => Ok(map.into_iter().collect()),
+                _ => Err(Problem::invalid("the body must be a JSON object of fields", vec![])),
+            }
+        }
+        "application/x-www-form-urlencoded" => {
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+                .map_err(|e| Problem::bad_request(format!("the body is not a valid urlencoded form: {e}")))?;
+            let mut out: Vec<(String, Value)> = Vec::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                // A repeated field keeps its first value, as most form handlers do.
+                if !out.iter().any(|(seen, _)| *seen == k) {
+                    out.push((k, Value::String(v)));
+                }
+            }
+            Ok(out)
+        }
+        "" => Err(Problem::unsupported_media("a Content-Type of application/json or application/x-www-form-urlencoded is required")),
+        other => Err(Problem::unsupported_media(format!(
+            "'{other}' is not accepted; send application/json or application/x-www-form-urlencoded"
+        ))),
+    }
+}
+
+/// The `Idempotency-Key` header, if present and sane.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = v.to_str().map_err(|_| Problem::bad_request("Idempotency-Key must be printable ASCII"))?.trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(Problem::bad_request(format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+pub(crate) fn accepted(lead_id: &LeadId) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(json!({"lead_id": lead_id, "status": "received"}))).into_response()
+}
+
+pub async fn post_lead<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
+    let fields = form_fields(&headers, &body)?;
+    let key = idempotency_key(&headers)?;
+    let opts = IntakeOptions { default_region: p.settings.dedup.default_phone_region };
+    let intake = normalize(fields, opts).map_err(|errors| {
+        let detail = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        Problem::invalid(detail, errors)
+    })?;
+    let id = match &key {
+        Some(k) => LeadId::derived(&format!("idempotency:web:{k}")),
+        None => LeadId::new(),
+    };
+    let sub = Submission { id, source: "web".into(), source_ref: None, intake, test: false };
+    let accepted_lead = p.accept(sub).await.map_err(|e| {
+        tracing::error!(error = %e, "ingest could not store a lead");
+        Problem::unavailable("the lead could not be stored; retry with the same Idempotency-Key")
+    })?;
+    Ok(accepted(&accepted_lead.lead_id))
+}

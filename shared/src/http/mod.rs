@@ -1,0 +1,64 @@
+//! The one HTTP Router, served by `leadrouter serve` and by the ingest/admin Lambdas alike.
+
+mod admin;
+mod ingest;
+pub mod problem;
+
+use crate::pipeline::Pipeline;
+use crate::ports::{LeadStore, Notifier, Queue};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+pub use problem::Problem;
+use std::sync::Arc;
+
+pub type AppState<S, Q, N> = Arc<Pipeline<S, Q, N>>;
+
+pub fn router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>) -> Router {
+    Router::new()
+        .route("/v1/leads", post(ingest::post_lead::<S, Q, N>).get(admin::list_leads::<S, Q, N>))
+        .route("/v1/leads/{id}", get(admin::get_lead::<S, Q, N>))
+        .route("/healthz", get(admin::healthz::<S, Q, N>))
+        .fallback(|| async { Problem::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this route does not take that method")
+        })
+        .with_state(state)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum::body::Bytes, Problem> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Problem::too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return Problem::too_large(limit);
+            }
+            source = s.source();
+        }
+        Problem::bad_request("the body could not be read")
+    })
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time.
+pub(crate) fn authorize(headers: &HeaderMap, token: &str) -> Result<(), Problem> {
+    use subtle::ConstantTimeEq;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match given {
+        Some(g) if !token.is_empty() && bool::from(g.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+        Some(_) => Err(Problem::unauthorized("the bearer token is not the admin token")),
+        None => Err(Problem::unauthorized("this route needs Authorization: Bearer <admin token>")),
+    }
+}

@@ -1,0 +1,11 @@
+//! leadrouter: every inbound lead validated, deduplicated, scored, assigned by weighted
+//! round-robin and notified, exactly once, with the reason recorded.
+
+pub mod adapters;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod notification;
+pub mod pipeline;
+pub mod ports;
+pub mod runtime;

@@ -1,0 +1,76 @@
+//! Dedup: the first lead to claim an identity key owns it; a later one inside the window
+//! becomes a duplicate, a touch on the original, and news for the original's owner.
+
+use super::{Pipeline, StageError, StageResults};
+use crate::domain::identity::{identity_keys, key_kind};
+use crate::domain::{LeadStatus, NotificationKind, Stage, Touch};
+use crate::ports::{Claim, LeadStore, Message, Notifier, Queue, Updated};
+use chrono::Duration;
+use futures::future::join_all;
+
+impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
+    pub(super) async fn dedup(&self, messages: Vec<Message>) -> StageResults {
+        join_all(messages.into_iter().map(|m| self.dedup_one(m))).await
+    }
+
+    async fn dedup_one(&self, message: Message) -> Result<(), StageError> {
+        let id = message.lead_id;
+        let Some(lead) = self.store.get(&id).await? else {
+            tracing::warn!(lead_id = %id, "dedup: no such lead; message dropped");
+            return Ok(());
+        };
+        if lead.status != LeadStatus::Received {
+            return Ok(self.forward(Stage::Dedup, &[&lead]).await?);
+        }
+        let d = &self.settings.dedup;
+        let now = self.clock.now();
+        let keys = identity_keys(&lead, d.fold_gmail);
+        let stale_before = now - Duration::days(i64::from(d.window_days));
+        let window = d.window_days;
+        let updated = match self.store.claim(&id, keys, now, stale_before).await? {
+            Claim::Unique => {
+                let reason = format!("unique: no earlier lead within {window} days shares its identity keys");
+                self.store
+                    .update(vec![id.clone()], move |l| {
+                        if l.status != LeadStatus::Received {
+                            return false;
+                        }
+                        l.transition(LeadStatus::Unique, reason.clone(), now);
+                        true
+                    })
+                    .await?
+            }
+            Claim::Taken { key, by } => {
+                let kind = key_kind(&key).to_owned();
+                let touch = Touch { lead_id: id.clone(), source: lead.source.clone(), at: now, matched_on: kind.clone() };
+                // The touch first: it is idempotent, and the duplicate's own write is the guard.
+                self.store
+                    .update(vec![by.clone()], move |orig| {
+                        if orig.touches.iter().any(|t| t.lead_id == touch.lead_id) {
+                            return false;
+                        }
+                        orig.touches.push(touch.clone());
+                        true
+                    })
+                    .await?;
+                let reason = format!("duplicate: same {kind} as lead {by} (within {window} days)");
+                self.store
+                    .update(vec![id.clone()], move |l| {
+                        if l.status != LeadStatus::Received {
+                            return false;
+                        }
+                        l.duplicate_of = Some(by.clone());
+                        l.notify_pending = Some(NotificationKind::ReEngaged);
+                        l.transition(LeadStatus::Duplicate, reason.clone(), now);
+                        true
+                    })
+                    .await?
+            }
+        };
+        tracing::info!(lead_id = %id, "dedup done");
+        match updated.into_iter().next() {
+            Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(self.forward(Stage::Dedup, &[&l]).await?),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The ports: what the pipeline needs from the world, and nothing about how it is provided.
+//!
+//! Each has an embedded adapter (SQLite, in-process channels) and an AWS one (DynamoDB, SQS);
+//! one contract suite runs against both.
+
+use crate::domain::{Lead, LeadId, LeadStatus, NotificationKind, Stage};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::time::Duration;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttling, a conflicting transaction, a busy database: try again later.
+    #[error("the store is busy, try again: {0}")]
+    Retryable(#[source] BoxError),
+    /// The store cannot be reached or answered with a fault.
+    #[error("the store failed: {0}")]
+    Unavailable(#[source] BoxError),
+    /// A record we cannot read back (a bug or a foreign writer); retrying will not help.
+    #[error("record {id} is unreadable: {source}")]
+    Corrupt {
+        id: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Retryable(_) | StoreError::Unavailable(_))
+    }
+}
+
+/// The result of inserting a lead whose id may already exist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    New,
+    /// A lead with this id was stored before (a retried webhook, a reused Idempotency-Key).
+    Existing(Box<Lead>),
+}
+
+/// The result of a guarded change to one lead.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Updated {
+    Written(Box<Lead>),
+    /// The change declined (its guard did not hold); the lead as it is.
+    Unchanged(Box<Lead>),
+    Missing,
+}
+
+/// The outcome of claiming a lead's identity keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Every key is this lead's now (or already was).
+    Unique,
+    /// `key` belongs to an earlier lead inside the window. The keys nobody held were
+    /// claimed for that earlier lead, so the person is recognized by them next time.
+    Taken { key: String, by: LeadId },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeadQuery {
+    pub status: Option<LeadStatus>,
+    pub owner: Option<String>,
+    pub source: Option<String>,
+    pub limit: usize,
+    /// Opaque, from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadPage {
+    pub items: Vec<Lead>,
+    pub next_cursor: Option<String>,
+}
+
+/// One notification to one recipient through one of their targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub lead_id: LeadId,
+    /// A rep id, or `manager:<pool>`.
+    pub recipient: String,
+    pub kind: NotificationKind,
+    pub target: String,
+    pub delivery_id: String,
+    pub attempts: u32,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// The target refused for good; no more attempts.
+    pub dead: bool,
+}
+
+impl Delivery {
+    pub fn is_settled(&self) -> bool {
+        self.delivered_at.is_some() || self.dead
+    }
+}
+
+/// Called inside the store's guarded write: change the lead and return true, or return false
+/// to leave it as it is. It may be called more than once (optimistic stores retry).
+pub trait LeadChange: Fn(&mut Lead) -> bool + Send + Sync + 'static {}
+impl<F: Fn(&mut Lead) -> bool + Send + Sync + 'static> LeadChange for F {}
+
+/// Called once per lead in an assignment batch with the round-robin turn it gets; return false
+/// to give the lead no turn (its guard failed).
+pub trait AssignChange: Fn(&mut Lead, u64) -> bool + Send + Sync + 'static {}
+impl<F: Fn(&mut Lead, u64) -> bool + Send + Sync + 'static> AssignChange for F {}
+
+pub trait LeadStore: Send + Sync + 'static {
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a new lead unless its id exists. Durable when it returns.
+    fn insert(&self, lead: Lead) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
+
+    fn get(&self, id: &LeadId) -> impl Future<Output = Result<Option<Lead>, StoreError>> + Send;
+
+    /// Newest first.
+    fn list(&self, query: LeadQuery) -> impl Future<Output = Result<LeadPage, StoreError>> + Send;
+
+    /// Applies `change` to each lead atomically per lead; results in the order of `ids`.
+    fn update<F: LeadChange>(&self, ids: Vec<LeadId>, change: F)
+    -> impl Future<Output = Result<Vec<Updated>, StoreError>> + Send;
+
+    /// Claims `keys` for `lead`. A claim made before `stale_before` no longer counts.
+    fn claim(
+        &self,
+        lead: &LeadId,
+        keys: Vec<String>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Gives each lead the next turn of `pool`'s round-robin in one atomic step: the cursor
+    /// advances by the number of leads that `assign` accepted, and their owners are written
+    /// with it, or nothing is written. Results in the order of `ids`.
+    fn assign<F: AssignChange>(&self, pool: &str, ids: Vec<LeadId>, assign: F)
+    -> impl Future<Output = Result<Vec<Updated>, StoreError>> + Send;
+
+    fn deliveries(&self, lead: &LeadId) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+
+    /// Inserts or replaces the record of one delivery.
+    fn put_delivery(&self, delivery: Delivery) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Leads still waiting for a stage, oldest first, after `after` (an opaque position).
+    fn pending(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<(Vec<(LeadId, Stage)>, Option<String>), StoreError>> + Send;
+}
+
+/// What travels on a queue: the lead to work on (the store holds everything else).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub lead_id: LeadId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<NotificationKind>,
+}
+
+impl Message {
+    pub fn lead(lead_id: LeadId) -> Message {
+        Message { lead_id, kind: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the queue did not take the message: {0}")]
+pub struct QueueError(#[source] pub BoxError);
+
+pub trait Queue: Send + Sync + 'static {
+    fn send(&self, stage: Stage, messages: Vec<Message>) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// How one delivery attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered,
+    /// Worth another try, no sooner than `after` when the receiver said so.
+    Retry { error: String, after: Option<Duration> },
+    /// The target will never take it (a dead channel, a bad address).
+    Dead { error: String },
+}
+
+pub trait Notifier: Send + Sync + 'static {
+    fn deliver(
+        &self,
+        target: &str,
+        notification: &crate::notification::Notification,
+    ) -> impl Future<Output = DeliveryResult> + Send;
+}
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

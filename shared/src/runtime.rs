@@ -1,0 +1,133 @@
+//! The embedded runtime: the pipeline's stages as in-process workers over a SQLite store,
+//! behind the same Router as on AWS. `leadrouter serve` is a thin shell around this.
+
+use crate::adapters::channel::{ChannelQueue, Envelope};
+use crate::adapters::notifier::HttpNotifier;
+use crate::adapters::sqlite::SqliteStore;
+use crate::config::Settings;
+use crate::domain::Stage;
+use crate::pipeline::{Pipeline, RetryPolicy, Secrets};
+use crate::ports::{Clock, LeadStore, Message, Queue, StoreError, SystemClock};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+
+pub type EmbeddedPipeline = Pipeline<SqliteStore, ChannelQueue, HttpNotifier>;
+
+/// Messages one stage takes from its queue at once.
+const MAX_BATCH: usize = 256;
+/// Notification batches in flight at once (they wait on receivers, not on us).
+const NOTIFY_BATCHES: usize = 16;
+
+pub struct Embedded {
+    pub pipeline: Arc<EmbeddedPipeline>,
+    pub resumed: usize,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(10))).min(Duration::from_secs(300))
+}
+
+async fn worker(stage: Stage, mut rx: mpsc::UnboundedReceiver<Envelope>, p: Arc<EmbeddedPipeline>, parallel: usize) {
+    let slots = Arc::new(Semaphore::new(parallel));
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        let p2 = p.clone();
+        let task = async move {
+            let messages: Vec<Message> = batch.iter().map(|e| e.message.clone()).collect();
+            let results = p2.run(stage, messages).await;
+            for (envelope, result) in batch.into_iter().zip(results) {
+                match result {
+                    Ok(()) => p2.queue.done(1),
+                    Err(e) => {
+                        let delay = backoff(envelope.attempt);
+                        tracing::warn!(stage = stage.as_str(), lead_id = %envelope.message.lead_id, attempt = envelope.attempt,
+                            retry_in_ms = delay.as_millis() as u64, error = %e, "will retry");
+                        let queue = p2.queue.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            queue.retry(stage, Envelope { message: envelope.message, attempt: envelope.attempt + 1 });
+                        });
+                    }
+                }
+            }
+            drop(permit);
+        };
+        if parallel > 1 {
+            tokio::spawn(task);
+        } else {
+            task.await;
+        }
+    }
+}
+
+impl Embedded {
+    /// Opens the store, starts one worker per stage, and queues every lead left mid-pipeline.
+    pub async fn start(settings: Settings, secrets: Secrets, db: &Path, retry: RetryPolicy) -> Result<Embedded, StoreError> {
+        let store = SqliteStore::open(db)?;
+        let (queue, rx) = ChannelQueue::new();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone());
+        let pipeline =
+            Arc::new(Pipeline { store, queue, notifier, clock, settings: Arc::new(settings), secrets, retry });
+        tokio::spawn(worker(Stage::Dedup, rx.dedup, pipeline.clone(), 1));
+        tokio::spawn(worker(Stage::Score, rx.score, pipeline.clone(), 1));
+        tokio::spawn(worker(Stage::Assign, rx.assign, pipeline.clone(), 1));
+        tokio::spawn(worker(Stage::Notify, rx.notify, pipeline.clone(), NOTIFY_BATCHES));
+        let resumed = resume(&pipeline).await?;
+        if resumed > 0 {
+            tracing::info!(leads = resumed, "resumed leads left mid-pipeline");
+        }
+        Ok(Embedded { pipeline, resumed })
+    }
+
+    /// Serves HTTP until `shutdown` resolves, then drains in-flight work for up to `drain`.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static, drain: Duration) -> std::io::Result<()> {
+        let app = crate::http::router(self.pipeline.clone());
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        self.drain(drain).await;
+        Ok(())
+    }
+
+    /// Waits until no message is in flight, or `limit` passes. What is left resumes next start.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pipeline.queue.in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(in_flight = self.pipeline.queue.in_flight(), "drain timed out; the rest resumes on next start");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+async fn resume(p: &EmbeddedPipeline) -> Result<usize, StoreError> {
+    let mut after = None;
+    let mut total = 0;
+    loop {
+        let (page, next) = p.store.pending(after, 1000).await?;
+        total += page.len();
+        for stage in Stage::ALL {
+            let batch: Vec<Message> = page.iter().filter(|(_, s)| *s == stage).map(|(id, _)| Message::lead(id.clone())).collect();
+            if !batch.is_empty() {
+                p.queue.send(stage, batch).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(total),
+        }
+    }
+}
