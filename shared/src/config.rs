@@ -139,7 +139,7 @@ enum OneOrMany {
 struct RawPool {
     id: Spanned<String>,
     #[serde(rename = "match", default)]
-    rule: Option<Spanned<BTreeMap<String, OneOrMany>>>,
+    rule: Option<Spanned<indexmap::IndexMap<String, OneOrMany>>>,
     #[serde(default)]
     reps: Vec<RawPoolRep>,
     manager: Option<RawManager>,

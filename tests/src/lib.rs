@@ -1,1 +1,287 @@
+//! Shared test harness: a real webhook receiver, a leadrouter on a real socket, and the store
+//! contract suite that every `LeadStore` adapter must pass.
 
+pub mod contract;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use leadrouter::config::{Secret, Settings};
+use leadrouter::pipeline::{RetryPolicy, Secrets};
+use leadrouter::runtime::Embedded;
+use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub hook: String,
+    pub signature: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub raw: Vec<u8>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    log: Mutex<Vec<Received>>,
+    /// Requests still to answer with 500 before answering 200.
+    fail_next: AtomicUsize,
+}
+
+/// A local HTTP server that records every webhook POST, as a rep's CRM would.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    state: Arc<ReceiverState>,
+}
+
+async fn record(State(s): State<Arc<ReceiverState>>, Path(hook): Path<String>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let failing = s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    s.log.lock().unwrap().push(Received {
+        hook,
+        signature: header("x-leadrouter-signature"),
+        idempotency_key: header("idempotency-key"),
+        raw: body.to_vec(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(ReceiverState::default());
+        let app = Router::new().route("/hook/{name}", post(record)).with_state(state.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        Receiver { url, state }
+    }
+
+    pub fn hook(&self, name: &str) -> String {
+        format!("{}/hook/{name}", self.url)
+    }
+
+    pub fn fail_next(&self, n: usize) {
+        self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds over the requests so far, or panics after `limit`.
+    pub async fn wait_until(&self, limit: Duration, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let reqs = self.requests();
+            if pred(&reqs) {
+                return reqs;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; got {} requests", reqs.len());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A routing document for tests: ana (weight 2) and ben (1) share `enterprise-na`, whose
+/// manager is notified too; every other lead goes to `everyone`.
+pub fn routing_doc(receiver: &Receiver, max_body: usize) -> String {
+    format!(
+        r#"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+webhook_secret = "{WEBHOOK_SECRET}"
+max_body_bytes = {max_body}
+public_url = "http://leadrouter.test"
+
+[dedup]
+window_days = 90
+fold_gmail = true
+default_phone_region = "US"
+
+[scoring]
+grades = {{ A = 70, B = 40, C = 15 }}
+disqualify_below = -50
+
+[[scoring.rules]]
+name = "senior title"
+field = "job_title"
+matches = '(?i)\b(vp|vice president|head of|director|chief|c[etfo]o)\b'
+points = 25
+
+[[scoring.rules]]
+name = "free email domain"
+field = "email"
+free_email = true
+points = -15
+
+[[scoring.rules]]
+name = "large company"
+field = "company_size"
+gte = 200
+points = 20
+
+[[scoring.rules]]
+name = "target market"
+field = "country"
+in = ["US", "CA", "GB", "DE"]
+points = 10
+
+[[scoring.rules]]
+name = "spam words"
+field = "message"
+matches = '(?i)casino'
+points = -100
+
+[[reps]]
+id = "ana"
+name = "Ana Ortiz"
+notify = ["webhook:{ana}"]
+
+[[reps]]
+id = "ben"
+name = "Ben Okafor"
+notify = ["webhook:{ben}"]
+
+[[pools]]
+id = "enterprise-na"
+match = {{ grade = ["A", "B"], country = ["US", "CA"] }}
+reps = [{{ id = "ana", weight = 2 }}, {{ id = "ben", weight = 1 }}]
+manager = {{ name = "Maria Chen", notify = ["webhook:{mgr}"] }}
+
+[[pools]]
+id = "everyone"
+match = {{}}
+reps = [{{ id = "ana" }}, {{ id = "ben" }}]
+"#,
+        ana = receiver.hook("ana"),
+        ben = receiver.hook("ben"),
+        mgr = receiver.hook("manager"),
+    )
+}
+
+/// A leadrouter serving on 127.0.0.1:0 with its own SQLite file.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub receiver: Receiver,
+    pub runtime: Arc<Embedded>,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy { inline_attempts: 3, inline_backoff: Duration::from_millis(20), max_attempts: 15 }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(64 * 1024).await
+    }
+
+    pub async fn spawn_with(max_body: usize) -> TestApp {
+        let receiver = Receiver::start().await;
+        let settings = Settings::parse(&routing_doc(&receiver, max_body)).unwrap_or_else(|p| panic!("test config: {p}"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secrets = Secrets { admin_token: Secret::new(ADMIN_TOKEN), webhook_secret: Secret::new(WEBHOOK_SECRET) };
+        let runtime =
+            Arc::new(Embedded::start(settings, secrets, &dir.path().join("leads.db"), fast_retry()).await.expect("start runtime"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let rt = runtime.clone();
+        tokio::spawn(async move {
+            rt.serve(listener, async { stopped.await.ok(); }, Duration::from_secs(5)).await.ok();
+        });
+        TestApp { base, client: reqwest::Client::new(), receiver, runtime, dir, stop: Some(stop) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_form(&self, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client.post(self.url("/v1/leads")).form(fields).send().await.expect("post form")
+    }
+
+    pub async fn post_json(&self, body: &Value) -> reqwest::Response {
+        self.client.post(self.url("/v1/leads")).json(body).send().await.expect("post json")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("admin get")
+    }
+
+    pub async fn lead(&self, id: &str) -> Value {
+        let r = self.admin_get(&format!("/v1/leads/{id}")).await;
+        assert_eq!(r.status(), 200, "GET lead {id}");
+        r.json().await.expect("lead json")
+    }
+
+    /// Waits until the lead's status is one of `statuses`.
+    pub async fn wait_status(&self, id: &str, statuses: &[&str]) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let l = self.lead(id).await;
+            if statuses.iter().any(|s| l["status"] == *s) {
+                return l;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "lead {id} stuck in {}", l["status"]);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// How many leads are stored, counted through the API.
+    pub async fn lead_count(&self) -> usize {
+        let mut n = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/leads?limit=500&cursor={c}"),
+                None => "/v1/leads?limit=500".to_owned(),
+            };
+            let page: Value = self.admin_get(&path).await.json().await.expect("page");
+            n += page["items"].as_array().map(Vec::len).unwrap_or(0);
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return n,
+            }
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Checks `X-Leadrouter-Signature: t=…,v1=…` against the raw body.
+pub fn signature_valid(header: &str, body: &[u8], secret: &str) -> bool {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = Some(x),
+            Some(("v1", x)) => v1 = Some(x),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else { return false };
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(body);
+    leadrouter::notification::hmac_verify(secret.as_bytes(), &signed, v1)
+}

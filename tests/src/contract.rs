@@ -1,0 +1,290 @@
+//! The `LeadStore` contract: every adapter runs these same tests with the same assertions.
+//!
+//! An adapter's test file calls `store_contract_tests!(async { make_a_fresh_store() })`.
+
+use chrono::{Duration, Utc};
+use leadrouter::domain::{Contact, Email, Lead, LeadId, LeadStatus, NotificationKind, Stage};
+use leadrouter::ports::{Claim, Delivery, Inserted, LeadQuery, LeadStore, Updated};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+pub fn lead(email: &str, source: &str) -> Lead {
+    let contact = Contact { email: Some(Email::parse(email).expect("test email")), ..Contact::default() };
+    Lead::new(LeadId::new(), source.into(), contact, Utc::now())
+}
+
+fn written(u: &Updated) -> &Lead {
+    match u {
+        Updated::Written(l) => l,
+        other => panic!("expected a write, got {other:?}"),
+    }
+}
+
+pub async fn insert_is_create_once<S: LeadStore>(s: S) {
+    let l = lead("a@acme.com", "web");
+    assert_eq!(s.insert(l.clone()).await.unwrap(), Inserted::New);
+    let mut again = l.clone();
+    again.source = "other".into();
+    match s.insert(again).await.unwrap() {
+        Inserted::Existing(e) => assert_eq!(e.source, "web", "the first write stays"),
+        Inserted::New => panic!("a second insert of one id must not create"),
+    }
+    assert_eq!(s.get(&l.id).await.unwrap().as_ref(), Some(&l));
+    assert_eq!(s.get(&LeadId::new()).await.unwrap(), None);
+    s.ping().await.unwrap();
+}
+
+pub async fn update_is_guarded<S: LeadStore>(s: S) {
+    let l = lead("a@acme.com", "web");
+    s.insert(l.clone()).await.unwrap();
+    let now = Utc::now();
+    let r = s
+        .update(vec![l.id.clone()], move |x| {
+            if x.status != LeadStatus::Received {
+                return false;
+            }
+            x.transition(LeadStatus::Unique, "first", now);
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(written(&r[0]).status, LeadStatus::Unique);
+    // The same change again finds the guard false and writes nothing.
+    let r = s
+        .update(vec![l.id.clone(), LeadId::new()], move |x| {
+            if x.status != LeadStatus::Received {
+                return false;
+            }
+            x.transition(LeadStatus::Unique, "again", now);
+            true
+        })
+        .await
+        .unwrap();
+    assert!(matches!(&r[0], Updated::Unchanged(x) if x.history.len() == 2));
+    assert_eq!(r[1], Updated::Missing);
+    let stored = s.get(&l.id).await.unwrap().unwrap();
+    assert_eq!(stored.history.len(), 2);
+}
+
+pub async fn claims_first_wins_within_window<S: LeadStore>(s: S) {
+    let now = Utc::now();
+    let window = now - Duration::days(90);
+    let (a, b, c) = (LeadId::new(), LeadId::new(), LeadId::new());
+    let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    assert_eq!(s.claim(&a, keys(&["email:x@acme.com"]), now, window).await.unwrap(), Claim::Unique);
+    // Re-claiming one's own keys is a no-op (a redelivered message).
+    assert_eq!(s.claim(&a, keys(&["email:x@acme.com"]), now, window).await.unwrap(), Claim::Unique);
+    // b shares the email: taken by a; b's phone is now a's too.
+    assert_eq!(
+        s.claim(&b, keys(&["email:x@acme.com", "phone:+14155550132"]), now, window).await.unwrap(),
+        Claim::Taken { key: "email:x@acme.com".into(), by: a.clone() }
+    );
+    assert_eq!(
+        s.claim(&c, keys(&["phone:+14155550132"]), now, window).await.unwrap(),
+        Claim::Taken { key: "phone:+14155550132".into(), by: a.clone() }
+    );
+    // Past the window the claim is stale and the newcomer owns the key.
+    let later = now + Duration::days(91);
+    assert_eq!(s.claim(&c, keys(&["email:x@acme.com"]), later, later - Duration::days(90)).await.unwrap(), Claim::Unique);
+    assert_eq!(
+        s.claim(&b, keys(&["email:x@acme.com"]), later, later - Duration::days(90)).await.unwrap(),
+        Claim::Taken { key: "email:x@acme.com".into(), by: c.clone() }
+    );
+}
+
+pub async fn assign_advances_cursor_atomically<S: LeadStore>(s: S) {
+    let leads: Vec<Lead> = (0..5).map(|i| lead(&format!("r{i}@acme.com"), "web")).collect();
+    for l in &leads {
+        s.insert(l.clone()).await.unwrap();
+    }
+    let skip = leads[1].id.clone();
+    let ids: Vec<LeadId> = leads.iter().map(|l| l.id.clone()).collect();
+    let r = s
+        .assign("p", ids[..3].to_vec(), move |l, turn| {
+            if l.id == skip {
+                return false;
+            }
+            l.owner = Some(format!("turn-{turn}"));
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(written(&r[0]).owner.as_deref(), Some("turn-0"));
+    assert!(matches!(&r[1], Updated::Unchanged(_)), "a declined lead takes no turn");
+    assert_eq!(written(&r[2]).owner.as_deref(), Some("turn-1"));
+    let r = s
+        .assign("p", ids[3..].to_vec(), |l, turn| {
+            l.owner = Some(format!("turn-{turn}"));
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(written(&r[0]).owner.as_deref(), Some("turn-2"));
+    assert_eq!(written(&r[1]).owner.as_deref(), Some("turn-3"));
+    // Pools have cursors of their own.
+    let r = s
+        .assign("q", vec![ids[1].clone()], |l, turn| {
+            l.owner = Some(format!("turn-{turn}"));
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(written(&r[0]).owner.as_deref(), Some("turn-0"));
+    assert_eq!(s.get(&ids[4]).await.unwrap().unwrap().owner.as_deref(), Some("turn-3"));
+}
+
+/// Many assigners racing on one pool: every turn is handed out exactly once.
+pub async fn concurrent_assigns_never_share_a_turn<S: LeadStore>(s: S) {
+    let s = Arc::new(s);
+    let leads: Vec<Lead> = (0..40).map(|i| lead(&format!("c{i}@acme.com"), "web")).collect();
+    for l in &leads {
+        s.insert(l.clone()).await.unwrap();
+    }
+    let tasks = leads.iter().map(|l| {
+        let s = s.clone();
+        let id = l.id.clone();
+        async move {
+            s.assign("hot", vec![id], |l, turn| {
+                if l.owner.is_some() {
+                    return false;
+                }
+                l.owner = Some(turn.to_string());
+                true
+            })
+            .await
+            .unwrap()
+        }
+    });
+    futures::future::join_all(tasks).await;
+    let mut turns = HashSet::new();
+    for l in &leads {
+        let owner = s.get(&l.id).await.unwrap().unwrap().owner.expect("every lead got a turn");
+        assert!(turns.insert(owner.clone()), "turn {owner} was handed out twice");
+    }
+    let expected: HashSet<String> = (0..40).map(|t: u64| t.to_string()).collect();
+    assert_eq!(turns, expected);
+}
+
+pub async fn deliveries_are_recorded_per_target<S: LeadStore>(s: S) {
+    let l = lead("d@acme.com", "web");
+    s.insert(l.clone()).await.unwrap();
+    let mut d = Delivery {
+        lead_id: l.id.clone(),
+        recipient: "ana".into(),
+        kind: NotificationKind::Assigned,
+        target: "webhook:http://x".into(),
+        delivery_id: "D1".into(),
+        attempts: 1,
+        delivered_at: None,
+        last_error: Some("500".into()),
+        dead: false,
+    };
+    s.put_delivery(d.clone()).await.unwrap();
+    d.attempts = 2;
+    d.delivered_at = Some(Utc::now());
+    d.last_error = None;
+    s.put_delivery(d.clone()).await.unwrap();
+    let mut other = d.clone();
+    other.target = "log:".into();
+    s.put_delivery(other).await.unwrap();
+    let all = s.deliveries(&l.id).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let hook = all.iter().find(|x| x.target == "webhook:http://x").unwrap();
+    assert_eq!((hook.attempts, hook.delivered_at.is_some()), (2, true));
+    assert!(s.deliveries(&LeadId::new()).await.unwrap().is_empty());
+}
+
+pub async fn pending_finds_unfinished_leads<S: LeadStore>(s: S) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let l = lead(&format!("p{i}@acme.com"), "web");
+        ids.push(l.id.clone());
+        s.insert(l).await.unwrap();
+    }
+    let now = Utc::now();
+    s.update(vec![ids[0].clone()], move |l| {
+        l.transition(LeadStatus::Unique, "u", now);
+        true
+    })
+    .await
+    .unwrap();
+    s.update(vec![ids[1].clone()], move |l| {
+        l.transition(LeadStatus::Rejected, "spam", now);
+        true
+    })
+    .await
+    .unwrap();
+    s.update(vec![ids[2].clone()], move |l| {
+        l.transition(LeadStatus::Assigned, "a", now);
+        l.notify_pending = Some(NotificationKind::Assigned);
+        true
+    })
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = s.pending(after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let stage_of = |id: &LeadId| seen.iter().find(|(x, _)| x == id).map(|(_, st)| *st);
+    assert_eq!(stage_of(&ids[0]), Some(Stage::Score));
+    assert_eq!(stage_of(&ids[1]), None, "a rejected lead waits for nothing");
+    assert_eq!(stage_of(&ids[2]), Some(Stage::Notify));
+    assert_eq!(stage_of(&ids[6]), Some(Stage::Dedup));
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen.first().map(|x| &x.0), Some(&ids[0]), "oldest first");
+}
+
+pub async fn list_filters_and_pages_newest_first<S: LeadStore>(s: S) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut l = lead(&format!("l{i}@acme.com"), if i % 2 == 0 { "web" } else { "meta" });
+        if i == 3 {
+            l.owner = Some("ana".into());
+            l.transition(LeadStatus::Assigned, "a", Utc::now());
+        }
+        ids.push(l.id.clone());
+        s.insert(l).await.unwrap();
+    }
+    let page = s.list(LeadQuery { limit: 2, ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(page.items.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), vec![ids[4].clone(), ids[3].clone()]);
+    let next = s.list(LeadQuery { limit: 2, cursor: page.next_cursor.clone(), ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(next.items.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
+    let last = s.list(LeadQuery { limit: 2, cursor: next.next_cursor.clone(), ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(last.items.len(), 1);
+    assert_eq!(last.next_cursor, None);
+    let web = s.list(LeadQuery { source: Some("web".into()), limit: 50, ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(web.items.len(), 3);
+    let owned = s.list(LeadQuery { owner: Some("ana".into()), limit: 50, ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(owned.items.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), vec![ids[3].clone()]);
+    let assigned =
+        s.list(LeadQuery { status: Some(LeadStatus::Assigned), limit: 50, ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(assigned.items.len(), 1);
+}
+
+/// Generates one `#[tokio::test]` per contract test, each with a fresh store from `$make`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@each $make;
+            insert_is_create_once, update_is_guarded, claims_first_wins_within_window,
+            assign_advances_cursor_atomically, concurrent_assigns_never_share_a_turn,
+            deliveries_are_recorded_per_target, pending_finds_unfinished_leads,
+            list_filters_and_pages_newest_first);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $make.await;
+                $crate::contract::$name(store).await;
+            }
+        )*
+    };
+}
