@@ -1,0 +1,332 @@
+//! End to end through real HTTP: leadrouter on 127.0.0.1:0, notifications to a real receiver.
+
+use leadrouter_tests::{ADMIN_TOKEN, Received, TestApp, WEBHOOK_SECRET, signature_valid};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Every log line of this test binary, so that one test can check none carries personal data.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let writer = move || CaptureWriter(sink.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("leadrouter=trace,info"))
+            .with_writer(writer)
+            .with_ansi(false)
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        if std::env::var("TEST_LOG").is_ok() {
+            std::io::stderr().write_all(b)?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn spawn() -> TestApp {
+    captured_logs();
+    TestApp::spawn().await
+}
+
+async fn accepted_id(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "received");
+    v["lead_id"].as_str().unwrap().to_owned()
+}
+
+fn for_lead<'a>(reqs: &'a [Received], id: &str) -> Vec<&'a Received> {
+    reqs.iter().filter(|r| r.body["lead"]["id"] == id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_lead_is_scored_assigned_and_notified_once() {
+    let app = spawn().await;
+    let id = accepted_id(
+        app.post_form(&[
+            ("email", "Jane@ACME.com"),
+            ("name", "Jane Doe"),
+            ("job_title", "VP Sales"),
+            ("company_size", "500"),
+            ("country", "US"),
+            ("phone", "(415) 555-0132"),
+            ("favourite_color", "teal"),
+        ])
+        .await,
+    )
+    .await;
+    let lead = app.wait_status(&id, &["notified"]).await;
+    assert_eq!(lead["email"], "Jane@acme.com");
+    assert_eq!(lead["phone"], "+14155550132");
+    assert_eq!(lead["score"], 55);
+    assert_eq!(lead["grade"], "B");
+    assert_eq!(lead["breakdown"], json!([
+        {"rule": "senior title", "points": 25}, {"rule": "large company", "points": 20}, {"rule": "target market", "points": 10}
+    ]));
+    assert_eq!(lead["pool"], "enterprise-na");
+    assert_eq!(lead["owner"], "ana");
+    assert_eq!(lead["attributes"]["favourite_color"], "teal");
+    let path: Vec<&str> = lead["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
+    assert_eq!(path, ["received", "unique", "scored", "assigned", "notified"]);
+    let why = lead["history"][3]["reason"].as_str().unwrap();
+    assert!(why.contains("pool enterprise-na (grade B, country US)") && why.contains("round-robin turn 1 of weights ana:2 ben:1"), "{why}");
+    let deliveries = lead["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2, "rep and manager");
+    assert!(deliveries.iter().all(|d| d["attempts"] == 1 && d["delivered_at"].is_string()));
+
+    let reqs = app.receiver.wait_until(WAIT, "rep and manager notifications", |r| for_lead(r, &id).len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mine = for_lead(&app.receiver.requests(), &id).into_iter().cloned().collect::<Vec<_>>();
+    assert_eq!(mine.len(), 2, "exactly one request per recipient: {reqs:?}");
+    let rep = mine.iter().find(|r| r.hook == "ana").expect("ana notified");
+    let mgr = mine.iter().find(|r| r.hook == "manager").expect("manager notified");
+    for r in [rep, mgr] {
+        assert!(signature_valid(r.signature.as_deref().unwrap(), &r.raw, WEBHOOK_SECRET), "signed with webhook_secret");
+        assert!(!signature_valid(r.signature.as_deref().unwrap(), &r.raw, "wrong"), "a wrong secret fails");
+        assert_eq!(r.idempotency_key.as_deref(), r.body["delivery_id"].as_str());
+        assert_eq!(r.body["kind"], "assigned");
+    }
+    assert_ne!(rep.body["delivery_id"], mgr.body["delivery_id"]);
+    let b = &rep.body;
+    assert_eq!(b["lead"]["email"], "Jane@acme.com");
+    assert_eq!(b["lead"]["name"], "Jane Doe");
+    assert_eq!(b["lead"]["score"], 55);
+    assert_eq!(b["lead"]["grade"], "B");
+    assert_eq!(b["lead"]["reasons"][0], json!({"rule": "senior title", "points": 25}));
+    assert_eq!(b["rep"], json!({"id": "ana", "name": "Ana Ortiz"}));
+    assert_eq!(b["pool"], "enterprise-na");
+    assert_eq!(b["why"], lead["why"]);
+    let accept = b["accept_url"].as_str().unwrap();
+    assert!(accept.starts_with(&format!("http://leadrouter.test/v1/leads/{id}/accept?rep=ana&sig=")), "{accept}");
+    assert!(chrono::DateTime::parse_from_rfc3339(b["sent_at"].as_str().unwrap()).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_to_one_pool_splits_thirty_leads_twenty_to_ten() {
+    let app = spawn().await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let email = format!("buyer{i}@bigco{i}.com");
+        ids.push(accepted_id(app.post_form(&[("email", &email), ("job_title", "Director"), ("company_size", "1000"), ("country", "CA")]).await).await);
+    }
+    let reqs = app
+        .receiver
+        .wait_until(WAIT, "30 rep notifications", |r| r.iter().filter(|x| x.hook != "manager").count() >= 30)
+        .await;
+    let mut per_rep: HashMap<String, usize> = HashMap::new();
+    for r in reqs.iter().filter(|r| r.hook != "manager") {
+        *per_rep.entry(r.hook.clone()).or_default() += 1;
+    }
+    assert_eq!(per_rep.get("ana"), Some(&20));
+    assert_eq!(per_rep.get("ben"), Some(&10));
+    let mut owners: HashMap<String, usize> = HashMap::new();
+    for id in &ids {
+        let l = app.wait_status(id, &["notified"]).await;
+        *owners.entry(l["owner"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(owners, HashMap::from([("ana".into(), 20), ("ben".into(), 10)]));
+    let turns: HashSet<String> = futures::future::join_all(ids.iter().map(|id| app.lead(id)))
+        .await
+        .iter()
+        .map(|l| l["why"].as_str().unwrap().split("turn ").nth(1).unwrap().split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(turns.len(), 30, "every lead had a turn of its own");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_reaches_the_first_leads_owner() {
+    let app = spawn().await;
+    let first = accepted_id(app.post_form(&[("email", "sam.lee@gmail.com"), ("country", "FR")]).await).await;
+    let original = app.wait_status(&first, &["notified"]).await;
+    let owner = original["owner"].as_str().unwrap().to_owned();
+    // Same person: Gmail ignores dots and +tags.
+    let second = accepted_id(app.post_json(&json!({"email": "SamLee+promo@gmail.com", "utm_source": "ads"})).await).await;
+    let dup = app.wait_status(&second, &["duplicate"]).await;
+    assert_eq!(dup["duplicate_of"], first.as_str());
+    assert!(dup["history"][1]["reason"].as_str().unwrap().contains("same email"));
+    let reqs = app.receiver.wait_until(WAIT, "re_engaged", |r| r.iter().any(|x| x.body["kind"] == "re_engaged")).await;
+    let re: Vec<&Received> = reqs.iter().filter(|x| x.body["kind"] == "re_engaged").collect();
+    assert_eq!(re.len(), 1);
+    assert_eq!(re[0].hook, owner, "the owner of the first lead hears of it");
+    assert_eq!(re[0].body["lead"]["id"], first.as_str());
+    assert_eq!(re[0].body["touch"]["lead_id"], second.as_str());
+    let original = app.lead(&first).await;
+    assert_eq!(original["touches"][0]["lead_id"], second.as_str());
+    assert_eq!(original["touches"][0]["matched_on"], "email");
+    // A phone match is a duplicate too, and nobody else is notified for it.
+    let third = accepted_id(app.post_form(&[("phone", "+1 415 555 0199"), ("email", "other@acme.com")]).await).await;
+    app.wait_status(&third, &["notified"]).await;
+    let fourth = accepted_id(app.post_form(&[("phone", "415.555.0199")]).await).await;
+    let d = app.wait_status(&fourth, &["duplicate"]).await;
+    assert_eq!(d["duplicate_of"], third.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_its_status_and_changes_nothing() {
+    let app = TestApp::spawn_with(2048).await;
+    let before = app.lead_count().await;
+    let url = app.url("/v1/leads");
+    let c = &app.client;
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        ("malformed json", c.post(&url).header("content-type", "application/json").body("{\"email\": "), 400),
+        ("json not an object", c.post(&url).json(&json!(["a@b.co"])), 422),
+        ("no content type", c.post(&url).body("email=a@b.co"), 415),
+        ("text/plain", c.post(&url).header("content-type", "text/plain").body("email=a@b.co"), 415),
+        ("too large", c.post(&url).form(&[("email", "a@b.co"), ("message", &"x".repeat(3000))]), 413),
+        ("no email and no phone", c.post(&url).form(&[("name", "Nobody")]), 422),
+        ("email that cannot be", c.post(&url).form(&[("email", "jane@")]), 422),
+        ("phone that cannot be", c.post(&url).json(&json!({"phone": "12"})), 422),
+        ("object in a known field", c.post(&url).json(&json!({"email": {"x": 1}})), 422),
+        ("bad consent", c.post(&url).form(&[("email", "a@b.co"), ("consent", "perhaps")]), 422),
+        ("bad idempotency key", c.post(&url).header("idempotency-key", "x".repeat(300)).form(&[("email", "a@b.co")]), 400),
+        ("wrong method", c.put(&url).form(&[("email", "a@b.co")]), 405),
+        ("admin without token", c.get(&url), 401),
+        ("admin with wrong token", c.get(&url).bearer_auth("nope"), 401),
+        ("lead without token", c.get(app.url("/v1/leads/01M86S3KAYBKDXYD8ZJ6NRE3PF")), 401),
+        ("unknown lead", c.get(app.url("/v1/leads/01M86S3KAYBKDXYD8ZJ6NRE3PF")).bearer_auth(ADMIN_TOKEN), 404),
+        ("not a lead id", c.get(app.url("/v1/leads/..%2f..")).bearer_auth(ADMIN_TOKEN), 404),
+        ("limit over 500", c.get(app.url("/v1/leads?limit=501")).bearer_auth(ADMIN_TOKEN), 422),
+        ("unknown status", c.get(app.url("/v1/leads?status=happy")).bearer_auth(ADMIN_TOKEN), 422),
+        ("unknown route", c.get(app.url("/v2/nothing")), 404),
+    ];
+    for (what, req, status) in cases {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{what}");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["status"], status, "{what}");
+        assert!(p["type"].is_string() && p["title"].is_string() && p["detail"].is_string(), "{what}: {p}");
+        if status == 422 && what.contains("field") {
+            assert!(!p["errors"].as_array().unwrap().is_empty(), "{what}: {p}");
+        }
+    }
+    let p: Value = c.post(&url).form(&[("email", "jane@"), ("phone", "12")]).send().await.unwrap().json().await.unwrap();
+    let fields: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["email", "phone"], "every bad field is named");
+    assert_eq!(app.lead_count().await, before, "no 4xx stored anything");
+    assert!(app.receiver.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_returns_the_same_lead() {
+    let app = spawn().await;
+    let send = || app.client.post(app.url("/v1/leads")).header("idempotency-key", "form-42").form(&[("email", "k@acme.com")]).send();
+    let a = accepted_id(send().await.unwrap()).await;
+    let b = accepted_id(send().await.unwrap()).await;
+    assert_eq!(a, b);
+    app.wait_status(&a, &["notified"]).await;
+    let c = accepted_id(send().await.unwrap()).await;
+    assert_eq!(a, c);
+    assert_eq!(app.lead_count().await, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.receiver.requests().iter().filter(|r| r.hook != "manager").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filled_honeypot_is_answered_like_success_and_rejected() {
+    let app = spawn().await;
+    let id = accepted_id(app.post_form(&[("email", "bot@spam.com"), ("website_url", "http://spam.example")]).await).await;
+    let l = app.lead(&id).await;
+    assert_eq!(l["status"], "rejected");
+    assert!(l["history"][1]["reason"].as_str().unwrap().contains("honeypot"));
+    assert!(l.get("attributes").unwrap().get("website_url").is_none());
+    // A real lead with the same email is not a duplicate of the bot.
+    let real = accepted_id(app.post_form(&[("email", "bot@spam.com")]).await).await;
+    app.wait_status(&real, &["notified"]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(for_lead(&app.receiver.requests(), &id).is_empty(), "a rejected lead is never notified");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_gets_retries_under_one_delivery_id() {
+    let app = spawn().await;
+    app.receiver.fail_next(4);
+    let id = accepted_id(app.post_form(&[("email", "retry@acme.com"), ("country", "FR")]).await).await;
+    let lead = app.wait_status(&id, &["notified"]).await;
+    let reqs = for_lead(&app.receiver.requests(), &id).into_iter().cloned().collect::<Vec<_>>();
+    assert!(reqs.len() >= 5, "4 failures then success: {}", reqs.len());
+    let ids: HashSet<&str> = reqs.iter().map(|r| r.body["delivery_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "one delivery_id across retries");
+    let d = &lead["deliveries"][0];
+    assert_eq!(d["attempts"], reqs.len());
+    assert!(d["delivered_at"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_page_newest_first_with_filters() {
+    let app = spawn().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let source = if i % 2 == 0 { "landing" } else { "webinar" };
+        ids.push(accepted_id(app.post_form(&[("email", &format!("p{i}@acme{i}.com")), ("source", source)]).await).await);
+    }
+    for id in &ids {
+        app.wait_status(id, &["notified"]).await;
+    }
+    let page: Value = app.admin_get("/v1/leads?limit=2").await.json().await.unwrap();
+    let got: Vec<&str> = page["items"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(got, [ids[4].as_str(), ids[3].as_str()]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let page2: Value = app.admin_get(&format!("/v1/leads?limit=2&cursor={cursor}")).await.json().await.unwrap();
+    assert_eq!(page2["items"][0]["id"], ids[2].as_str());
+    let webinar: Value = app.admin_get("/v1/leads?source=webinar").await.json().await.unwrap();
+    assert_eq!(webinar["items"].as_array().unwrap().len(), 2);
+    assert!(webinar["next_cursor"].is_null());
+    let ana: Value = app.admin_get("/v1/leads?owner=ana&status=notified").await.json().await.unwrap();
+    let ben: Value = app.admin_get("/v1/leads?owner=ben").await.json().await.unwrap();
+    assert_eq!(ana["items"].as_array().unwrap().len() + ben["items"].as_array().unwrap().len(), 5);
+    assert!(ana["items"].as_array().unwrap().iter().all(|l| l["owner"] == "ana" && l["status"] == "notified"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disqualified_and_health() {
+    let app = spawn().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = accepted_id(app.post_form(&[("email", "win@gmail.com"), ("message", "Casino bonus!!")]).await).await;
+    let l = app.wait_status(&id, &["disqualified"]).await;
+    assert_eq!(l["score"], -115);
+    assert!(l["owner"].is_null());
+    assert!(l["history"].as_array().unwrap().last().unwrap()["reason"].as_str().unwrap().contains("disqualify_below -50"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_personal_data_in_any_log_line() {
+    let app = spawn().await;
+    let id = accepted_id(
+        app.post_form(&[
+            ("email", "canary.person@pii-canary.com"),
+            ("phone", "+1 212 555 0147"),
+            ("first_name", "Zebulon"),
+            ("last_name", "Quixotic"),
+            ("company", "Canarycorp"),
+        ])
+        .await,
+    )
+    .await;
+    app.wait_status(&id, &["notified"]).await;
+    let dup = accepted_id(app.post_form(&[("email", "canary.person@pii-canary.com")]).await).await;
+    app.wait_status(&dup, &["duplicate"]).await;
+    app.receiver.wait_until(WAIT, "re_engaged", |r| r.iter().any(|x| x.body["lead"]["id"] == id.as_str() && x.body["kind"] == "re_engaged")).await;
+    let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
+    assert!(logs.contains(&id), "the lead id is logged, so the capture works");
+    for pii in ["canary.person", "pii-canary", "2125550147", "212 555", "Zebulon", "Quixotic", "Canarycorp"] {
+        assert!(!logs.contains(pii), "personal data '{pii}' appeared in the logs");
+    }
+}
