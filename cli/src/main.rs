@@ -9,6 +9,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Prints a line for the operator; a closed stdout must never stop the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "leadrouter", version, about = "Route every inbound lead to the right rep, exactly once")]
 struct Cli {
@@ -134,28 +142,29 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>, db: Option<PathB
     };
     let listen = listen.unwrap_or_else(|| settings.server.listen.clone());
     let db = db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let runtime = Embedded::start(settings, secrets.clone(), &db, RetryPolicy::default())
         .await
         .with_context(|| format!("cannot open the store {}", db.display()))?;
-    println!("leadrouter listening on http://{addr} (store {}, {name})", db.display());
     if runtime.resumed > 0 {
-        println!("resumed {} leads left mid-pipeline", runtime.resumed);
+        say!("resumed {} leads left mid-pipeline", runtime.resumed);
     }
+    say!("leadrouter listening on http://{addr} (store {}, {name})", db.display());
     for (var, _) in &generated {
-        println!("{var} was not set: generated one for this run");
+        say!("{var} was not set: generated one for this run");
     }
     if demo {
-        println!("admin token: {}", secrets.admin_token.expose());
-        println!("try:");
-        println!(
+        say!("admin token: {}", secrets.admin_token.expose());
+        say!("try:");
+        say!(
             "  curl -d email=jane@acme.com -d name='Jane Doe' -d job_title='VP Sales' -d company_size=500 -d country=US http://{addr}/v1/leads"
         );
-        println!("  curl -H 'Authorization: Bearer {}' http://{addr}/v1/leads", secrets.admin_token.expose());
+        say!("  curl -H 'Authorization: Bearer {}' http://{addr}/v1/leads", secrets.admin_token.expose());
     }
     runtime.serve(listener, shutdown_signal(), Duration::from_secs(10)).await?;
-    println!("leadrouter stopped");
+    say!("leadrouter stopped");
     Ok(())
 }
 

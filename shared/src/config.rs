@@ -273,7 +273,10 @@ pub enum Target {
 impl Target {
     pub fn parse(s: &str) -> Result<Target, String> {
         let url = |u: &str| -> Result<String, String> {
-            if (u.starts_with("http://") || u.starts_with("https://")) && u.len() > 8 && !u.contains(char::is_whitespace) {
+            if (u.starts_with("http://") || u.starts_with("https://"))
+                && u.len() > 8
+                && !u.contains(char::is_whitespace)
+            {
                 Ok(u.to_owned())
             } else {
                 Err(format!("'{u}' is not an http(s) URL"))
@@ -359,9 +362,30 @@ pub struct Settings {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 const KNOWN_FIELDS: [&str; 24] = [
-    "email", "email_domain", "phone", "first_name", "last_name", "name", "company", "job_title", "website",
-    "country", "state", "city", "company_size", "industry", "message", "consent", "utm_source", "utm_medium",
-    "utm_campaign", "utm_term", "utm_content", "source", "grade", "test",
+    "email",
+    "email_domain",
+    "phone",
+    "first_name",
+    "last_name",
+    "name",
+    "company",
+    "job_title",
+    "website",
+    "country",
+    "state",
+    "city",
+    "company_size",
+    "industry",
+    "message",
+    "consent",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "source",
+    "grade",
+    "test",
 ];
 
 impl Settings {
@@ -393,7 +417,11 @@ impl Settings {
     pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut out = vec![("admin_token", &self.server.admin_token), ("webhook_secret", &self.server.webhook_secret)];
         if let Some(m) = &self.sources.meta {
-            for (n, s) in [("meta.verify_token", &m.verify_token), ("meta.app_secret", &m.app_secret), ("meta.access_token", &m.access_token)] {
+            for (n, s) in [
+                ("meta.verify_token", &m.verify_token),
+                ("meta.app_secret", &m.app_secret),
+                ("meta.access_token", &m.access_token),
+            ] {
                 if let Some(s) = s {
                     out.push((n, s));
                 }
@@ -459,7 +487,8 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         }
         l.into_inner()
     });
-    let admin_token = secret(c, &raw.server.admin_token, "[server] admin_token").unwrap_or(SecretRef::Literal(String::new()));
+    let admin_token =
+        secret(c, &raw.server.admin_token, "[server] admin_token").unwrap_or(SecretRef::Literal(String::new()));
     let webhook_secret =
         secret(c, &raw.server.webhook_secret, "[server] webhook_secret").unwrap_or(SecretRef::Literal(String::new()));
     let max_body_bytes = match &raw.server.max_body_bytes {
@@ -528,7 +557,10 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
             fields.insert(field, pointer.into_inner());
         }
         if !valid_id(&name) {
-            c.problems.push(Problem { line: 1, message: format!("generic source name '{name}' must be letters, digits, - or _") });
+            c.problems.push(Problem {
+                line: 1,
+                message: format!("generic source name '{name}' must be letters, digits, - or _"),
+            });
         }
         generic.insert(name, GenericSource { secret, fields });
     }
@@ -543,7 +575,7 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         }
         None => vec![("A".into(), 70), ("B".into(), 40), ("C".into(), 15)],
     };
-    grades.sort_by(|a, b| b.1.cmp(&a.1));
+    grades.sort_by_key(|g| std::cmp::Reverse(g.1));
     let mut rules = Vec::new();
     let mut rule_names = HashSet::new();
     for r in raw.scoring.rules {
@@ -675,10 +707,8 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
             c.at(&p.id, format!("pool '{id}' has no reps"));
             members.push(("-".into(), 1));
         }
-        let manager = p.manager.map(|m| Manager {
-            notify: targets(c, &m.notify, &format!("pool '{id}' manager")),
-            name: m.name,
-        });
+        let manager =
+            p.manager.map(|m| Manager { notify: targets(c, &m.notify, &format!("pool '{id}' manager")), name: m.name });
         let rotation = WeightedRoundRobin::new(members).unwrap_or_else(|_| {
             c.at(&p.id, format!("pool '{id}' has too many reps"));
             WeightedRoundRobin::new(vec![("-".into(), 1)]).unwrap_or_else(|_| unreachable!())

@@ -77,6 +77,13 @@ pub struct LeadPage {
     pub next_cursor: Option<String>,
 }
 
+/// Leads waiting for a stage, and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPage {
+    pub leads: Vec<(LeadId, Stage)>,
+    pub next: Option<String>,
+}
+
 /// One notification to one recipient through one of their targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -121,8 +128,11 @@ pub trait LeadStore: Send + Sync + 'static {
     fn list(&self, query: LeadQuery) -> impl Future<Output = Result<LeadPage, StoreError>> + Send;
 
     /// Applies `change` to each lead atomically per lead; results in the order of `ids`.
-    fn update<F: LeadChange>(&self, ids: Vec<LeadId>, change: F)
-    -> impl Future<Output = Result<Vec<Updated>, StoreError>> + Send;
+    fn update<F: LeadChange>(
+        &self,
+        ids: Vec<LeadId>,
+        change: F,
+    ) -> impl Future<Output = Result<Vec<Updated>, StoreError>> + Send;
 
     /// Claims `keys` for `lead`. A claim made before `stale_before` no longer counts.
     fn claim(
@@ -136,8 +146,12 @@ pub trait LeadStore: Send + Sync + 'static {
     /// Gives each lead the next turn of `pool`'s round-robin in one atomic step: the cursor
     /// advances by the number of leads that `assign` accepted, and their owners are written
     /// with it, or nothing is written. Results in the order of `ids`.
-    fn assign<F: AssignChange>(&self, pool: &str, ids: Vec<LeadId>, assign: F)
-    -> impl Future<Output = Result<Vec<Updated>, StoreError>> + Send;
+    fn assign<F: AssignChange>(
+        &self,
+        pool: &str,
+        ids: Vec<LeadId>,
+        assign: F,
+    ) -> impl Future<Output = Result<Vec<Updated>, StoreError>> + Send;
 
     fn deliveries(&self, lead: &LeadId) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 
@@ -149,7 +163,7 @@ pub trait LeadStore: Send + Sync + 'static {
         &self,
         after: Option<String>,
         limit: usize,
-    ) -> impl Future<Output = Result<(Vec<(LeadId, Stage)>, Option<String>), StoreError>> + Send;
+    ) -> impl Future<Output = Result<PendingPage, StoreError>> + Send;
 }
 
 /// What travels on a queue: the lead to work on (the store holds everything else).
@@ -179,9 +193,14 @@ pub trait Queue: Send + Sync + 'static {
 pub enum DeliveryResult {
     Delivered,
     /// Worth another try, no sooner than `after` when the receiver said so.
-    Retry { error: String, after: Option<Duration> },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
     /// The target will never take it (a dead channel, a bad address).
-    Dead { error: String },
+    Dead {
+        error: String,
+    },
 }
 
 pub trait Notifier: Send + Sync + 'static {

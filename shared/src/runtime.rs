@@ -73,7 +73,12 @@ async fn worker(stage: Stage, mut rx: mpsc::UnboundedReceiver<Envelope>, p: Arc<
 
 impl Embedded {
     /// Opens the store, starts one worker per stage, and queues every lead left mid-pipeline.
-    pub async fn start(settings: Settings, secrets: Secrets, db: &Path, retry: RetryPolicy) -> Result<Embedded, StoreError> {
+    pub async fn start(
+        settings: Settings,
+        secrets: Secrets,
+        db: &Path,
+        retry: RetryPolicy,
+    ) -> Result<Embedded, StoreError> {
         let store = SqliteStore::open(db)?;
         let (queue, rx) = ChannelQueue::new();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -92,7 +97,12 @@ impl Embedded {
     }
 
     /// Serves HTTP until `shutdown` resolves, then drains in-flight work for up to `drain`.
-    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static, drain: Duration) -> std::io::Result<()> {
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        drain: Duration,
+    ) -> std::io::Result<()> {
         let app = crate::http::router(self.pipeline.clone());
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         self.drain(drain).await;
@@ -104,7 +114,10 @@ impl Embedded {
         let deadline = tokio::time::Instant::now() + limit;
         while self.pipeline.queue.in_flight() > 0 {
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(in_flight = self.pipeline.queue.in_flight(), "drain timed out; the rest resumes on next start");
+                tracing::warn!(
+                    in_flight = self.pipeline.queue.in_flight(),
+                    "drain timed out; the rest resumes on next start"
+                );
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -117,10 +130,11 @@ async fn resume(p: &EmbeddedPipeline) -> Result<usize, StoreError> {
     let mut after = None;
     let mut total = 0;
     loop {
-        let (page, next) = p.store.pending(after, 1000).await?;
+        let crate::ports::PendingPage { leads: page, next } = p.store.pending(after, 1000).await?;
         total += page.len();
         for stage in Stage::ALL {
-            let batch: Vec<Message> = page.iter().filter(|(_, s)| *s == stage).map(|(id, _)| Message::lead(id.clone())).collect();
+            let batch: Vec<Message> =
+                page.iter().filter(|(_, s)| *s == stage).map(|(id, _)| Message::lead(id.clone())).collect();
             if !batch.is_empty() {
                 p.queue.send(stage, batch).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             }

@@ -85,7 +85,10 @@ pub async fn claims_first_wins_within_window<S: LeadStore>(s: S) {
     );
     // Past the window the claim is stale and the newcomer owns the key.
     let later = now + Duration::days(91);
-    assert_eq!(s.claim(&c, keys(&["email:x@acme.com"]), later, later - Duration::days(90)).await.unwrap(), Claim::Unique);
+    assert_eq!(
+        s.claim(&c, keys(&["email:x@acme.com"]), later, later - Duration::days(90)).await.unwrap(),
+        Claim::Unique
+    );
     assert_eq!(
         s.claim(&b, keys(&["email:x@acme.com"]), later, later - Duration::days(90)).await.unwrap(),
         Claim::Taken { key: "email:x@acme.com".into(), by: c.clone() }
@@ -224,7 +227,7 @@ pub async fn pending_finds_unfinished_leads<S: LeadStore>(s: S) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let (page, next) = s.pending(after, 2).await.unwrap();
+        let leadrouter::ports::PendingPage { leads: page, next } = s.pending(after, 2).await.unwrap();
         assert!(page.len() <= 2);
         seen.extend(page);
         match next {

@@ -45,7 +45,12 @@ pub struct Receiver {
     state: Arc<ReceiverState>,
 }
 
-async fn record(State(s): State<Arc<ReceiverState>>, Path(hook): Path<String>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(
+    State(s): State<Arc<ReceiverState>>,
+    Path(hook): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let failing = s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     s.log.lock().unwrap().push(Received {
@@ -88,7 +93,11 @@ impl Receiver {
             if pred(&reqs) {
                 return reqs;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; got {} requests", reqs.len());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; got {} requests",
+                reqs.len()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -192,17 +201,29 @@ impl TestApp {
 
     pub async fn spawn_with(max_body: usize) -> TestApp {
         let receiver = Receiver::start().await;
-        let settings = Settings::parse(&routing_doc(&receiver, max_body)).unwrap_or_else(|p| panic!("test config: {p}"));
+        let settings =
+            Settings::parse(&routing_doc(&receiver, max_body)).unwrap_or_else(|p| panic!("test config: {p}"));
         let dir = tempfile::tempdir().expect("temp dir");
         let secrets = Secrets { admin_token: Secret::new(ADMIN_TOKEN), webhook_secret: Secret::new(WEBHOOK_SECRET) };
-        let runtime =
-            Arc::new(Embedded::start(settings, secrets, &dir.path().join("leads.db"), fast_retry()).await.expect("start runtime"));
+        let runtime = Arc::new(
+            Embedded::start(settings, secrets, &dir.path().join("leads.db"), fast_retry())
+                .await
+                .expect("start runtime"),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let rt = runtime.clone();
         tokio::spawn(async move {
-            rt.serve(listener, async { stopped.await.ok(); }, Duration::from_secs(5)).await.ok();
+            rt.serve(
+                listener,
+                async {
+                    stopped.await.ok();
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .ok();
         });
         TestApp { base, client: reqwest::Client::new(), receiver, runtime, dir, stop: Some(stop) }
     }

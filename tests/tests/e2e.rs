@@ -76,16 +76,23 @@ async fn a_form_lead_is_scored_assigned_and_notified_once() {
     assert_eq!(lead["phone"], "+14155550132");
     assert_eq!(lead["score"], 55);
     assert_eq!(lead["grade"], "B");
-    assert_eq!(lead["breakdown"], json!([
-        {"rule": "senior title", "points": 25}, {"rule": "large company", "points": 20}, {"rule": "target market", "points": 10}
-    ]));
+    assert_eq!(
+        lead["breakdown"],
+        json!([
+            {"rule": "senior title", "points": 25}, {"rule": "large company", "points": 20}, {"rule": "target market", "points": 10}
+        ])
+    );
     assert_eq!(lead["pool"], "enterprise-na");
     assert_eq!(lead["owner"], "ana");
     assert_eq!(lead["attributes"]["favourite_color"], "teal");
     let path: Vec<&str> = lead["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
     assert_eq!(path, ["received", "unique", "scored", "assigned", "notified"]);
     let why = lead["history"][3]["reason"].as_str().unwrap();
-    assert!(why.contains("pool enterprise-na (grade B, country US)") && why.contains("round-robin turn 1 of weights ana:2 ben:1"), "{why}");
+    assert!(
+        why.contains("pool enterprise-na (grade B, country US)")
+            && why.contains("round-robin turn 1 of weights ana:2 ben:1"),
+        "{why}"
+    );
     let deliveries = lead["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2, "rep and manager");
     assert!(deliveries.iter().all(|d| d["attempts"] == 1 && d["delivered_at"].is_string()));
@@ -123,7 +130,18 @@ async fn a_two_to_one_pool_splits_thirty_leads_twenty_to_ten() {
     let mut ids = Vec::new();
     for i in 0..30 {
         let email = format!("buyer{i}@bigco{i}.com");
-        ids.push(accepted_id(app.post_form(&[("email", &email), ("job_title", "Director"), ("company_size", "1000"), ("country", "CA")]).await).await);
+        ids.push(
+            accepted_id(
+                app.post_form(&[
+                    ("email", &email),
+                    ("job_title", "Director"),
+                    ("company_size", "1000"),
+                    ("country", "CA"),
+                ])
+                .await,
+            )
+            .await,
+        );
     }
     let reqs = app
         .receiver
@@ -156,7 +174,8 @@ async fn a_duplicate_reaches_the_first_leads_owner() {
     let original = app.wait_status(&first, &["notified"]).await;
     let owner = original["owner"].as_str().unwrap().to_owned();
     // Same person: Gmail ignores dots and +tags.
-    let second = accepted_id(app.post_json(&json!({"email": "SamLee+promo@gmail.com", "utm_source": "ads"})).await).await;
+    let second =
+        accepted_id(app.post_json(&json!({"email": "SamLee+promo@gmail.com", "utm_source": "ads"})).await).await;
     let dup = app.wait_status(&second, &["duplicate"]).await;
     assert_eq!(dup["duplicate_of"], first.as_str());
     assert!(dup["history"][1]["reason"].as_str().unwrap().contains("same email"));
@@ -194,7 +213,11 @@ async fn bad_input_gets_its_status_and_changes_nothing() {
         ("phone that cannot be", c.post(&url).json(&json!({"phone": "12"})), 422),
         ("object in a known field", c.post(&url).json(&json!({"email": {"x": 1}})), 422),
         ("bad consent", c.post(&url).form(&[("email", "a@b.co"), ("consent", "perhaps")]), 422),
-        ("bad idempotency key", c.post(&url).header("idempotency-key", "x".repeat(300)).form(&[("email", "a@b.co")]), 400),
+        (
+            "bad idempotency key",
+            c.post(&url).header("idempotency-key", "x".repeat(300)).form(&[("email", "a@b.co")]),
+            400,
+        ),
         ("wrong method", c.put(&url).form(&[("email", "a@b.co")]), 405),
         ("admin without token", c.get(&url), 401),
         ("admin with wrong token", c.get(&url).bearer_auth("nope"), 401),
@@ -216,7 +239,8 @@ async fn bad_input_gets_its_status_and_changes_nothing() {
             assert!(!p["errors"].as_array().unwrap().is_empty(), "{what}: {p}");
         }
     }
-    let p: Value = c.post(&url).form(&[("email", "jane@"), ("phone", "12")]).send().await.unwrap().json().await.unwrap();
+    let p: Value =
+        c.post(&url).form(&[("email", "jane@"), ("phone", "12")]).send().await.unwrap().json().await.unwrap();
     let fields: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["email", "phone"], "every bad field is named");
     assert_eq!(app.lead_count().await, before, "no 4xx stored anything");
@@ -226,7 +250,13 @@ async fn bad_input_gets_its_status_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_returns_the_same_lead() {
     let app = spawn().await;
-    let send = || app.client.post(app.url("/v1/leads")).header("idempotency-key", "form-42").form(&[("email", "k@acme.com")]).send();
+    let send = || {
+        app.client
+            .post(app.url("/v1/leads"))
+            .header("idempotency-key", "form-42")
+            .form(&[("email", "k@acme.com")])
+            .send()
+    };
     let a = accepted_id(send().await.unwrap()).await;
     let b = accepted_id(send().await.unwrap()).await;
     assert_eq!(a, b);
@@ -241,7 +271,8 @@ async fn an_idempotency_key_returns_the_same_lead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filled_honeypot_is_answered_like_success_and_rejected() {
     let app = spawn().await;
-    let id = accepted_id(app.post_form(&[("email", "bot@spam.com"), ("website_url", "http://spam.example")]).await).await;
+    let id =
+        accepted_id(app.post_form(&[("email", "bot@spam.com"), ("website_url", "http://spam.example")]).await).await;
     let l = app.lead(&id).await;
     assert_eq!(l["status"], "rejected");
     assert!(l["history"][1]["reason"].as_str().unwrap().contains("honeypot"));
@@ -274,7 +305,9 @@ async fn leads_page_newest_first_with_filters() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let source = if i % 2 == 0 { "landing" } else { "webinar" };
-        ids.push(accepted_id(app.post_form(&[("email", &format!("p{i}@acme{i}.com")), ("source", source)]).await).await);
+        ids.push(
+            accepted_id(app.post_form(&[("email", &format!("p{i}@acme{i}.com")), ("source", source)]).await).await,
+        );
     }
     for id in &ids {
         app.wait_status(id, &["notified"]).await;
@@ -303,7 +336,9 @@ async fn disqualified_and_health() {
     let l = app.wait_status(&id, &["disqualified"]).await;
     assert_eq!(l["score"], -115);
     assert!(l["owner"].is_null());
-    assert!(l["history"].as_array().unwrap().last().unwrap()["reason"].as_str().unwrap().contains("disqualify_below -50"));
+    assert!(
+        l["history"].as_array().unwrap().last().unwrap()["reason"].as_str().unwrap().contains("disqualify_below -50")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +358,11 @@ async fn no_personal_data_in_any_log_line() {
     app.wait_status(&id, &["notified"]).await;
     let dup = accepted_id(app.post_form(&[("email", "canary.person@pii-canary.com")]).await).await;
     app.wait_status(&dup, &["duplicate"]).await;
-    app.receiver.wait_until(WAIT, "re_engaged", |r| r.iter().any(|x| x.body["lead"]["id"] == id.as_str() && x.body["kind"] == "re_engaged")).await;
+    app.receiver
+        .wait_until(WAIT, "re_engaged", |r| {
+            r.iter().any(|x| x.body["lead"]["id"] == id.as_str() && x.body["kind"] == "re_engaged")
+        })
+        .await;
     let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
     assert!(logs.contains(&id), "the lead id is logged, so the capture works");
     for pii in ["canary.person", "pii-canary", "2125550147", "212 555", "Zebulon", "Quixotic", "Canarycorp"] {

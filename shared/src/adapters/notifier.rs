@@ -43,7 +43,10 @@ impl HttpNotifier {
             .await;
         match sent {
             Ok(r) if r.status().is_success() => DeliveryResult::Delivered,
-            Ok(r) => DeliveryResult::Retry { error: format!("webhook answered {}", r.status().as_u16()), after: retry_after(&r) },
+            Ok(r) => DeliveryResult::Retry {
+                error: format!("webhook answered {}", r.status().as_u16()),
+                after: retry_after(&r),
+            },
             Err(e) => DeliveryResult::Retry { error: format!("webhook unreachable: {}", without_url(&e)), after: None },
         }
     }
@@ -52,10 +55,13 @@ impl HttpNotifier {
         let sent = self.client.post(url).json(&slack_message(n)).send().await;
         match sent {
             Ok(r) if r.status().is_success() => DeliveryResult::Delivered,
-            Ok(r) if matches!(r.status().as_u16(), 400 | 403 | 404 | 410) => {
-                DeliveryResult::Dead { error: format!("slack answered {}: the channel or payload is refused", r.status().as_u16()) }
-            }
-            Ok(r) => DeliveryResult::Retry { error: format!("slack answered {}", r.status().as_u16()), after: retry_after(&r) },
+            Ok(r) if matches!(r.status().as_u16(), 400 | 403 | 404 | 410) => DeliveryResult::Dead {
+                error: format!("slack answered {}: the channel or payload is refused", r.status().as_u16()),
+            },
+            Ok(r) => DeliveryResult::Retry {
+                error: format!("slack answered {}", r.status().as_u16()),
+                after: retry_after(&r),
+            },
             Err(e) => DeliveryResult::Retry { error: format!("slack unreachable: {}", without_url(&e)), after: None },
         }
     }

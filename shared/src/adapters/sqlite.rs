@@ -6,7 +6,10 @@
 //! is what lets ingest answer 202. Reads run on a small pool of read-only connections.
 
 use crate::domain::{Lead, LeadId, LeadStatus, Stage};
-use crate::ports::{AssignChange, Claim, Delivery, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, StoreError, Updated};
+use crate::ports::{
+    AssignChange, Claim, Delivery, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, PendingPage, StoreError,
+    Updated,
+};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -94,7 +97,9 @@ pub struct SqliteStore {
 
 fn sql_error(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => StoreError::Retryable(Box::new(e)),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Retryable(Box::new(e))
+        }
         _ => StoreError::Unavailable(Box::new(e)),
     }
 }
@@ -207,8 +212,11 @@ impl SqliteStore {
             let conn = match pooled {
                 Some(c) => c,
                 None => {
-                    let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                        .map_err(sql_error)?;
+                    let c = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(sql_error)?;
                     c.execute_batch("PRAGMA busy_timeout = 5000;").map_err(sql_error)?;
                     c
                 }
@@ -292,7 +300,9 @@ impl LeadStore for SqliteStore {
             args.push((limit as i64 + 1).into());
             let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
                 .map_err(sql_error)?;
             let mut items = Vec::new();
             let mut last_seq = None;
@@ -359,9 +369,11 @@ impl LeadStore for SqliteStore {
             let owner = taken.as_ref().map(|(_, by)| by.clone()).unwrap_or_else(|| lead.to_string());
             for (key, holder) in keys.iter().zip(&live) {
                 if holder.is_none() {
-                    c.prepare_cached("INSERT OR REPLACE INTO identities (key, lead_id, claimed_at) VALUES (?1, ?2, ?3)")
-                        .and_then(|mut s| s.execute(params![key, owner, now.timestamp_millis()]))
-                        .map_err(sql_error)?;
+                    c.prepare_cached(
+                        "INSERT OR REPLACE INTO identities (key, lead_id, claimed_at) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![key, owner, now.timestamp_millis()]))
+                    .map_err(sql_error)?;
                 }
             }
             Ok(match taken {
@@ -372,7 +384,12 @@ impl LeadStore for SqliteStore {
         .await
     }
 
-    async fn assign<F: AssignChange>(&self, pool: &str, ids: Vec<LeadId>, assign: F) -> Result<Vec<Updated>, StoreError> {
+    async fn assign<F: AssignChange>(
+        &self,
+        pool: &str,
+        ids: Vec<LeadId>,
+        assign: F,
+    ) -> Result<Vec<Updated>, StoreError> {
         let pool = pool.to_owned();
         self.write(move |c| {
             let start: i64 = c
@@ -396,9 +413,11 @@ impl LeadStore for SqliteStore {
                 }
             }
             if turn as i64 != start {
-                c.prepare_cached("INSERT INTO pool_cursors (pool, turn) VALUES (?1, ?2) ON CONFLICT(pool) DO UPDATE SET turn = ?2")
-                    .and_then(|mut s| s.execute(params![pool, turn as i64]))
-                    .map_err(sql_error)?;
+                c.prepare_cached(
+                    "INSERT INTO pool_cursors (pool, turn) VALUES (?1, ?2) ON CONFLICT(pool) DO UPDATE SET turn = ?2",
+                )
+                .and_then(|mut s| s.execute(params![pool, turn as i64]))
+                .map_err(sql_error)?;
             }
             Ok(out)
         })
@@ -420,34 +439,42 @@ impl LeadStore for SqliteStore {
     async fn put_delivery(&self, d: Delivery) -> Result<(), StoreError> {
         self.write(move |c| {
             let doc = encode(d.lead_id.as_str(), &d)?;
-            c.prepare_cached("INSERT OR REPLACE INTO deliveries (lead_id, recipient, kind, target, doc) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .and_then(|mut s| s.execute(params![d.lead_id.as_str(), d.recipient, d.kind.as_str(), d.target, doc]))
-                .map_err(sql_error)?;
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO deliveries (lead_id, recipient, kind, target, doc) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![d.lead_id.as_str(), d.recipient, d.kind.as_str(), d.target, doc]))
+            .map_err(sql_error)?;
             Ok(())
         })
         .await
     }
 
-    async fn pending(&self, after: Option<String>, limit: usize) -> Result<(Vec<(LeadId, Stage)>, Option<String>), StoreError> {
+    async fn pending(&self, after: Option<String>, limit: usize) -> Result<PendingPage, StoreError> {
         self.read(move |c| {
             let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(0);
             let mut stmt = c
-                .prepare_cached("SELECT seq, id, stage FROM leads WHERE stage IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT ?2")
+                .prepare_cached(
+                    "SELECT seq, id, stage FROM leads WHERE stage IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+                )
                 .map_err(sql_error)?;
             let rows = stmt
-                .query_map(params![after, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .query_map(params![after, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
                 .map_err(sql_error)?;
             let mut out = Vec::new();
             let mut last = None;
+            let mut n = 0;
             for row in rows {
                 let (seq, id, stage) = row.map_err(sql_error)?;
                 last = Some(seq);
+                n += 1;
                 if let (Some(id), Some(stage)) = (LeadId::parse(&id), Stage::parse(&stage)) {
                     out.push((id, stage));
                 }
             }
-            let next = if out.len() == limit { last.map(|s| s.to_string()) } else { None };
-            Ok((out, next))
+            let next = if n == limit { last.map(|s| s.to_string()) } else { None };
+            Ok(PendingPage { leads: out, next })
         })
         .await
     }

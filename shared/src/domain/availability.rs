@@ -45,9 +45,8 @@ impl WorkingHours {
         let mut spans = Vec::new();
         for part in s.split(',') {
             let part = part.trim();
-            let (days, hours) = part
-                .split_once(' ')
-                .ok_or_else(|| format!("'{part}' should look like 'Mon-Fri 08:00-18:00'"))?;
+            let (days, hours) =
+                part.split_once(' ').ok_or_else(|| format!("'{part}' should look like 'Mon-Fri 08:00-18:00'"))?;
             let mut set = [false; 7];
             match days.split_once('-') {
                 Some((a, b)) => {
@@ -63,10 +62,8 @@ impl WorkingHours {
                 }
                 None => set[day(days)?] = true,
             }
-            let (start, end) = hours
-                .trim()
-                .split_once('-')
-                .ok_or_else(|| format!("'{hours}' should be a range like 08:00-18:00"))?;
+            let (start, end) =
+                hours.trim().split_once('-').ok_or_else(|| format!("'{hours}' should be a range like 08:00-18:00"))?;
             let (start, end) = (time(start)?, time(end)?);
             if start >= end {
                 return Err(format!("'{hours}' ends before it starts"));
@@ -95,7 +92,8 @@ pub struct DateRange {
 impl DateRange {
     pub fn parse(s: &str) -> Result<DateRange, String> {
         let date = |d: &str| {
-            NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").map_err(|_| format!("'{}' is not a date (YYYY-MM-DD)", d.trim()))
+            NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .map_err(|_| format!("'{}' is not a date (YYYY-MM-DD)", d.trim()))
         };
         let (first, last) = match s.split_once('/') {
             Some((a, b)) => (date(a)?, date(b)?),

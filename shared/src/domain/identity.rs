@@ -36,10 +36,7 @@ mod tests {
         };
         let mut lead = Lead::new(LeadId::new(), "meta".into(), contact, chrono::Utc::now());
         lead.source_ref = Some("123".into());
-        assert_eq!(
-            identity_keys(&lead, true),
-            vec!["source:meta:123", "email:jdoe@gmail.com", "phone:+14155550132"]
-        );
+        assert_eq!(identity_keys(&lead, true), vec!["source:meta:123", "email:jdoe@gmail.com", "phone:+14155550132"]);
         assert_eq!(key_kind("email:jdoe@gmail.com"), "email");
     }
 }

@@ -198,11 +198,7 @@ pub fn normalize(fields: Vec<(String, Value)>, opts: IntakeOptions) -> Result<In
         errors.push(FieldError::new("email", "one of email or phone is required"));
         errors.push(FieldError::new("phone", "one of email or phone is required"));
     }
-    if errors.is_empty() {
-        Ok(Intake { contact: c, attributes, source, honeypot })
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(Intake { contact: c, attributes, source, honeypot }) } else { Err(errors) }
 }
 
 #[cfg(test)]
@@ -245,15 +241,17 @@ mod tests {
 
     #[test]
     fn honeypot_is_flagged_not_kept() {
-        let i = normalize(kv(&[("phone", json!("+1 415 555 0132")), ("website_url", json!("http://spam"))]), opts()).unwrap();
+        let i = normalize(kv(&[("phone", json!("+1 415 555 0132")), ("website_url", json!("http://spam"))]), opts())
+            .unwrap();
         assert!(i.honeypot);
         assert!(i.attributes.is_empty());
     }
 
     #[test]
     fn every_problem_is_reported() {
-        let errs = normalize(kv(&[("email", json!("nope")), ("phone", json!("12")), ("consent", json!("maybe"))]), opts())
-            .unwrap_err();
+        let errs =
+            normalize(kv(&[("email", json!("nope")), ("phone", json!("12")), ("consent", json!("maybe"))]), opts())
+                .unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["consent", "email", "phone"]);
         let none = normalize(kv(&[("name", json!("x"))]), opts()).unwrap_err();

@@ -40,7 +40,8 @@ impl Phone {
         if s.chars().filter(|c| c.is_ascii_digit()).count() < 4 {
             return Err(InvalidPhone("has too few digits to be a number"));
         }
-        let number = phonenumber::parse(Some(region.0), s).map_err(|_| InvalidPhone("cannot be read as a phone number"))?;
+        let number =
+            phonenumber::parse(Some(region.0), s).map_err(|_| InvalidPhone("cannot be read as a phone number"))?;
         if !phonenumber::is_valid(&number) {
             return Err(InvalidPhone("is not a valid number for its country"));
         }

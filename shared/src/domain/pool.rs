@@ -12,8 +12,7 @@ pub struct PoolMatch {
 impl PoolMatch {
     pub fn matches(&self, lead: &Lead) -> bool {
         self.conditions.iter().all(|(field, allowed)| {
-            lead.field(field)
-                .is_some_and(|v| allowed.iter().any(|a| a.eq_ignore_ascii_case(v.trim())))
+            lead.field(field).is_some_and(|v| allowed.iter().any(|a| a.eq_ignore_ascii_case(v.trim())))
         })
     }
 

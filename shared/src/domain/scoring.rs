@@ -118,8 +118,18 @@ mod tests {
                     )],
                     points: 25,
                 },
-                Rule { name: "free email domain".into(), field: "email".into(), conditions: vec![Condition::FreeEmail(true)], points: -15 },
-                Rule { name: "large company".into(), field: "company_size".into(), conditions: vec![Condition::Gte(200.0)], points: 20 },
+                Rule {
+                    name: "free email domain".into(),
+                    field: "email".into(),
+                    conditions: vec![Condition::FreeEmail(true)],
+                    points: -15,
+                },
+                Rule {
+                    name: "large company".into(),
+                    field: "company_size".into(),
+                    conditions: vec![Condition::Gte(200.0)],
+                    points: 20,
+                },
                 Rule {
                     name: "target market".into(),
                     field: "country".into(),

@@ -99,7 +99,9 @@ pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
     Ok(Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response())
 }
 
-pub async fn healthz<S: LeadStore, Q: Queue, N: Notifier>(State(p): State<AppState<S, Q, N>>) -> Result<Response, Problem> {
+pub async fn healthz<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+) -> Result<Response, Problem> {
     p.store.ping().await.map_err(store_down)?;
     Ok(Json(json!({"status": "ok"})).into_response())
 }

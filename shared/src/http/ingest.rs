@@ -1,8 +1,8 @@
 //! `POST /v1/leads`: web forms, as JSON or urlencoded.
 
 use super::{AppState, Problem, read_body};
-use crate::domain::intake::{IntakeOptions, normalize};
 use crate::domain::LeadId;
+use crate::domain::intake::{IntakeOptions, normalize};
 use crate::pipeline::Submission;
 use crate::ports::{LeadStore, Notifier, Queue};
 use axum::body::Body;
@@ -26,7 +26,8 @@ pub(crate) fn form_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(Strin
         .to_ascii_lowercase();
     match ctype.as_str() {
         "application/json" => {
-            let v: Value = serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
             match v {
                 Value::Object(map) => Ok(map.into_iter().collect()),
                 _ => Err(Problem::invalid("the body must be a JSON object of fields", vec![])),
@@ -44,7 +45,9 @@ pub(crate) fn form_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(Strin
             }
             Ok(out)
         }
-        "" => Err(Problem::unsupported_media("a Content-Type of application/json or application/x-www-form-urlencoded is required")),
+        "" => Err(Problem::unsupported_media(
+            "a Content-Type of application/json or application/x-www-form-urlencoded is required",
+        )),
         other => Err(Problem::unsupported_media(format!(
             "'{other}' is not accepted; send application/json or application/x-www-form-urlencoded"
         ))),

@@ -45,7 +45,12 @@ impl Problem {
     }
 
     pub fn too_large(limit: usize) -> Problem {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large", format!("the body is over the limit of {limit} bytes"))
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Body too large",
+            format!("the body is over the limit of {limit} bytes"),
+        )
     }
 
     pub fn unsupported_media(detail: impl Into<String>) -> Problem {

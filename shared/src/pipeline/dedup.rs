@@ -42,7 +42,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
             Claim::Taken { key, by } => {
                 let kind = key_kind(&key).to_owned();
-                let touch = Touch { lead_id: id.clone(), source: lead.source.clone(), at: now, matched_on: kind.clone() };
+                let touch =
+                    Touch { lead_id: id.clone(), source: lead.source.clone(), at: now, matched_on: kind.clone() };
                 // The touch first: it is idempotent, and the duplicate's own write is the guard.
                 self.store
                     .update(vec![by.clone()], move |orig| {

@@ -40,9 +40,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         match self.store.insert(lead).await? {
             Inserted::New => {
                 tracing::info!(status = if queue_it { "received" } else { "rejected" }, "lead stored");
-                if queue_it
-                    && let Err(e) = self.queue.send(Stage::Dedup, vec![Message::lead(sub.id.clone())]).await
-                {
+                if queue_it && let Err(e) = self.queue.send(Stage::Dedup, vec![Message::lead(sub.id.clone())]).await {
                     // Stored is what counts: the lead is found again on restart or by the sweep.
                     tracing::warn!(error = %e, "lead stored but not queued; it will be resumed");
                 }

@@ -84,7 +84,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let batch: Vec<Message> = leads
                 .iter()
                 .filter(|l| l.pending_stage() == Some(stage))
-                .map(|l| Message { lead_id: l.id.clone(), kind: if stage == Stage::Notify { l.notify_pending } else { None } })
+                .map(|l| Message {
+                    lead_id: l.id.clone(),
+                    kind: if stage == Stage::Notify { l.notify_pending } else { None },
+                })
                 .collect();
             if !batch.is_empty() {
                 self.queue.send(stage, batch).await?;

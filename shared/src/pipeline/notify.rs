@@ -56,7 +56,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 if let Some(owner) = &lead.owner {
                     r.push(self.rep_recipient(owner));
                 }
-                if let Some(m) = lead.pool.as_deref().and_then(|p| self.settings.pool(p)).and_then(|p| p.manager.as_ref()) {
+                if let Some(m) =
+                    lead.pool.as_deref().and_then(|p| self.settings.pool(p)).and_then(|p| p.manager.as_ref())
+                {
                     r.push(Recipient {
                         id: format!("manager:{}", lead.pool.as_deref().unwrap_or_default()),
                         rep: None,
@@ -80,7 +82,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let mut jobs = Vec::new();
         for r in &recipients {
             let delivery_id = notification::delivery_id(&lead.id, &r.id, kind);
-            let body = self.body(&subject, &lead, kind, r, &delivery_id, touch.clone());
+            let body = self.body(&subject, kind, r, &delivery_id, touch.clone());
             for t in &r.targets {
                 let d = existing.get(&(r.id.clone(), t.clone())).cloned().unwrap_or_else(|| Delivery {
                     lead_id: lead.id.clone(),
@@ -109,7 +111,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             return Err(StageError::NotYet(format!("{unsettled} deliveries still failing")));
         }
         let names: Vec<String> = recipients.iter().map(|r| r.id.clone()).collect();
-        let reason = if names.is_empty() { "nobody to notify".to_owned() } else { format!("notified {}", names.join(", ")) };
+        let reason =
+            if names.is_empty() { "nobody to notify".to_owned() } else { format!("notified {}", names.join(", ")) };
         self.settle(&lead, kind, &reason).await
     }
 
@@ -120,28 +123,28 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 rep: Some(NotifiedRep { id: rep.id.clone(), name: rep.name.clone() }),
                 targets: rep.notify.clone(),
             },
-            None => Recipient { id: rep_id.to_owned(), rep: Some(NotifiedRep { id: rep_id.into(), name: rep_id.into() }), targets: vec![] },
+            None => Recipient {
+                id: rep_id.to_owned(),
+                rep: Some(NotifiedRep { id: rep_id.into(), name: rep_id.into() }),
+                targets: vec![],
+            },
         }
     }
 
     fn body(
         &self,
         subject: &Lead,
-        lead: &Lead,
         kind: NotificationKind,
         r: &Recipient,
         delivery_id: &str,
         touch: Option<NotifiedTouch>,
     ) -> Notification {
-        let rep = r.rep.clone().or_else(|| {
-            subject.owner.as_deref().map(|o| self.rep_recipient(o)).and_then(|x| x.rep)
-        });
+        let rep = r.rep.clone().or_else(|| subject.owner.as_deref().map(|o| self.rep_recipient(o)).and_then(|x| x.rep));
         let server = &self.settings.server;
-        let accept_url = rep
-            .as_ref()
-            .filter(|_| kind != NotificationKind::ReEngaged || subject.owner.is_some())
-            .map(|rep| notification::accept_url(&server.public_url, self.secrets.webhook_secret.expose(), &subject.id, &rep.id));
-        let _ = lead;
+        let accept_url =
+            rep.as_ref().filter(|_| kind != NotificationKind::ReEngaged || subject.owner.is_some()).map(|rep| {
+                notification::accept_url(&server.public_url, self.secrets.webhook_secret.expose(), &subject.id, &rep.id)
+            });
         Notification {
             delivery_id: delivery_id.to_owned(),
             kind,
@@ -176,7 +179,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     d.last_error = Some(error);
                     if d.attempts >= self.retry.max_attempts {
                         d.dead = true;
-                        d.last_error = Some(format!("gave up after {} attempts: {}", d.attempts, d.last_error.unwrap_or_default()));
+                        d.last_error = Some(format!(
+                            "gave up after {} attempts: {}",
+                            d.attempts,
+                            d.last_error.unwrap_or_default()
+                        ));
                     }
                     wait = Some(after.unwrap_or(backoff).min(std::time::Duration::from_secs(30)));
                 }

@@ -21,7 +21,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             l.grade = Some(s.grade.clone());
             if s.disqualified {
                 let floor = settings.scoring.disqualify_below.unwrap_or_default();
-                l.transition(LeadStatus::Disqualified, format!("score {} ({parts}) is under disqualify_below {floor}", s.score), now);
+                l.transition(
+                    LeadStatus::Disqualified,
+                    format!("score {} ({parts}) is under disqualify_below {floor}", s.score),
+                    now,
+                );
             } else {
                 l.transition(LeadStatus::Scored, format!("score {} ({parts}): grade {}", s.score, s.grade), now);
             }

