@@ -120,8 +120,8 @@ fn resolve(name: &str, r: &SecretRef, demo: bool, generated: &mut Vec<(String, S
     if let Some(v) = r.resolve(&|n| std::env::var(n).ok()) {
         return Ok(Secret::new(v));
     }
-    let SecretRef::Env(var) = r else { anyhow::bail!("[server] {name} is empty") };
-    anyhow::ensure!(demo, "[server] {name} reads the environment variable {var}, which is not set");
+    let SecretRef::Env(var) = r else { anyhow::bail!("{name} is empty") };
+    anyhow::ensure!(demo, "{name} reads the environment variable {var}, which is not set");
     let v = random_token();
     generated.push((var.clone(), v.clone()));
     Ok(Secret::new(v))
@@ -136,10 +136,20 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>, db: Option<PathB
     let name = config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the demo document".into());
     let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{name} has problems:\n{p}"))?;
     let mut generated = Vec::new();
-    let secrets = Secrets {
-        admin_token: resolve("admin_token", &settings.server.admin_token, demo, &mut generated)?,
-        webhook_secret: resolve("webhook_secret", &settings.server.webhook_secret, demo, &mut generated)?,
+    let mut secrets = Secrets {
+        admin_token: resolve("[server] admin_token", &settings.server.admin_token, demo, &mut generated)?,
+        webhook_secret: resolve("[server] webhook_secret", &settings.server.webhook_secret, demo, &mut generated)?,
+        sources: Default::default(),
     };
+    for (source, r) in settings.source_secret_refs() {
+        match resolve(&source, r, demo, &mut generated) {
+            Ok(s) => {
+                secrets.sources.insert(source, s);
+            }
+            // A source without its secret answers 503; the rest of the server runs.
+            Err(e) => say!("warning: {e:#}; that source is off until it is set"),
+        }
+    }
     let listen = listen.unwrap_or_else(|| settings.server.listen.clone());
     let db = db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
     let listener =
@@ -152,8 +162,12 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>, db: Option<PathB
         say!("resumed {} leads left mid-pipeline", runtime.resumed);
     }
     say!("leadrouter listening on http://{addr} (store {}, {name})", db.display());
-    for (var, _) in &generated {
-        say!("{var} was not set: generated one for this run");
+    for (var, value) in &generated {
+        if var == "LEADROUTER_ADMIN_TOKEN" {
+            say!("{var} was not set: generated one for this run");
+        } else {
+            say!("{var} was not set: generated for this run: {value}");
+        }
     }
     if demo {
         say!("admin token: {}", secrets.admin_token.expose());

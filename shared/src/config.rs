@@ -72,12 +72,16 @@ struct RawMeta {
     app_secret: Option<Spanned<String>>,
     access_token: Option<Spanned<String>>,
     graph_base_url: Option<Spanned<String>>,
+    /// Lead field → the form's field name, over Meta's conventional names.
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGoogle {
     key: Option<Spanned<String>>,
+    notify_test_leads: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +334,7 @@ pub struct MetaSource {
     pub app_secret: Option<SecretRef>,
     pub access_token: Option<SecretRef>,
     pub graph_base_url: String,
+    pub fields: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -343,6 +348,8 @@ pub struct GenericSource {
 pub struct Sources {
     pub meta: Option<MetaSource>,
     pub google_key: Option<SecretRef>,
+    /// Google's `is_test` leads reach reps only when this is set.
+    pub google_notify_test_leads: bool,
     pub generic: BTreeMap<String, GenericSource>,
 }
 
@@ -429,6 +436,18 @@ impl Settings {
         }
         if let Some(k) = &self.sources.google_key {
             out.push(("google.key", k));
+        }
+        out
+    }
+
+    /// Every source secret by the name the runtime looks it up under.
+    pub fn source_secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut out: Vec<(String, &SecretRef)> =
+            self.secret_refs().into_iter().skip(2).map(|(n, r)| (n.to_owned(), r)).collect();
+        for (name, g) in &self.sources.generic {
+            if let Some(s) = &g.secret {
+                out.push((format!("generic.{name}"), s));
+            }
         }
         out
     }
@@ -543,8 +562,10 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
             app_secret: secret(c, &m.app_secret, "[sources.meta] app_secret"),
             access_token: secret(c, &m.access_token, "[sources.meta] access_token"),
             graph_base_url,
+            fields: m.fields,
         }
     });
+    let google_notify_test_leads = raw.sources.google.as_ref().and_then(|g| g.notify_test_leads).unwrap_or(false);
     let google_key = raw.sources.google.and_then(|g| secret(c, &g.key, "[sources.google] key"));
     let mut generic = BTreeMap::new();
     for (name, g) in raw.sources.generic {
@@ -723,7 +744,7 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         server: ServerSettings { listen, admin_token, webhook_secret, max_body_bytes, public_url },
         sqlite: raw.store.sqlite.unwrap_or_else(|| "leadrouter.db".into()),
         dedup: DedupSettings { window_days, fold_gmail: raw.dedup.fold_gmail.unwrap_or(true), default_phone_region },
-        sources: Sources { meta, google_key, generic },
+        sources: Sources { meta, google_key, google_notify_test_leads, generic },
         scoring,
         reps,
         pools,

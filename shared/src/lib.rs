@@ -9,3 +9,4 @@ pub mod notification;
 pub mod pipeline;
 pub mod ports;
 pub mod runtime;
+pub mod sources;

@@ -167,7 +167,7 @@ pub trait LeadStore: Send + Sync + 'static {
 }
 
 /// What travels on a queue: the lead to work on (the store holds everything else).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Message {
     pub lead_id: LeadId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,6 +209,24 @@ pub trait Notifier: Send + Sync + 'static {
         target: &str,
         notification: &crate::notification::Notification,
     ) -> impl Future<Output = DeliveryResult> + Send;
+}
+
+/// Why a platform's lead could not be fetched this time. Always retried: the lead waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    pub error: String,
+    /// The platform's own word on when to come back (429 `Retry-After`).
+    pub after: Option<Duration>,
+}
+
+/// Fetches a lead's fields from the platform that announced it (Meta's Graph API).
+pub trait LeadFetcher: Send + Sync + 'static {
+    /// Intake fields for the lead the source knows as `source_ref`.
+    fn fetch<'a>(
+        &'a self,
+        source: &'a str,
+        source_ref: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<(String, serde_json::Value)>, FetchFailure>>;
 }
 
 pub trait Clock: Send + Sync + 'static {

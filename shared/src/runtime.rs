@@ -2,6 +2,7 @@
 //! behind the same Router as on AWS. `leadrouter serve` is a thin shell around this.
 
 use crate::adapters::channel::{ChannelQueue, Envelope};
+use crate::adapters::graph::GraphFetcher;
 use crate::adapters::notifier::HttpNotifier;
 use crate::adapters::sqlite::SqliteStore;
 use crate::config::Settings;
@@ -83,8 +84,25 @@ impl Embedded {
         let (queue, rx) = ChannelQueue::new();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone());
-        let pipeline =
-            Arc::new(Pipeline { store, queue, notifier, clock, settings: Arc::new(settings), secrets, retry });
+        let fetcher = Arc::new(match &settings.sources.meta {
+            Some(m) => GraphFetcher::new(
+                m.graph_base_url.clone(),
+                secrets.source("meta.access_token").map(crate::config::Secret::new),
+                m.fields.clone(),
+            ),
+            None => GraphFetcher::new(String::new(), None, Default::default()),
+        });
+        let pipeline = Arc::new(Pipeline {
+            store,
+            queue,
+            notifier,
+            fetcher,
+            clock,
+            settings: Arc::new(settings),
+            secrets,
+            retry,
+        });
+        tokio::spawn(worker(Stage::Fetch, rx.fetch, pipeline.clone(), NOTIFY_BATCHES));
         tokio::spawn(worker(Stage::Dedup, rx.dedup, pipeline.clone(), 1));
         tokio::spawn(worker(Stage::Score, rx.score, pipeline.clone(), 1));
         tokio::spawn(worker(Stage::Assign, rx.assign, pipeline.clone(), 1));

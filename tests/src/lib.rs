@@ -20,6 +20,88 @@ use tokio::sync::oneshot;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+pub const META_VERIFY_TOKEN: &str = "test-meta-verify";
+pub const META_APP_SECRET: &str = "test-meta-app-secret";
+pub const META_PAGE_TOKEN: &str = "test-meta-page-token";
+pub const GOOGLE_KEY: &str = "test-google-key";
+pub const TYPEFORM_SECRET: &str = "test-typeform-secret";
+pub const WEBFLOW_SECRET: &str = "test-webflow-secret";
+
+/// The source secrets the test document names, as the runtime looks them up.
+pub fn source_secrets() -> std::collections::BTreeMap<String, Secret> {
+    [
+        ("meta.verify_token", META_VERIFY_TOKEN),
+        ("meta.app_secret", META_APP_SECRET),
+        ("meta.access_token", META_PAGE_TOKEN),
+        ("google.key", GOOGLE_KEY),
+        ("generic.typeform", TYPEFORM_SECRET),
+        ("generic.webflow", WEBFLOW_SECRET),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Secret::new(v)))
+    .collect()
+}
+
+/// A local server playing Meta's Graph API. A lead id says how it behaves:
+/// `fail500-…` answers 500 once, `rate429-…` answers 429 with `Retry-After: 1` once, `gone-…`
+/// never answers with the lead; any other id answers its lead at once.
+#[derive(Clone)]
+pub struct FakeGraph {
+    pub url: String,
+    hits: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+async fn graph_lead(
+    State(hits): State<Arc<Mutex<std::collections::HashMap<String, usize>>>>,
+    Path((_version, id)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let n = {
+        let mut h = hits.lock().unwrap();
+        let n = h.entry(id.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if q.get("access_token").map(String::as_str) != Some(META_PAGE_TOKEN) {
+        return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": {"code": 190}}))).into_response();
+    }
+    if (id.starts_with("fail500") && n == 1) || id.starts_with("gone") {
+        let status = if id.starts_with("gone") { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+        return (status, axum::Json(serde_json::json!({"error": {"code": 100, "message": "x"}}))).into_response();
+    }
+    if id.starts_with("rate429") && n == 1 {
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], axum::Json(serde_json::json!({"error": {"code": 4}})))
+            .into_response();
+    }
+    axum::Json(serde_json::json!({
+        "created_time": "2026-11-24T08:49:14+0000", "id": id, "ad_id": "900", "form_id": "700", "campaign_name": "Q4",
+        "field_data": [
+            {"name": "full_name", "values": [format!("Meta Person {id}")]},
+            {"name": "email", "values": [format!("m{id}@meta-buyer.com")]},
+            {"name": "job_title", "values": ["Head of Growth"]},
+            {"name": "company_name", "values": ["Buyer Inc"]},
+            {"name": "country", "values": ["US"]},
+            {"name": "how_soon", "values": ["this quarter"]}
+        ]
+    }))
+    .into_response()
+}
+
+impl FakeGraph {
+    pub async fn start() -> FakeGraph {
+        let hits = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let app = Router::new().route("/{version}/{id}", axum::routing::get(graph_lead)).with_state(hits.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind graph");
+        let url = format!("http://{}/v21.0", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        FakeGraph { url, hits }
+    }
+
+    pub fn hits(&self, id: &str) -> usize {
+        self.hits.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+}
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
@@ -29,6 +111,8 @@ pub struct Received {
     pub idempotency_key: Option<String>,
     pub raw: Vec<u8>,
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -59,6 +143,7 @@ async fn record(
         idempotency_key: header("idempotency-key"),
         raw: body.to_vec(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        at: std::time::Instant::now(),
     });
     if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
 }
@@ -106,6 +191,10 @@ impl Receiver {
 /// A routing document for tests: ana (weight 2) and ben (1) share `enterprise-na`, whose
 /// manager is notified too; every other lead goes to `everyone`.
 pub fn routing_doc(receiver: &Receiver, max_body: usize) -> String {
+    routing_doc_with_graph(receiver, max_body, "http://127.0.0.1:9/v21.0")
+}
+
+pub fn routing_doc_with_graph(receiver: &Receiver, max_body: usize, graph_url: &str) -> String {
     format!(
         r#"
 [server]
@@ -113,6 +202,25 @@ admin_token = "{ADMIN_TOKEN}"
 webhook_secret = "{WEBHOOK_SECRET}"
 max_body_bytes = {max_body}
 public_url = "http://leadrouter.test"
+
+[sources.meta]
+verify_token = "env:TEST_META_VERIFY_TOKEN"
+app_secret = "env:TEST_META_APP_SECRET"
+access_token = "env:TEST_META_PAGE_TOKEN"
+graph_base_url = "{graph_url}"
+
+[sources.google]
+key = "env:TEST_GOOGLE_KEY"
+
+[sources.generic.typeform]
+secret = "env:TEST_TYPEFORM_SECRET"
+fields = {{ email = "/form_response/hidden/email", phone = "/form_response/hidden/phone",
+           first_name = "/form_response/hidden/first_name", company = "/form_response/hidden/company" }}
+
+[sources.generic.webflow]
+secret = "env:TEST_WEBFLOW_SECRET"
+fields = {{ email = "/payload/data/Email", name = "/payload/data/Name", company = "/payload/data/Company",
+           message = "/payload/data/Message", utm_campaign = "/payload/data/utm_campaign" }}
 
 [dedup]
 window_days = 90
@@ -183,6 +291,7 @@ reps = [{{ id = "ana" }}, {{ id = "ben" }}]
 /// A leadrouter serving on 127.0.0.1:0 with its own SQLite file.
 pub struct TestApp {
     pub base: String,
+    pub graph: FakeGraph,
     pub client: reqwest::Client,
     pub receiver: Receiver,
     pub runtime: Arc<Embedded>,
@@ -201,10 +310,15 @@ impl TestApp {
 
     pub async fn spawn_with(max_body: usize) -> TestApp {
         let receiver = Receiver::start().await;
-        let settings =
-            Settings::parse(&routing_doc(&receiver, max_body)).unwrap_or_else(|p| panic!("test config: {p}"));
+        let graph = FakeGraph::start().await;
+        let settings = Settings::parse(&routing_doc_with_graph(&receiver, max_body, &graph.url))
+            .unwrap_or_else(|p| panic!("test config: {p}"));
         let dir = tempfile::tempdir().expect("temp dir");
-        let secrets = Secrets { admin_token: Secret::new(ADMIN_TOKEN), webhook_secret: Secret::new(WEBHOOK_SECRET) };
+        let secrets = Secrets {
+            admin_token: Secret::new(ADMIN_TOKEN),
+            webhook_secret: Secret::new(WEBHOOK_SECRET),
+            sources: source_secrets(),
+        };
         let runtime = Arc::new(
             Embedded::start(settings, secrets, &dir.path().join("leads.db"), fast_retry())
                 .await
@@ -225,7 +339,7 @@ impl TestApp {
             .await
             .ok();
         });
-        TestApp { base, client: reqwest::Client::new(), receiver, runtime, dir, stop: Some(stop) }
+        TestApp { base, graph, client: reqwest::Client::new(), receiver, runtime, dir, stop: Some(stop) }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -17,11 +17,12 @@ pub struct Envelope {
 
 #[derive(Clone)]
 pub struct ChannelQueue {
-    senders: Arc<[mpsc::UnboundedSender<Envelope>; 4]>,
+    senders: Arc<[mpsc::UnboundedSender<Envelope>; 5]>,
     in_flight: Arc<AtomicUsize>,
 }
 
 pub struct Receivers {
+    pub fetch: mpsc::UnboundedReceiver<Envelope>,
     pub dedup: mpsc::UnboundedReceiver<Envelope>,
     pub score: mpsc::UnboundedReceiver<Envelope>,
     pub assign: mpsc::UnboundedReceiver<Envelope>,
@@ -30,22 +31,24 @@ pub struct Receivers {
 
 fn slot(stage: Stage) -> usize {
     match stage {
-        Stage::Dedup => 0,
-        Stage::Score => 1,
-        Stage::Assign => 2,
-        Stage::Notify => 3,
+        Stage::Fetch => 0,
+        Stage::Dedup => 1,
+        Stage::Score => 2,
+        Stage::Assign => 3,
+        Stage::Notify => 4,
     }
 }
 
 impl ChannelQueue {
     pub fn new() -> (ChannelQueue, Receivers) {
+        let (f, fr) = mpsc::unbounded_channel();
         let (d, dr) = mpsc::unbounded_channel();
         let (s, sr) = mpsc::unbounded_channel();
         let (a, ar) = mpsc::unbounded_channel();
         let (n, nr) = mpsc::unbounded_channel();
         (
-            ChannelQueue { senders: Arc::new([d, s, a, n]), in_flight: Arc::new(AtomicUsize::new(0)) },
-            Receivers { dedup: dr, score: sr, assign: ar, notify: nr },
+            ChannelQueue { senders: Arc::new([f, d, s, a, n]), in_flight: Arc::new(AtomicUsize::new(0)) },
+            Receivers { fetch: fr, dedup: dr, score: sr, assign: ar, notify: nr },
         )
     }
 

@@ -1,5 +1,6 @@
 //! Adapters: the ports made real. Embedded: SQLite and in-process channels. Notifiers: HTTP and log.
 
 pub mod channel;
+pub mod graph;
 pub mod notifier;
 pub mod sqlite;

@@ -201,6 +201,29 @@ pub fn normalize(fields: Vec<(String, Value)>, opts: IntakeOptions) -> Result<In
     if errors.is_empty() { Ok(Intake { contact: c, attributes, source, honeypot }) } else { Err(errors) }
 }
 
+/// For platform leads, which are real people whatever a field holds: a field that fails to
+/// normalize is kept raw as the attribute `invalid_<field>`, and only a lead left with neither
+/// email nor phone is refused.
+pub fn normalize_lenient(fields: Vec<(String, Value)>, opts: IntakeOptions) -> Result<Intake, Vec<FieldError>> {
+    let errors = match normalize(fields.clone(), opts) {
+        Ok(i) => return Ok(i),
+        Err(e) => e,
+    };
+    let bad: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    let mut kept = Vec::with_capacity(fields.len());
+    let mut invalid = Vec::new();
+    for (k, v) in fields {
+        if bad.contains(&k.trim()) {
+            invalid.push((format!("invalid_{}", k.trim()), v));
+        } else {
+            kept.push((k, v));
+        }
+    }
+    let mut intake = normalize(kept, opts)?;
+    intake.attributes.extend(invalid);
+    Ok(intake)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +280,14 @@ mod tests {
         let none = normalize(kv(&[("name", json!("x"))]), opts()).unwrap_err();
         assert_eq!(none.len(), 2);
         assert!(none[0].message.contains("one of email or phone"));
+    }
+
+    #[test]
+    fn lenient_keeps_bad_fields_raw() {
+        let i = normalize_lenient(kv(&[("email", json!("a@b.co")), ("phone", json!("12"))]), opts()).unwrap();
+        assert_eq!(i.contact.email.unwrap().as_str(), "a@b.co");
+        assert_eq!(i.attributes.get("invalid_phone"), Some(&json!("12")));
+        assert!(normalize_lenient(kv(&[("email", json!("nope"))]), opts()).is_err());
     }
 
     proptest! {

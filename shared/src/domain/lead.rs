@@ -51,6 +51,8 @@ impl fmt::Display for LeadId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeadStatus {
+    /// Known by its source id only; its fields are being fetched from the platform.
+    Fetching,
     Received,
     Unique,
     Duplicate,
@@ -68,7 +70,8 @@ pub enum LeadStatus {
 }
 
 impl LeadStatus {
-    pub const ALL: [LeadStatus; 14] = [
+    pub const ALL: [LeadStatus; 15] = [
+        LeadStatus::Fetching,
         LeadStatus::Received,
         LeadStatus::Unique,
         LeadStatus::Duplicate,
@@ -87,6 +90,7 @@ impl LeadStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            LeadStatus::Fetching => "fetching",
             LeadStatus::Received => "received",
             LeadStatus::Unique => "unique",
             LeadStatus::Duplicate => "duplicate",
@@ -298,8 +302,17 @@ pub struct Lead {
     /// A notification still owed for this lead; cleared once every recipient has it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub notify_pending: Option<NotificationKind>,
+    /// Attempts to fetch the lead's fields from its platform, and the last failure.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fetch_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fetch_error: Option<String>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Lead {
@@ -322,6 +335,8 @@ impl Lead {
             duplicate_of: None,
             touches: Vec::new(),
             notify_pending: None,
+            fetch_attempts: 0,
+            fetch_error: None,
             history: vec![HistoryEntry {
                 at: now,
                 from: None,
@@ -349,6 +364,7 @@ impl Lead {
     /// leads left mid-pipeline by a crash or a lost message are found again.
     pub fn pending_stage(&self) -> Option<Stage> {
         match self.status {
+            LeadStatus::Fetching => Some(Stage::Fetch),
             LeadStatus::Received => Some(Stage::Dedup),
             LeadStatus::Unique => Some(Stage::Score),
             LeadStatus::Scored => Some(Stage::Assign),
@@ -378,6 +394,7 @@ impl Lead {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    Fetch,
     Dedup,
     Score,
     Assign,
@@ -385,10 +402,11 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [Stage::Dedup, Stage::Score, Stage::Assign, Stage::Notify];
+    pub const ALL: [Stage; 5] = [Stage::Fetch, Stage::Dedup, Stage::Score, Stage::Assign, Stage::Notify];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Fetch => "fetch",
             Stage::Dedup => "dedup",
             Stage::Score => "score",
             Stage::Assign => "assign",

@@ -85,7 +85,7 @@ pub async fn post_lead<S: LeadStore, Q: Queue, N: Notifier>(
         Some(k) => LeadId::derived(&format!("idempotency:web:{k}")),
         None => LeadId::new(),
     };
-    let sub = Submission { id, source: "web".into(), source_ref: None, intake, test: false };
+    let sub = Submission::new(id, "web", intake);
     let accepted_lead = p.accept(sub).await.map_err(|e| {
         tracing::error!(error = %e, "ingest could not store a lead");
         Problem::unavailable("the lead could not be stored; retry with the same Idempotency-Key")

@@ -2,6 +2,7 @@
 
 mod admin;
 mod ingest;
+mod webhooks;
 pub mod problem;
 
 use crate::pipeline::Pipeline;
@@ -20,6 +21,9 @@ pub fn router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>) -> 
         .route("/v1/leads", post(ingest::post_lead::<S, Q, N>).get(admin::list_leads::<S, Q, N>))
         .route("/v1/leads/{id}", get(admin::get_lead::<S, Q, N>))
         .route("/healthz", get(admin::healthz::<S, Q, N>))
+        .route("/v1/webhooks/meta", get(webhooks::meta_verify::<S, Q, N>).post(webhooks::meta_notify::<S, Q, N>))
+        .route("/v1/webhooks/google", post(webhooks::google::<S, Q, N>))
+        .route("/v1/webhooks/generic/{source}", post(webhooks::generic::<S, Q, N>))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

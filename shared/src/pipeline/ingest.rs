@@ -2,7 +2,8 @@
 
 use super::Pipeline;
 use crate::domain::{Intake, Lead, LeadId, LeadStatus, Stage};
-use crate::ports::{Inserted, LeadStore, Message, Notifier, Queue, StoreError};
+use crate::ports::{Inserted, LeadStore, Notifier, Queue, StoreError};
+use futures::future::join_all;
 
 /// A submission from any source, already normalized.
 #[derive(Debug, Clone)]
@@ -13,6 +14,16 @@ pub struct Submission {
     pub source_ref: Option<String>,
     pub intake: Intake,
     pub test: bool,
+    /// Only the id is known: the fields are fetched from the source first.
+    pub fetch: bool,
+    /// Stored, but refused for routing, with this reason.
+    pub reject: Option<String>,
+}
+
+impl Submission {
+    pub fn new(id: LeadId, source: impl Into<String>, intake: Intake) -> Submission {
+        Submission { id, source: source.into(), source_ref: None, intake, test: false, fetch: false, reject: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,33 +34,57 @@ pub struct Accepted {
 }
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
-    /// Stores the lead (durable on return) and queues it for dedup.
+    /// Stores the lead (durable on return) and queues it for its first stage.
     pub async fn accept(&self, sub: Submission) -> Result<Accepted, StoreError> {
+        let mut out = self.accept_many(vec![sub]).await?;
+        out.pop().ok_or_else(|| StoreError::Unavailable("no result for the lead".into()))
+    }
+
+    /// Stores every lead (durable on return; the writes share commits) and queues the new ones.
+    pub async fn accept_many(&self, subs: Vec<Submission>) -> Result<Vec<Accepted>, StoreError> {
         let now = self.clock.now();
+        let leads: Vec<Lead> = subs.into_iter().map(|s| self.lead_of(s, now)).collect();
+        let stored = join_all(leads.iter().map(|l| self.store.insert(l.clone()))).await;
+        let mut out = Vec::with_capacity(leads.len());
+        let mut queued: Vec<&Lead> = Vec::new();
+        for (lead, result) in leads.iter().zip(stored) {
+            match result? {
+                Inserted::New => {
+                    tracing::info!(lead_id = %lead.id, source = %lead.source, status = %lead.status, "lead stored");
+                    queued.push(lead);
+                    out.push(Accepted { lead_id: lead.id.clone(), created: true });
+                }
+                Inserted::Existing(existing) => {
+                    tracing::info!(lead_id = %existing.id, status = %existing.status, "lead already known; nothing created");
+                    out.push(Accepted { lead_id: existing.id, created: false });
+                }
+            }
+        }
+        if let Err(e) = self.forward(Stage::Notify, &queued).await {
+            // Stored is what counts: the lead is found again on restart or by the sweep.
+            tracing::warn!(error = %e, "leads stored but not queued; they will be resumed");
+        }
+        Ok(out)
+    }
+
+    fn lead_of(&self, sub: Submission, now: chrono::DateTime<chrono::Utc>) -> Lead {
         let source = sub.intake.source.clone().unwrap_or(sub.source);
-        let mut lead = Lead::new(sub.id.clone(), source, sub.intake.contact, now);
+        let mut lead = Lead::new(sub.id, source, sub.intake.contact, now);
         lead.attributes = sub.intake.attributes;
         lead.source_ref = sub.source_ref;
         lead.test = sub.test;
+        if sub.fetch {
+            lead.status = LeadStatus::Fetching;
+            if let Some(first) = lead.history.first_mut() {
+                first.to = LeadStatus::Fetching;
+                first.reason = format!("announced by {}; its fields are fetched next", lead.source);
+            }
+        }
         if sub.intake.honeypot {
             lead.transition(LeadStatus::Rejected, "honeypot: the hidden website_url field was filled in", now);
+        } else if let Some(reason) = sub.reject {
+            lead.transition(LeadStatus::Rejected, reason, now);
         }
-        let span = tracing::info_span!("ingest", lead_id = %lead.id, source = %lead.source);
-        let _enter = span.enter();
-        let queue_it = lead.status == LeadStatus::Received;
-        match self.store.insert(lead).await? {
-            Inserted::New => {
-                tracing::info!(status = if queue_it { "received" } else { "rejected" }, "lead stored");
-                if queue_it && let Err(e) = self.queue.send(Stage::Dedup, vec![Message::lead(sub.id.clone())]).await {
-                    // Stored is what counts: the lead is found again on restart or by the sweep.
-                    tracing::warn!(error = %e, "lead stored but not queued; it will be resumed");
-                }
-                Ok(Accepted { lead_id: sub.id, created: true })
-            }
-            Inserted::Existing(existing) => {
-                tracing::info!(status = %existing.status, "lead already known; nothing created");
-                Ok(Accepted { lead_id: existing.id, created: false })
-            }
-        }
+        lead
     }
 }

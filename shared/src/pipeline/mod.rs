@@ -6,6 +6,7 @@
 
 mod assign;
 mod dedup;
+mod fetch;
 mod ingest;
 mod notify;
 mod score;
@@ -14,7 +15,8 @@ pub use ingest::{Accepted, Submission};
 
 use crate::config::{Secret, Settings};
 use crate::domain::{Lead, Stage};
-use crate::ports::{Clock, LeadStore, Message, Notifier, Queue, QueueError, StoreError};
+use crate::ports::{Clock, LeadFetcher, LeadStore, Message, Notifier, Queue, QueueError, StoreError};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Why a message should come back later. Every variant is worth a retry.
@@ -34,6 +36,15 @@ pub enum StageError {
 pub struct Secrets {
     pub admin_token: Secret,
     pub webhook_secret: Secret,
+    /// Source secrets by name (`meta.app_secret`, `google.key`, `generic.typeform`, …); a
+    /// source whose secret is absent answers 503 until it is set.
+    pub sources: BTreeMap<String, Secret>,
+}
+
+impl Secrets {
+    pub fn source(&self, name: &str) -> Option<&str> {
+        self.sources.get(name).map(Secret::expose).filter(|s| !s.is_empty())
+    }
 }
 
 /// How notification attempts are spread out.
@@ -56,6 +67,7 @@ pub struct Pipeline<S, Q, N> {
     pub store: S,
     pub queue: Q,
     pub notifier: N,
+    pub fetcher: Arc<dyn LeadFetcher>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
     pub secrets: Secrets,
@@ -67,12 +79,37 @@ pub type StageResults = Vec<Result<(), StageError>>;
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// Runs one stage over a batch; one result per message, in order.
     pub async fn run(&self, stage: Stage, messages: Vec<Message>) -> StageResults {
-        match stage {
-            Stage::Dedup => self.dedup(messages).await,
-            Stage::Score => self.score(messages).await,
-            Stage::Assign => self.assign(messages).await,
-            Stage::Notify => self.notify(messages).await,
-        }
+        // A message delivered twice in one batch is handled once; the copy shares its result.
+        let mut unique: Vec<Message> = Vec::with_capacity(messages.len());
+        let mut index: std::collections::HashMap<Message, usize> = std::collections::HashMap::new();
+        let slots: Vec<usize> = messages
+            .into_iter()
+            .map(|m| {
+                *index.entry(m.clone()).or_insert_with(|| {
+                    unique.push(m);
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let results = match stage {
+            Stage::Fetch => self.fetch(unique).await,
+            Stage::Dedup => self.dedup(unique).await,
+            Stage::Score => self.score(unique).await,
+            Stage::Assign => self.assign(unique).await,
+            Stage::Notify => self.notify(unique).await,
+        };
+        let failed: Vec<Option<String>> = results.iter().map(|r| r.as_ref().err().map(ToString::to_string)).collect();
+        let mut results: Vec<Option<Result<(), StageError>>> = results.into_iter().map(Some).collect();
+        slots
+            .into_iter()
+            .map(|i| match results.get_mut(i).and_then(Option::take) {
+                Some(r) => r,
+                None => match failed.get(i).cloned().flatten() {
+                    Some(e) => Err(StageError::NotYet(e)),
+                    None => Ok(()),
+                },
+            })
+            .collect()
     }
 
     /// Sends each lead on to the stage it now waits for, if that is not `current`.

@@ -68,7 +68,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 (lead.clone(), r, None)
             }
         };
-        if lead.test {
+        if lead.test && !(lead.source == "google" && self.settings.sources.google_notify_test_leads) {
             return self.settle(&lead, kind, "test lead: reps are not notified").await;
         }
         let existing: HashMap<(String, String), Delivery> = self

@@ -1,0 +1,171 @@
+//! Load benchmark: leadrouter (embedded runtime, SQLite file) on 127.0.0.1, a real webhook
+//! receiver, and a load generator, all on this machine. Prints a Markdown table for
+//! BENCHMARKS.md.
+//!
+//! `cargo run --release -p leadrouter-tests --bin load -- --rate 500 --seconds 10`
+
+use clap::Parser;
+use futures::StreamExt;
+use leadrouter_tests::{Receiver, TestApp};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// Offered rate for the latency run, leads per second.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Length of each run, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections for the throughput runs.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+fn form(i: u64, run: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("email", format!("load{i}@{run}-company{i}.com")),
+        ("name", format!("Lead {i}")),
+        ("job_title", if i % 3 == 0 { "VP Sales".into() } else { "Analyst".into() }),
+        ("company_size", if i % 2 == 0 { "500".into() } else { "20".into() }),
+        ("country", if i % 4 == 0 { "DE".into() } else { "US".into() }),
+    ]
+}
+
+/// Closed loop: `concurrency` clients sending back to back for `secs`. Returns requests/s.
+async fn closed_loop(client: &reqwest::Client, concurrency: usize, secs: u64, make: impl Fn(u64) -> reqwest::RequestBuilder + Sync) -> (f64, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let counter = AtomicU64::new(0);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let _ = client;
+    futures::stream::iter(0..concurrency)
+        .for_each_concurrent(concurrency, |_| {
+            let (stop, ok, counter, make) = (stop.clone(), ok.clone(), &counter, &make);
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = counter.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(r) = make(i).send().await
+                        && r.status().is_success()
+                    {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if Instant::now() >= deadline {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+        .await;
+    let n = ok.load(Ordering::Relaxed);
+    (n as f64 / start.elapsed().as_secs_f64(), n)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Waits until the receiver has a rep notification for `n` leads whose emails carry `run`.
+async fn wait_notified(receiver: &Receiver, run: &str, n: usize, limit: Duration) -> HashMap<String, Instant> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut first: HashMap<String, Instant> = HashMap::new();
+        for r in receiver.requests() {
+            if r.hook != "manager"
+                && r.body["kind"] == "assigned"
+                && r.body["lead"]["email"].as_str().is_some_and(|e| e.contains(run))
+            {
+                let id = r.body["lead"]["email"].as_str().unwrap_or_default().to_owned();
+                first.entry(id).or_insert(r.at);
+            }
+        }
+        if first.len() >= n || Instant::now() >= deadline {
+            return first;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build().unwrap();
+    println!("leadrouter load benchmark: embedded runtime, SQLite (WAL, synchronous=FULL), webhook receiver on loopback");
+    println!("{} cores; runs of {} s; {} connections for the throughput runs\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), args.seconds, args.concurrency);
+
+    // 1. /healthz and POST /v1/leads, back to back in the same process and run.
+    let health_url = app.url("/healthz");
+    let (health_rps, _) = closed_loop(&client, args.concurrency, args.seconds, |_| client.get(&health_url)).await;
+    let leads_url = app.url("/v1/leads");
+    let started = Instant::now();
+    let (ingest_rps, sent) = closed_loop(&client, args.concurrency, args.seconds, |i| client.post(&leads_url).form(&form(i, "sat"))).await;
+    let arrivals = wait_notified(&app.receiver, "sat", sent as usize, Duration::from_secs(120)).await;
+    let last = arrivals.values().max().copied().unwrap_or(started);
+    let e2e_rate = arrivals.len() as f64 / (last - started).as_secs_f64();
+
+    // 2. A fixed offered rate, open loop: latency from the 202 to the rep's notification.
+    let total = args.rate * args.seconds;
+    let accepted_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(total as usize);
+    let open_start = Instant::now();
+    for i in 0..total {
+        tick.tick().await;
+        let (client, url, accepted_at) = (client.clone(), leads_url.clone(), accepted_at.clone());
+        tasks.push(tokio::spawn(async move {
+            let f = form(i, "rate");
+            let email = f[0].1.clone();
+            if let Ok(r) = client.post(&url).form(&f).send().await
+                && r.status() == 202
+            {
+                accepted_at.lock().unwrap().insert(email, Instant::now());
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let offered_secs = open_start.elapsed().as_secs_f64();
+    let accepted_at = accepted_at.lock().unwrap().clone();
+    let arrivals = wait_notified(&app.receiver, "rate", accepted_at.len(), Duration::from_secs(120)).await;
+    let mut lat: Vec<Duration> = accepted_at
+        .iter()
+        .filter_map(|(email, t202)| arrivals.get(&email.to_lowercase()).or(arrivals.get(email)).map(|a| a.saturating_duration_since(*t202)))
+        .collect();
+    lat.sort();
+    let lost = accepted_at.len() - lat.len();
+
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| `GET /healthz` requests/s ({} conns) | {:.0} |", args.concurrency, health_rps);
+    println!("| `POST /v1/leads` requests/s ({} conns) | {:.0} ({:.0}% of /healthz) |", args.concurrency, ingest_rps, 100.0 * ingest_rps / health_rps);
+    println!("| leads routed end to end per second (202 → rep's webhook), saturated | {:.0} ({} leads) |", e2e_rate, arrivals_len(&app.receiver, "sat"));
+    println!("| offered rate | {} leads/s for {:.1} s ({} accepted) |", args.rate, offered_secs, accepted_at.len());
+    println!("| latency 202 → notification p50 | {} |", ms(percentile(&lat, 0.50)));
+    println!("| latency 202 → notification p90 | {} |", ms(percentile(&lat, 0.90)));
+    println!("| latency 202 → notification p99 | {} |", ms(percentile(&lat, 0.99)));
+    println!("| latency max | {} |", ms(lat.last().copied().unwrap_or_default()));
+    println!("| accepted but not notified within 120 s | {lost} |");
+}
+
+fn arrivals_len(receiver: &Receiver, run: &str) -> usize {
+    receiver
+        .requests()
+        .iter()
+        .filter(|r| r.hook != "manager" && r.body["lead"]["email"].as_str().is_some_and(|e| e.contains(run)))
+        .count()
+}
