@@ -14,6 +14,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let mut outcome: HashMap<LeadId, Result<(), String>> = HashMap::new();
         let loaded = join_all(ids.iter().map(|id| self.store.get(id))).await;
         let mut by_pool: BTreeMap<usize, Vec<LeadId>> = BTreeMap::new();
+        let mut tests: Vec<(LeadId, usize)> = Vec::new();
         let mut unmatched = Vec::new();
         let mut done: Vec<Lead> = Vec::new();
         for (id, l) in ids.iter().zip(loaded) {
@@ -28,7 +29,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 Ok(Some(lead)) => match first_match(&self.settings.pools, &lead) {
                     Some(pool) => {
                         let i = self.settings.pools.iter().position(|p| p.id == pool.id).unwrap_or_default();
-                        by_pool.entry(i).or_default().push(lead.id.clone());
+                        if lead.test {
+                            tests.push((lead.id.clone(), i));
+                        } else {
+                            by_pool.entry(i).or_default().push(lead.id.clone());
+                        }
                     }
                     None => unmatched.push(lead),
                 },
@@ -71,6 +76,40 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     for id in pool_ids {
                         outcome.insert(id, Err(e.to_string()));
                     }
+                }
+            }
+        }
+        // A test lead shows where it would go but takes no rep's turn: fairness is for real leads.
+        for (id, i) in tests {
+            let settings = self.settings.clone();
+            let r = self
+                .store
+                .update(vec![id.clone()], move |l| {
+                    if l.status != LeadStatus::Scored {
+                        return false;
+                    }
+                    let pool = &settings.pools[i];
+                    let rep = pool.rotation.members().first().map(|m| m.0.clone()).unwrap_or_default();
+                    let why = format!(
+                        "test lead: pool {} ({}); given to its first rep {rep} without taking a round-robin turn",
+                        pool.id,
+                        pool.rule.explain(l)
+                    );
+                    l.pool = Some(pool.id.clone());
+                    l.owner = Some(rep);
+                    l.why = Some(why.clone());
+                    l.notify_pending = Some(NotificationKind::Assigned);
+                    l.transition(LeadStatus::Assigned, why, now);
+                    true
+                })
+                .await;
+            match r {
+                Ok(u) => done.extend(u.into_iter().filter_map(|u| match u {
+                    Updated::Written(l) | Updated::Unchanged(l) => Some(*l),
+                    Updated::Missing => None,
+                })),
+                Err(e) => {
+                    outcome.insert(id, Err(e.to_string()));
                 }
             }
         }

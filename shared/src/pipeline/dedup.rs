@@ -24,12 +24,17 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         }
         let d = &self.settings.dedup;
         let now = self.clock.now();
-        let keys = identity_keys(&lead, d.fold_gmail);
+        // A test lead claims nothing: a real lead must never become a duplicate of a test.
+        let keys = if lead.test { Vec::new() } else { identity_keys(&lead, d.fold_gmail) };
         let stale_before = now - Duration::days(i64::from(d.window_days));
         let window = d.window_days;
         let updated = match self.store.claim(&id, keys, now, stale_before).await? {
             Claim::Unique => {
-                let reason = format!("unique: no earlier lead within {window} days shares its identity keys");
+                let reason = if lead.test {
+                    "unique: a test lead is not deduplicated".to_owned()
+                } else {
+                    format!("unique: no earlier lead within {window} days shares its identity keys")
+                };
                 self.store
                     .update(vec![id.clone()], move |l| {
                         if l.status != LeadStatus::Received {
