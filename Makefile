@@ -3,11 +3,16 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: test lint fmt check serve load update-free-email-domains
+.PHONY: test lint fmt check serve load schemathesis update-free-email-domains
 
-## Everything: formatting, lints, unit, property, contract, end-to-end and crash tests.
+## Everything: formatting, lints, unit, property, contract, end-to-end and crash tests, and
+## schemathesis against a running server's /openapi.json.
 test: lint
 	$(CARGO) test --workspace --all-targets
+	./scripts/schemathesis.sh
+
+schemathesis:
+	./scripts/schemathesis.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

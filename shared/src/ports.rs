@@ -85,8 +85,9 @@ pub struct PendingPage {
 }
 
 /// One notification to one recipient through one of their targets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
+    #[schema(value_type = String)]
     pub lead_id: LeadId,
     /// A rep id, or `manager:<pool>`.
     pub recipient: String,

@@ -92,16 +92,8 @@ impl Embedded {
             ),
             None => GraphFetcher::new(String::new(), None, Default::default()),
         });
-        let pipeline = Arc::new(Pipeline {
-            store,
-            queue,
-            notifier,
-            fetcher,
-            clock,
-            settings: Arc::new(settings),
-            secrets,
-            retry,
-        });
+        let pipeline =
+            Arc::new(Pipeline { store, queue, notifier, fetcher, clock, settings: Arc::new(settings), secrets, retry });
         tokio::spawn(worker(Stage::Fetch, rx.fetch, pipeline.clone(), NOTIFY_BATCHES));
         tokio::spawn(worker(Stage::Dedup, rx.dedup, pipeline.clone(), 1));
         tokio::spawn(worker(Stage::Score, rx.score, pipeline.clone(), 1));

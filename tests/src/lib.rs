@@ -71,7 +71,11 @@ async fn graph_lead(
         return (status, axum::Json(serde_json::json!({"error": {"code": 100, "message": "x"}}))).into_response();
     }
     if id.starts_with("rate429") && n == 1 {
-        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], axum::Json(serde_json::json!({"error": {"code": 4}})))
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            axum::Json(serde_json::json!({"error": {"code": 4}})),
+        )
             .into_response();
     }
     axum::Json(serde_json::json!({

@@ -37,7 +37,10 @@ fn leadgen(ids: &[&str]) -> String {
 
 fn google_body(lead_id: &str, email: &str, test: bool) -> String {
     GOOGLE_SAMPLE
-        .replace("TeSter-123-ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnopqrstuvwxyz-0123456789-AaBbCcDdEeFfGgHhIiJjKkLl", lead_id)
+        .replace(
+            "TeSter-123-ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnopqrstuvwxyz-0123456789-AaBbCcDdEeFfGgHhIiJjKkLl",
+            lead_id,
+        )
         .replace("test@example.com", email)
         .replace("your-google-lead-form-key", GOOGLE_KEY)
         .replace("\"is_test\": true", &format!("\"is_test\": {test}"))
@@ -65,14 +68,21 @@ fn now() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_subscription_check() {
     let app = TestApp::spawn().await;
-    let url = |token: &str| app.url(&format!("/v1/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={token}"));
+    let url = |token: &str| {
+        app.url(&format!("/v1/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={token}"))
+    };
     let r = app.client.get(url(META_VERIFY_TOKEN)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "1158201444");
     let r = app.client.get(url("wrong")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let r = app.client.get(app.url("/v1/webhooks/meta?hub.mode=unsubscribe&hub.verify_token=test-meta-verify")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/v1/webhooks/meta?hub.mode=unsubscribe&hub.verify_token=test-meta-verify"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 }
 
@@ -152,13 +162,15 @@ async fn meta_graph_failures_are_retried_and_a_lost_lead_waits_visibly() {
 async fn meta_bad_input() {
     let app = TestApp::spawn().await;
     let url = app.url("/v1/webhooks/meta");
-    let bad_sig = app.client.post(&url).header("x-hub-signature-256", "sha256=00").body(META_SAMPLE).send().await.unwrap();
+    let bad_sig =
+        app.client.post(&url).header("x-hub-signature-256", "sha256=00").body(META_SAMPLE).send().await.unwrap();
     assert_eq!(bad_sig.status(), 401);
     let no_sig = app.client.post(&url).body(META_SAMPLE).send().await.unwrap();
     assert_eq!(no_sig.status(), 401);
     let resigned_other_body = META_SAMPLE.replace("123123123123", "999");
     let sig = format!("sha256={}", hmac_hex(META_APP_SECRET.as_bytes(), META_SAMPLE.as_bytes()));
-    let swapped = app.client.post(&url).header("x-hub-signature-256", sig).body(resigned_other_body).send().await.unwrap();
+    let swapped =
+        app.client.post(&url).header("x-hub-signature-256", sig).body(resigned_other_body).send().await.unwrap();
     assert_eq!(swapped.status(), 401, "the signature covers the exact bytes");
     assert_eq!(post_meta(&app, "not json").await.status(), 400);
     let no_leadgen = json!({"object": "page", "entry": [{"changes": [{"field": "feed", "value": {}}]}]}).to_string();

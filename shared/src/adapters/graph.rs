@@ -38,13 +38,15 @@ impl GraphFetcher {
             return Err(fail("the leadgen id is not a Graph id".into(), None));
         }
         let url = format!("{}/{leadgen_id}", self.base_url);
-        let res = self
-            .client
-            .get(url)
-            .query(&[("access_token", token.expose()), ("fields", FIELDS)])
-            .send()
-            .await
-            .map_err(|e| fail(if e.is_timeout() { "the Graph API timed out" } else { "the Graph API is unreachable" }.into(), None))?;
+        let res =
+            self.client.get(url).query(&[("access_token", token.expose()), ("fields", FIELDS)]).send().await.map_err(
+                |e| {
+                    fail(
+                        if e.is_timeout() { "the Graph API timed out" } else { "the Graph API is unreachable" }.into(),
+                        None,
+                    )
+                },
+            )?;
         let status = res.status();
         let after = res
             .headers()
@@ -64,7 +66,11 @@ impl GraphFetcher {
 }
 
 impl LeadFetcher for GraphFetcher {
-    fn fetch<'a>(&'a self, source: &'a str, source_ref: &'a str) -> BoxFuture<'a, Result<Vec<(String, Value)>, FetchFailure>> {
+    fn fetch<'a>(
+        &'a self,
+        source: &'a str,
+        source_ref: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Value)>, FetchFailure>> {
         Box::pin(async move {
             if source != "meta" {
                 return Err(FetchFailure { error: format!("no fetcher for source '{source}'"), after: None });

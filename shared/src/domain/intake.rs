@@ -15,7 +15,7 @@ const MAX_ATTRIBUTES: usize = 200;
 const MAX_KEY: usize = 128;
 
 /// A problem with one field of a submission.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -48,7 +48,7 @@ impl fmt::Display for LeadId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LeadStatus {
     /// Known by its source id only; its fields are being fetched from the platform.
@@ -120,7 +120,7 @@ impl fmt::Display for LeadStatus {
 }
 
 /// What the notification is about; part of a delivery's identity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     Assigned,
@@ -152,11 +152,15 @@ impl NotificationKind {
 }
 
 /// The contact fields every source is mapped onto, already normalized.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Contact {
+    /// Trimmed, domain lowercased.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<String>)]
     pub email: Option<Email>,
+    /// E.164, e.g. `+14155550132`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<String>)]
     pub phone: Option<Phone>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub first_name: Option<String>,
@@ -241,15 +245,16 @@ impl Contact {
 }
 
 /// One scoring rule's contribution.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RulePoints {
     pub rule: String,
     pub points: i64,
 }
 
 /// A later lead that turned out to be this one again.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Touch {
+    #[schema(value_type = String)]
     pub lead_id: LeadId,
     pub source: String,
     pub at: DateTime<Utc>,
@@ -257,7 +262,7 @@ pub struct Touch {
 }
 
 /// One change of state, with why.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -268,8 +273,9 @@ pub struct HistoryEntry {
     pub owner: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lead {
+    #[schema(value_type = String)]
     pub id: LeadId,
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -279,6 +285,7 @@ pub struct Lead {
     #[serde(flatten)]
     pub contact: Contact,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub test: bool,
@@ -296,6 +303,7 @@ pub struct Lead {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub why: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<String>)]
     pub duplicate_of: Option<LeadId>,
     #[serde(default)]
     pub touches: Vec<Touch>,

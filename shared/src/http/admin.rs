@@ -8,7 +8,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 const MAX_PAGE: usize = 500;
 const DEFAULT_PAGE: usize = 50;
@@ -30,11 +29,7 @@ pub async fn get_lead<S: LeadStore, Q: Queue, N: Notifier>(
     let lead = p.store.get(&lead_id).await.map_err(store_down)?;
     let Some(lead) = lead else { return Err(Problem::not_found(format!("no lead has the id '{lead_id}'"))) };
     let deliveries = p.store.deliveries(&lead_id).await.map_err(store_down)?;
-    let mut v = serde_json::to_value(&lead).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("deliveries".into(), serde_json::to_value(&deliveries).unwrap_or(Value::Null));
-    }
-    Ok(Json(v).into_response())
+    Ok(Json(super::openapi::LeadDetail { lead, deliveries }).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -56,7 +51,7 @@ pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
     let params: ListParams = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
     let mut errors = Vec::new();
-    let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
+    let status = match params.status.as_deref() {
         Some(s) => match LeadStatus::parse(s) {
             Some(st) => Some(st),
             None => {
@@ -66,7 +61,7 @@ pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
         },
         None => None,
     };
-    let limit = match params.limit.as_deref().filter(|s| !s.is_empty()) {
+    let limit = match params.limit.as_deref() {
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
             _ => {
@@ -96,12 +91,12 @@ pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
         })
         .await
         .map_err(store_down)?;
-    Ok(Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response())
+    Ok(Json(super::openapi::LeadList { items: page.items, next_cursor: page.next_cursor }).into_response())
 }
 
 pub async fn healthz<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
 ) -> Result<Response, Problem> {
     p.store.ping().await.map_err(store_down)?;
-    Ok(Json(json!({"status": "ok"})).into_response())
+    Ok(Json(super::openapi::Health { status: "ok".into() }).into_response())
 }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -65,7 +65,8 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Pro
 }
 
 pub(crate) fn accepted(lead_id: &LeadId) -> Response {
-    (StatusCode::ACCEPTED, axum::Json(json!({"lead_id": lead_id, "status": "received"}))).into_response()
+    let body = super::openapi::LeadAccepted { lead_id: lead_id.clone(), status: "received".into() };
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
 }
 
 pub async fn post_lead<S: LeadStore, Q: Queue, N: Notifier>(

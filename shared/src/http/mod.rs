@@ -2,8 +2,9 @@
 
 mod admin;
 mod ingest;
-mod webhooks;
+pub mod openapi;
 pub mod problem;
+mod webhooks;
 
 use crate::pipeline::Pipeline;
 use crate::ports::{LeadStore, Notifier, Queue};
@@ -21,6 +22,7 @@ pub fn router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>) -> 
         .route("/v1/leads", post(ingest::post_lead::<S, Q, N>).get(admin::list_leads::<S, Q, N>))
         .route("/v1/leads/{id}", get(admin::get_lead::<S, Q, N>))
         .route("/healthz", get(admin::healthz::<S, Q, N>))
+        .route("/openapi.json", get(openapi::serve))
         .route("/v1/webhooks/meta", get(webhooks::meta_verify::<S, Q, N>).post(webhooks::meta_notify::<S, Q, N>))
         .route("/v1/webhooks/google", post(webhooks::google::<S, Q, N>))
         .route("/v1/webhooks/generic/{source}", post(webhooks::generic::<S, Q, N>))

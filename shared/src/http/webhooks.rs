@@ -51,7 +51,9 @@ pub async fn meta_verify<S: LeadStore, Q: Queue, N: Notifier>(
     if p.settings.sources.meta.is_none() {
         return Err(not_configured("meta"));
     }
-    let Some(token) = p.secrets.source("meta.verify_token") else { return Err(secret_unset("[sources.meta] verify_token")) };
+    let Some(token) = p.secrets.source("meta.verify_token") else {
+        return Err(secret_unset("[sources.meta] verify_token"));
+    };
     let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
@@ -71,7 +73,9 @@ pub async fn meta_notify<S: LeadStore, Q: Queue, N: Notifier>(
     if p.settings.sources.meta.is_none() {
         return Err(not_configured("meta"));
     }
-    let Some(app_secret) = p.secrets.source("meta.app_secret") else { return Err(secret_unset("[sources.meta] app_secret")) };
+    let Some(app_secret) = p.secrets.source("meta.app_secret") else {
+        return Err(secret_unset("[sources.meta] app_secret"));
+    };
     let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
     if !meta::signature_valid(app_secret, header_str(&headers, "x-hub-signature-256"), &body) {
         return Err(Problem::unauthorized("X-Hub-Signature-256 is missing or does not match the body"));
@@ -89,8 +93,8 @@ pub async fn meta_notify<S: LeadStore, Q: Queue, N: Notifier>(
         })
         .collect();
     let accepted = p.accept_many(subs).await.map_err(stored_problem)?;
-    let ids: Vec<&LeadId> = accepted.iter().map(|a| &a.lead_id).collect();
-    Ok(Json(json!({"accepted": ids.len(), "lead_ids": ids})).into_response())
+    let lead_ids: Vec<LeadId> = accepted.into_iter().map(|a| a.lead_id).collect();
+    Ok(Json(super::openapi::MetaAccepted { accepted: lead_ids.len(), lead_ids }).into_response())
 }
 
 /// Google Ads lead forms: the key in the body, columns by `column_id`, `lead_id` the identity.
@@ -162,4 +166,3 @@ pub async fn generic<S: LeadStore, Q: Queue, N: Notifier>(
     let accepted_lead = p.accept(Submission::new(id, source, intake)).await.map_err(stored_problem)?;
     Ok(accepted(&accepted_lead.lead_id))
 }
-

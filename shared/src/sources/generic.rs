@@ -47,9 +47,12 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Resu
 
 /// Intake fields by the source's map (lead field → JSON Pointer), and the pointers that found
 /// nothing.
-pub fn map_fields(body: &[u8], fields: &BTreeMap<String, String>) -> Result<(Vec<(String, Value)>, Vec<String>), PayloadError> {
-    let doc: Value =
-        serde_json::from_slice(body).map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}")))?;
+pub fn map_fields(
+    body: &[u8],
+    fields: &BTreeMap<String, String>,
+) -> Result<(Vec<(String, Value)>, Vec<String>), PayloadError> {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}")))?;
     if !doc.is_object() && !doc.is_array() {
         return Err(PayloadError::Invalid("the body must be a JSON object".into()));
     }
@@ -57,7 +60,9 @@ pub fn map_fields(body: &[u8], fields: &BTreeMap<String, String>) -> Result<(Vec
     let mut empty = Vec::new();
     for (field, pointer) in fields {
         match doc.pointer(pointer) {
-            Some(v) if !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()) => out.push((field.clone(), v.clone())),
+            Some(v) if !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()) => {
+                out.push((field.clone(), v.clone()))
+            }
             _ => empty.push(pointer.clone()),
         }
     }

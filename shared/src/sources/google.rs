@@ -77,8 +77,8 @@ fn column_field(column_id: &str) -> Option<&'static str> {
 
 pub fn parse(body: &[u8]) -> Result<GoogleLead, PayloadError> {
     let cleaned = strip_trailing_commas(body);
-    let v: Value =
-        serde_json::from_slice(&cleaned).map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&cleaned)
+        .map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| PayloadError::Malformed("the body is not a JSON object".into()))?;
     let key = ["google_key", "Google_key", "GOOGLE_KEY"]
         .iter()
@@ -113,7 +113,17 @@ pub fn parse(body: &[u8]) -> Result<GoogleLead, PayloadError> {
         }
         Some(_) => return Err(PayloadError::Malformed("user_column_data is not a list".into())),
     }
-    for k in ["api_version", "form_id", "campaign_id", "adgroup_id", "creative_id", "gcl_id", "asset_group_id", "lead_stage", "lead_submit_time"] {
+    for k in [
+        "api_version",
+        "form_id",
+        "campaign_id",
+        "adgroup_id",
+        "creative_id",
+        "gcl_id",
+        "asset_group_id",
+        "lead_stage",
+        "lead_submit_time",
+    ] {
         if let Some(v) = obj.get(k).filter(|v| !v.is_null()) {
             let v = id_string(v).map(Value::String).unwrap_or_else(|| v.clone());
             extra.push((format!("google_{k}"), v));
@@ -154,7 +164,10 @@ mod tests {
 
     #[test]
     fn trailing_commas_only_outside_strings() {
-        assert_eq!(strip_trailing_commas(br#"{"a": ",}", "b": [1, 2, ], }"#), br#"{"a": ",}", "b": [1, 2 ] }"#.to_vec());
+        assert_eq!(
+            strip_trailing_commas(br#"{"a": ",}", "b": [1, 2, ], }"#),
+            br#"{"a": ",}", "b": [1, 2 ] }"#.to_vec()
+        );
         assert!(matches!(parse(b"lead_id=1"), Err(PayloadError::Malformed(_))));
         assert_eq!(parse(br#"{"google_key": "k"}"#).unwrap().lead_id, None);
     }

@@ -23,7 +23,8 @@ pub fn signature_valid(app_secret: &str, header: Option<&str>, body: &[u8]) -> b
 
 /// Reads every `leadgen` change of a notification; other fields are ignored.
 pub fn parse_notification(body: &[u8]) -> Result<Vec<LeadgenChange>, PayloadError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| PayloadError::Malformed("the body is not a JSON object".into()))?;
     let entries = match obj.get("entry") {
         None | Some(Value::Null) => return Ok(Vec::new()),
@@ -55,7 +56,9 @@ pub fn parse_notification(body: &[u8]) -> Result<Vec<LeadgenChange>, PayloadErro
             }
             out.push(LeadgenChange { leadgen_id, context });
             if out.len() > MAX_CHANGES {
-                return Err(PayloadError::Invalid(format!("more than {MAX_CHANGES} leadgen changes in one notification")));
+                return Err(PayloadError::Invalid(format!(
+                    "more than {MAX_CHANGES} leadgen changes in one notification"
+                )));
             }
         }
     }
@@ -82,9 +85,12 @@ pub const DEFAULT_FIELD_MAP: [(&str, &str); 14] = [
 
 /// A lead as the Graph API returns it, mapped to intake fields; unmapped answers are kept
 /// under their own names (they become attributes).
-pub fn parse_graph_lead(body: &[u8], field_map: &BTreeMap<String, String>) -> Result<Vec<(String, Value)>, PayloadError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| PayloadError::Malformed(format!("the Graph answer is not JSON: {e}")))?;
+pub fn parse_graph_lead(
+    body: &[u8],
+    field_map: &BTreeMap<String, String>,
+) -> Result<Vec<(String, Value)>, PayloadError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| PayloadError::Malformed(format!("the Graph answer is not JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| PayloadError::Malformed("the Graph answer is not an object".into()))?;
     // field_map: lead field -> form field name (from [sources.meta] fields), over the defaults.
     let mut by_form_name: BTreeMap<&str, &str> = DEFAULT_FIELD_MAP.iter().copied().collect();
@@ -97,7 +103,8 @@ pub fn parse_graph_lead(body: &[u8], field_map: &BTreeMap<String, String>) -> Re
             let Some(name) = item.get("name").and_then(Value::as_str) else { continue };
             let value = match item.get("values") {
                 Some(Value::Array(vals)) => {
-                    let texts: Vec<String> = vals.iter().filter_map(|x| x.as_str().map(str::to_owned).or_else(|| id_string(x))).collect();
+                    let texts: Vec<String> =
+                        vals.iter().filter_map(|x| x.as_str().map(str::to_owned).or_else(|| id_string(x))).collect();
                     Value::String(texts.join(", "))
                 }
                 Some(other) => other.clone(),
@@ -109,7 +116,17 @@ pub fn parse_graph_lead(body: &[u8], field_map: &BTreeMap<String, String>) -> Re
             }
         }
     }
-    for key in ["created_time", "ad_id", "ad_name", "adset_id", "campaign_id", "campaign_name", "form_id", "is_organic", "platform"] {
+    for key in [
+        "created_time",
+        "ad_id",
+        "ad_name",
+        "adset_id",
+        "campaign_id",
+        "campaign_name",
+        "form_id",
+        "is_organic",
+        "platform",
+    ] {
         if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
             out.push((format!("meta_{key}"), v.clone()));
         }
@@ -142,7 +159,9 @@ mod tests {
             {"changes":[{"field":"leadgen","value":{"leadgen_id":2}},{"field":"leadgen","value":{"leadgen_id":"3"}}]}]}"#;
         let ids: Vec<String> = parse_notification(body.as_bytes()).unwrap().into_iter().map(|c| c.leadgen_id).collect();
         assert_eq!(ids, ["1", "2", "3"]);
-        assert!(parse_notification(br#"{"object":"page","entry":[{"changes":[{"field":"feed"}]}]}"#).unwrap().is_empty());
+        assert!(
+            parse_notification(br#"{"object":"page","entry":[{"changes":[{"field":"feed"}]}]}"#).unwrap().is_empty()
+        );
         assert!(matches!(parse_notification(b"nope"), Err(PayloadError::Malformed(_))));
         assert!(matches!(
             parse_notification(br#"{"entry":[{"changes":[{"field":"leadgen","value":{"leadgen_id":{}}}]}]}"#),

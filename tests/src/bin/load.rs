@@ -36,7 +36,12 @@ fn form(i: u64, run: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Closed loop: `concurrency` clients sending back to back for `secs`. Returns requests/s.
-async fn closed_loop(client: &reqwest::Client, concurrency: usize, secs: u64, make: impl Fn(u64) -> reqwest::RequestBuilder + Sync) -> (f64, u64) {
+async fn closed_loop(
+    client: &reqwest::Client,
+    concurrency: usize,
+    secs: u64,
+    make: impl Fn(u64) -> reqwest::RequestBuilder + Sync,
+) -> (f64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let counter = AtomicU64::new(0);
@@ -103,15 +108,23 @@ async fn main() {
     let args = Args::parse();
     let app = TestApp::spawn().await;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build().unwrap();
-    println!("leadrouter load benchmark: embedded runtime, SQLite (WAL, synchronous=FULL), webhook receiver on loopback");
-    println!("{} cores; runs of {} s; {} connections for the throughput runs\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), args.seconds, args.concurrency);
+    println!(
+        "leadrouter load benchmark: embedded runtime, SQLite (WAL, synchronous=FULL), webhook receiver on loopback"
+    );
+    println!(
+        "{} cores; runs of {} s; {} connections for the throughput runs\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        args.seconds,
+        args.concurrency
+    );
 
     // 1. /healthz and POST /v1/leads, back to back in the same process and run.
     let health_url = app.url("/healthz");
     let (health_rps, _) = closed_loop(&client, args.concurrency, args.seconds, |_| client.get(&health_url)).await;
     let leads_url = app.url("/v1/leads");
     let started = Instant::now();
-    let (ingest_rps, sent) = closed_loop(&client, args.concurrency, args.seconds, |i| client.post(&leads_url).form(&form(i, "sat"))).await;
+    let (ingest_rps, sent) =
+        closed_loop(&client, args.concurrency, args.seconds, |i| client.post(&leads_url).form(&form(i, "sat"))).await;
     let arrivals = wait_notified(&app.receiver, "sat", sent as usize, Duration::from_secs(120)).await;
     let last = arrivals.values().max().copied().unwrap_or(started);
     let e2e_rate = arrivals.len() as f64 / (last - started).as_secs_f64();
@@ -144,7 +157,9 @@ async fn main() {
     let arrivals = wait_notified(&app.receiver, "rate", accepted_at.len(), Duration::from_secs(120)).await;
     let mut lat: Vec<Duration> = accepted_at
         .iter()
-        .filter_map(|(email, t202)| arrivals.get(&email.to_lowercase()).or(arrivals.get(email)).map(|a| a.saturating_duration_since(*t202)))
+        .filter_map(|(email, t202)| {
+            arrivals.get(&email.to_lowercase()).or(arrivals.get(email)).map(|a| a.saturating_duration_since(*t202))
+        })
         .collect();
     lat.sort();
     let lost = accepted_at.len() - lat.len();
@@ -152,8 +167,17 @@ async fn main() {
     println!("| measure | value |");
     println!("|---|---|");
     println!("| `GET /healthz` requests/s ({} conns) | {:.0} |", args.concurrency, health_rps);
-    println!("| `POST /v1/leads` requests/s ({} conns) | {:.0} ({:.0}% of /healthz) |", args.concurrency, ingest_rps, 100.0 * ingest_rps / health_rps);
-    println!("| leads routed end to end per second (202 → rep's webhook), saturated | {:.0} ({} leads) |", e2e_rate, arrivals_len(&app.receiver, "sat"));
+    println!(
+        "| `POST /v1/leads` requests/s ({} conns) | {:.0} ({:.0}% of /healthz) |",
+        args.concurrency,
+        ingest_rps,
+        100.0 * ingest_rps / health_rps
+    );
+    println!(
+        "| leads routed end to end per second (202 → rep's webhook), saturated | {:.0} ({} leads) |",
+        e2e_rate,
+        arrivals_len(&app.receiver, "sat")
+    );
     println!("| offered rate | {} leads/s for {:.1} s ({} accepted) |", args.rate, offered_secs, accepted_at.len());
     println!("| latency 202 → notification p50 | {} |", ms(percentile(&lat, 0.50)));
     println!("| latency 202 → notification p90 | {} |", ms(percentile(&lat, 0.90)));

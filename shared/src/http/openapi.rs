@@ -1,0 +1,438 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document, built from the code's own types (utoipa
+//! derives on `Lead`, `Delivery`, `Problem`, …) and from the route table below, which mirrors
+//! `router()` line for line.
+
+use super::problem::Problem;
+use crate::domain::{FieldError, Lead, LeadId};
+use crate::ports::Delivery;
+use serde::Serialize;
+use std::sync::LazyLock;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder, PathsBuilder,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApiBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+/// `202` for a stored lead.
+#[derive(Serialize, ToSchema)]
+pub struct LeadAccepted {
+    #[schema(value_type = String)]
+    pub lead_id: LeadId,
+    /// Always `received`: the lead is stored and routing has begun.
+    pub status: String,
+}
+
+/// A lead with its notification deliveries.
+#[derive(Serialize, ToSchema)]
+pub struct LeadDetail {
+    #[serde(flatten)]
+    pub lead: Lead,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LeadList {
+    pub items: Vec<Lead>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MetaAccepted {
+    /// How many `leadgen` changes the notification carried.
+    pub accepted: usize,
+    #[schema(value_type = Vec<String>)]
+    pub lead_ids: Vec<LeadId>,
+}
+
+const FORM_FIELDS: [(&str, &str); 21] = [
+    ("email", "An email address; one of email or phone is required."),
+    ("phone", "A phone number, national (read with default_phone_region) or international."),
+    ("first_name", ""),
+    ("last_name", ""),
+    ("name", ""),
+    ("company", ""),
+    ("job_title", ""),
+    ("website", ""),
+    ("country", "ISO 3166-1 alpha-2, or a common country name."),
+    ("state", ""),
+    ("city", ""),
+    ("company_size", "A number such as 500, 1,000+ or 200-500."),
+    ("industry", ""),
+    ("message", ""),
+    ("consent", "true/false, yes/no, on/off or 1/0."),
+    ("utm_source", ""),
+    ("utm_medium", ""),
+    ("utm_campaign", ""),
+    ("utm_term", ""),
+    ("utm_content", ""),
+    ("source", "Where the form lives; defaults to web."),
+];
+
+fn any(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::AnyValue).description((!description.is_empty()).then_some(description))
+}
+
+/// The web form: the fields API.md lists, a honeypot, and any other field kept as an attribute.
+fn web_form() -> Schema {
+    let mut b = ObjectBuilder::new().schema_type(Type::Object).description(Some(
+        "Form fields; every field not listed is kept under the lead's attributes. Strings, numbers and booleans are read as text.",
+    ));
+    for (name, description) in FORM_FIELDS {
+        b = b.property(name, any(description));
+    }
+    b = b.property(
+        "website_url",
+        any("Honeypot: leave empty. A non-empty value is answered like a success and stored as rejected."),
+    );
+    b.additional_properties(Some(AdditionalProperties::FreeForm(true))).into()
+}
+
+fn free_object(description: &str) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .into()
+}
+
+fn reference(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+fn json(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+struct Op {
+    b: OperationBuilder,
+}
+
+impl Op {
+    fn new(id: &str, tag: &str, summary: &str) -> Op {
+        Op { b: OperationBuilder::new().operation_id(Some(id)).tag(tag).summary(Some(summary)) }
+    }
+
+    fn ok(mut self, status: &str, description: &str, content_type: &str, schema: RefOr<Schema>) -> Op {
+        self.b = self.b.response(
+            status,
+            ResponseBuilder::new().description(description).content(content_type, json(schema)).build(),
+        );
+        self
+    }
+
+    fn problems(mut self, statuses: &[(&str, &str)]) -> Op {
+        for (status, description) in statuses {
+            self.b = self.b.response(
+                *status,
+                ResponseBuilder::new()
+                    .description(*description)
+                    .content("application/problem+json", json(reference("Problem")))
+                    .build(),
+            );
+        }
+        self
+    }
+
+    fn body(mut self, content: &[(&str, Schema)], description: &str) -> Op {
+        let mut rb = RequestBodyBuilder::new().description(Some(description)).required(Some(Required::True));
+        for (ct, schema) in content {
+            rb = rb.content(*ct, json(schema.clone()));
+        }
+        self.b = self.b.request_body(Some(rb.build()));
+        self
+    }
+
+    fn param(mut self, name: &str, at: ParameterIn, required: bool, schema: Schema, description: &str) -> Op {
+        self.b = self.b.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(at)
+                .required(if required { Required::True } else { Required::False })
+                .schema(Some(schema))
+                .description(Some(description)),
+        );
+        self
+    }
+
+    fn admin(mut self) -> Op {
+        self.b = self.b.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        self
+    }
+}
+
+fn string() -> Schema {
+    ObjectBuilder::new().schema_type(Type::String).into()
+}
+
+const STORE_DOWN: (&str, &str) = ("503", "The store did not answer, or the source's secret is not set; retry later.");
+const TOO_LARGE: (&str, &str) = ("413", "The body is over max_body_bytes.");
+
+fn document() -> utoipa::openapi::OpenApi {
+    let mut schemas = Vec::new();
+    for (name, schema, deps) in [
+        (LeadAccepted::name(), LeadAccepted::schema(), schemas_of::<LeadAccepted>()),
+        (LeadDetail::name(), LeadDetail::schema(), schemas_of::<LeadDetail>()),
+        (LeadList::name(), LeadList::schema(), schemas_of::<LeadList>()),
+        (Lead::name(), Lead::schema(), schemas_of::<Lead>()),
+        (Delivery::name(), Delivery::schema(), schemas_of::<Delivery>()),
+        (Health::name(), Health::schema(), schemas_of::<Health>()),
+        (MetaAccepted::name(), MetaAccepted::schema(), schemas_of::<MetaAccepted>()),
+        (Problem::name(), Problem::schema(), schemas_of::<Problem>()),
+        (FieldError::name(), FieldError::schema(), schemas_of::<FieldError>()),
+    ] {
+        schemas.push((name.to_string(), schema));
+        schemas.extend(deps);
+    }
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
+        .build();
+
+    let idempotency = |op: Op| {
+        op.param(
+            "Idempotency-Key",
+            ParameterIn::Header,
+            false,
+            ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255)).into(),
+            "The same key returns the same lead_id and creates nothing new.",
+        )
+    };
+    let post_lead = idempotency(Op::new("postLead", "ingest", "Submit a web-form lead"))
+        .body(
+            &[("application/json", web_form()), ("application/x-www-form-urlencoded", web_form())],
+            "One of email or phone must be present.",
+        )
+        .ok("202", "Stored durably; routing has begun.", "application/json", reference("LeadAccepted"))
+        .problems(&[
+            ("400", "Malformed body or Idempotency-Key."),
+            TOO_LARGE,
+            ("415", "Content-Type is neither JSON nor urlencoded."),
+            ("422", "Well-formed but invalid: every bad field is listed in errors."),
+            STORE_DOWN,
+        ]);
+    let list_leads = Op::new("listLeads", "admin", "Page through leads, newest first")
+        .admin()
+        .param(
+            "status",
+            ParameterIn::Query,
+            false,
+            crate::domain::LeadStatus::schema().into_schema(),
+            "Only leads in this status.",
+        )
+        .param("owner", ParameterIn::Query, false, string(), "Only leads owned by this rep id.")
+        .param("source", ParameterIn::Query, false, string(), "Only leads from this source.")
+        .param(
+            "limit",
+            ParameterIn::Query,
+            false,
+            ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(500)).into(),
+            "Page size, 1 to 500 (default 50).",
+        )
+        .param(
+            "cursor",
+            ParameterIn::Query,
+            false,
+            ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]*$")).into(),
+            "next_cursor of the previous page; empty means the first page.",
+        )
+        .ok("200", "A page of leads.", "application/json", reference("LeadList"))
+        .problems(&[
+            ("400", "Malformed query string."),
+            ("401", "Missing or wrong bearer token."),
+            ("422", "Invalid parameters."),
+            STORE_DOWN,
+        ]);
+    let get_lead = Op::new("getLead", "admin", "A lead with its score, routing, history and deliveries")
+        .admin()
+        .param("id", ParameterIn::Path, true, string(), "The lead id.")
+        .ok("200", "The lead.", "application/json", reference("LeadDetail"))
+        .problems(&[("401", "Missing or wrong bearer token."), ("404", "No such lead."), STORE_DOWN]);
+    let health = Op::new("healthz", "ops", "Whether the store answers")
+        .ok("200", "The store answers.", "application/json", reference("Health"))
+        .problems(&[("503", "The store does not answer.")]);
+    let meta_verify = Op::new("metaVerify", "webhooks", "Meta's subscription check")
+        .param("hub.mode", ParameterIn::Query, false, string(), "subscribe")
+        .param("hub.verify_token", ParameterIn::Query, false, string(), "[sources.meta] verify_token")
+        .param("hub.challenge", ParameterIn::Query, false, string(), "Echoed back on success.")
+        .ok("200", "The challenge, as given.", "text/plain", string().into())
+        .problems(&[
+            ("400", "Malformed query string."),
+            ("403", "Wrong mode or verify token."),
+            ("404", "The meta source is not configured."),
+            STORE_DOWN,
+        ]);
+    let meta_notify = Op::new("metaNotify", "webhooks", "Meta leadgen change notifications")
+        .param(
+            "X-Hub-Signature-256",
+            ParameterIn::Header,
+            true,
+            string(),
+            "sha256=<hex HMAC-SHA256 of the raw body, keyed by the app secret>",
+        )
+        .body(
+            &[("application/json", free_object("Meta's page webhook body; changes whose field is leadgen are taken."))],
+            "",
+        )
+        .ok(
+            "200",
+            "Every leadgen change is durably recorded; fields are fetched next.",
+            "application/json",
+            reference("MetaAccepted"),
+        )
+        .problems(&[
+            ("400", "Not JSON, or not the notification's shape."),
+            ("401", "Missing or wrong X-Hub-Signature-256."),
+            ("404", "The meta source is not configured."),
+            TOO_LARGE,
+            ("422", "A leadgen change without a usable leadgen_id."),
+            STORE_DOWN,
+        ]);
+    let google = Op::new("googleLead", "webhooks", "Google Ads lead form webhook")
+        .body(&[("application/json", free_object("lead_id, user_column_data, google_key, is_test, campaign ids…"))], "")
+        .ok("200", "Stored.", "application/json", free_object("An empty object.").into())
+        .problems(&[
+            ("400", "Not JSON."),
+            ("401", "google_key missing or wrong."),
+            ("404", "The google source is not configured."),
+            TOO_LARGE,
+            ("422", "lead_id is missing."),
+            STORE_DOWN,
+        ]);
+    let generic =
+        idempotency(Op::new("genericLead", "webhooks", "Any signed JSON, mapped by the source's JSON Pointers"))
+            .param("source", ParameterIn::Path, true, string(), "A [sources.generic.NAME] of the routing document.")
+            .param(
+                "X-Leadrouter-Signature",
+                ParameterIn::Header,
+                true,
+                string(),
+                "t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">; five minutes' tolerance.",
+            )
+            .body(&[("application/json", free_object("Any JSON document."))], "")
+            .ok("202", "Stored durably; routing has begun.", "application/json", reference("LeadAccepted"))
+            .problems(&[
+                ("400", "Not JSON, or a malformed Idempotency-Key."),
+                ("401", "Missing, wrong or stale signature."),
+                ("404", "No such source."),
+                TOO_LARGE,
+                ("422", "The map found neither email nor phone (the empty pointers are named), or a field is invalid."),
+                STORE_DOWN,
+            ]);
+    let openapi = Op::new("openapi", "ops", "This document").ok(
+        "200",
+        "OpenAPI 3.1.",
+        "application/json",
+        free_object("").into(),
+    );
+
+    let paths = PathsBuilder::new()
+        .path(
+            "/v1/leads",
+            PathItemBuilder::new()
+                .operation(HttpMethod::Post, post_lead.b)
+                .operation(HttpMethod::Get, list_leads.b)
+                .build(),
+        )
+        .path("/v1/leads/{id}", PathItemBuilder::new().operation(HttpMethod::Get, get_lead.b).build())
+        .path("/healthz", PathItemBuilder::new().operation(HttpMethod::Get, health.b).build())
+        .path(
+            "/v1/webhooks/meta",
+            PathItemBuilder::new()
+                .operation(HttpMethod::Get, meta_verify.b)
+                .operation(HttpMethod::Post, meta_notify.b)
+                .build(),
+        )
+        .path("/v1/webhooks/google", PathItemBuilder::new().operation(HttpMethod::Post, google.b).build())
+        .path("/v1/webhooks/generic/{source}", PathItemBuilder::new().operation(HttpMethod::Post, generic.b).build())
+        .path("/openapi.json", PathItemBuilder::new().operation(HttpMethod::Get, openapi.b).build())
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("leadrouter")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Inbound leads validated, deduplicated, scored, assigned and notified, exactly once.",
+                ))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
+
+fn schemas_of<T: ToSchema>() -> Vec<(String, RefOr<Schema>)> {
+    let mut v = Vec::new();
+    T::schemas(&mut v);
+    v
+}
+
+trait IntoSchema {
+    fn into_schema(self) -> Schema;
+}
+
+impl IntoSchema for RefOr<Schema> {
+    fn into_schema(self) -> Schema {
+        match self {
+            RefOr::T(s) => s,
+            RefOr::Ref(_) => string(),
+        }
+    }
+}
+
+/// The document, serialized once.
+pub static OPENAPI_JSON: LazyLock<String> =
+    LazyLock::new(|| document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+
+pub async fn serve() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI_JSON.as_str()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_every_route_and_its_problems() {
+        let doc: serde_json::Value = serde_json::from_str(&OPENAPI_JSON).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for (path, method) in [
+            ("/v1/leads", "post"),
+            ("/v1/leads", "get"),
+            ("/v1/leads/{id}", "get"),
+            ("/healthz", "get"),
+            ("/v1/webhooks/meta", "get"),
+            ("/v1/webhooks/meta", "post"),
+            ("/v1/webhooks/google", "post"),
+            ("/v1/webhooks/generic/{source}", "post"),
+        ] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        }
+        assert!(doc["paths"]["/v1/leads"]["post"]["responses"]["422"].is_object());
+        for schema in [
+            "Lead",
+            "Contact",
+            "LeadStatus",
+            "HistoryEntry",
+            "Delivery",
+            "Problem",
+            "FieldError",
+            "RulePoints",
+            "Touch",
+        ] {
+            assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema}");
+        }
+    }
+}
