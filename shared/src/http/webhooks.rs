@@ -145,7 +145,7 @@ pub async fn generic<S: LeadStore, Q: Queue, N: Notifier>(
     generic::verify(secret, header_str(&headers, "x-leadrouter-signature"), &body, p.clock.now().timestamp())
         .map_err(|e| Problem::unauthorized(e.to_string()))?;
     let key = idempotency_key(&headers)?;
-    let (fields, empty) = generic::map_fields(&body, &cfg.fields).map_err(payload_problem)?;
+    let generic::Mapped { fields, empty } = generic::map_fields(&body, &cfg.fields).map_err(payload_problem)?;
     let opts = IntakeOptions { default_region: p.settings.dedup.default_phone_region };
     let intake = normalize(fields, opts).map_err(|mut errors| {
         for e in errors.iter_mut().filter(|e| e.message.contains("one of email or phone")) {

@@ -45,12 +45,17 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> Resu
     }
 }
 
-/// Intake fields by the source's map (lead field → JSON Pointer), and the pointers that found
-/// nothing.
-pub fn map_fields(
-    body: &[u8],
-    fields: &BTreeMap<String, String>,
-) -> Result<(Vec<(String, Value)>, Vec<String>), PayloadError> {
+/// What a source's map found in a document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    /// Intake fields, by the map's lead field names.
+    pub fields: Vec<(String, Value)>,
+    /// The pointers that found nothing.
+    pub empty: Vec<String>,
+}
+
+/// Intake fields by the source's map (lead field → JSON Pointer).
+pub fn map_fields(body: &[u8], fields: &BTreeMap<String, String>) -> Result<Mapped, PayloadError> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}")))?;
     if !doc.is_object() && !doc.is_array() {
@@ -66,7 +71,7 @@ pub fn map_fields(
             _ => empty.push(pointer.clone()),
         }
     }
-    Ok((out, empty))
+    Ok(Mapped { fields: out, empty })
 }
 
 #[cfg(test)]
@@ -101,7 +106,7 @@ mod tests {
             ("phone".to_string(), "/form_response/hidden/phone".to_string()),
             ("company".to_string(), "/nope".to_string()),
         ]);
-        let (f, empty) = map_fields(body, &map).unwrap();
+        let Mapped { fields: f, empty } = map_fields(body, &map).unwrap();
         assert_eq!(f, vec![("email".to_string(), Value::String("a@b.co".into()))]);
         assert_eq!(empty, ["/nope", "/form_response/hidden/phone"], "in the order of the map's fields");
     }
