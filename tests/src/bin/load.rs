@@ -29,9 +29,9 @@ fn form(i: u64, run: &str) -> Vec<(&'static str, String)> {
     vec![
         ("email", format!("load{i}@{run}-company{i}.com")),
         ("name", format!("Lead {i}")),
-        ("job_title", if i % 3 == 0 { "VP Sales".into() } else { "Analyst".into() }),
-        ("company_size", if i % 2 == 0 { "500".into() } else { "20".into() }),
-        ("country", if i % 4 == 0 { "DE".into() } else { "US".into() }),
+        ("job_title", if i.is_multiple_of(3) { "VP Sales".into() } else { "Analyst".into() }),
+        ("company_size", if i.is_multiple_of(2) { "500".into() } else { "20".into() }),
+        ("country", if i.is_multiple_of(4) { "DE".into() } else { "US".into() }),
     ]
 }
 
