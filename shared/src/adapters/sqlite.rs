@@ -2,8 +2,11 @@
 //!
 //! All writes go through one writer thread that takes every write waiting and commits them
 //! as one transaction (group commit), each inside its own savepoint so one failure spoils no
-//! other. `synchronous = FULL`: a write has reached the disk when its future resolves, which
-//! is what lets ingest answer 202. Reads run on a small pool of read-only connections.
+//! other. A group holding an insert commits with `synchronous = FULL`: the new lead has reached
+//! the disk when its future resolves, which is what lets ingest answer 202. Other groups (stage
+//! transitions) commit with `NORMAL`: safe against a process crash, and after a power loss at
+//! worst a transition is redone, since every stage is guarded and resumable. Reads run on a
+//! pool of read-only connections.
 
 use crate::domain::{Lead, LeadId, LeadStatus, Stage};
 use crate::ports::{
@@ -52,9 +55,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 
 /// How many waiting writes one transaction may take.
 const MAX_GROUP: usize = 512;
-const READERS: usize = 4;
+const READERS: usize = 32;
 
 trait Job: Send {
+    /// Whether the caller must not hear back before the write is on disk.
+    fn durable(&self) -> bool;
     /// Runs inside the group's transaction; false rolls back this job's savepoint.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the group's commit is known.
@@ -62,12 +67,17 @@ trait Job: Send {
 }
 
 struct Task<R, F> {
+    durable: bool,
     f: Option<F>,
     out: Option<Result<R, StoreError>>,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
 impl<R: Send, F: FnOnce(&Connection) -> Result<R, StoreError> + Send> Job for Task<R, F> {
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
     fn run(&mut self, conn: &Connection) -> bool {
         let out = match self.f.take() {
             Some(f) => f(conn),
@@ -137,12 +147,21 @@ fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
+    let mut full = true;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
+            }
+        }
+        let want_full = jobs.iter().any(|j| j.durable());
+        if want_full != full {
+            let pragma = if want_full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+            match conn.execute_batch(pragma) {
+                Ok(()) => full = want_full,
+                Err(e) => tracing::error!(error = %e, "could not set synchronous"),
             }
         }
         let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
@@ -193,9 +212,26 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        self.submit(false, f).await
+    }
+
+    /// A write whose caller answers a client on its strength (ingest's 202).
+    async fn write_durable<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit(true, f).await
+    }
+
+    async fn submit<R, F>(&self, durable: bool, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(Box::new(Task { f: Some(f), out: None, reply }))
+            .send(Box::new(Task { durable, f: Some(f), out: None, reply }))
             .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
         rx.await.map_err(|_| StoreError::Unavailable("the writer thread dropped a write".into()))?
     }
@@ -240,7 +276,7 @@ impl LeadStore for SqliteStore {
     }
 
     async fn insert(&self, lead: Lead) -> Result<Inserted, StoreError> {
-        self.write(move |c| {
+        self.write_durable(move |c| {
             let doc = encode(lead.id.as_str(), &lead)?;
             let n = c
                 .prepare_cached(

@@ -5,6 +5,8 @@ use crate::domain::LeadId;
 use crate::domain::intake::{IntakeOptions, normalize};
 use crate::pipeline::Submission;
 use crate::ports::{LeadStore, Notifier, Queue};
+use crate::sources::PayloadError;
+use crate::sources::form::{self, FormError};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,43 +17,12 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// The raw fields of a form body, in order, by content type.
 pub(crate) fn form_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, Value)>, Problem> {
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match ctype.as_str() {
-        "application/json" => {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
-            match v {
-                Value::Object(map) => Ok(map.into_iter().collect()),
-                _ => Err(Problem::invalid("the body must be a JSON object of fields", vec![])),
-            }
-        }
-        "application/x-www-form-urlencoded" => {
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-                .map_err(|e| Problem::bad_request(format!("the body is not a valid urlencoded form: {e}")))?;
-            let mut out: Vec<(String, Value)> = Vec::with_capacity(pairs.len());
-            for (k, v) in pairs {
-                // A repeated field keeps its first value, as most form handlers do.
-                if !out.iter().any(|(seen, _)| *seen == k) {
-                    out.push((k, Value::String(v)));
-                }
-            }
-            Ok(out)
-        }
-        "" => Err(Problem::unsupported_media(
-            "a Content-Type of application/json or application/x-www-form-urlencoded is required",
-        )),
-        other => Err(Problem::unsupported_media(format!(
-            "'{other}' is not accepted; send application/json or application/x-www-form-urlencoded"
-        ))),
-    }
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    form::parse(ctype, body).map_err(|e| match e {
+        FormError::Unsupported(m) => Problem::unsupported_media(m),
+        FormError::Payload(PayloadError::Malformed(m)) => Problem::bad_request(m),
+        FormError::Payload(PayloadError::Invalid(m)) => Problem::invalid(m, vec![]),
+    })
 }
 
 /// The `Idempotency-Key` header, if present and sane.

@@ -1,6 +1,7 @@
 //! The platforms' payloads, parsed without I/O: Meta Lead Ads, Google Ads lead forms, and
 //! generic signed webhooks mapped by JSON Pointers. Each parser is fuzzed.
 
+pub mod form;
 pub mod generic;
 pub mod google;
 pub mod meta;
