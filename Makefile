@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: test lint fmt check serve load schemathesis update-free-email-domains
+.PHONY: test lint fmt check serve load schemathesis fuzz update-free-email-domains
 
 ## Everything: formatting, lints, unit, property, contract, end-to-end and crash tests, and
 ## schemathesis against a running server's /openapi.json.
@@ -31,6 +31,13 @@ serve:
 ## The load benchmark recorded in BENCHMARKS.md.
 load:
 	$(CARGO) run --release -p leadrouter-tests --bin load -- --rate 500 --seconds 10
+
+## Each parser's fuzz target for FUZZ_SECONDS (cargo install cargo-fuzz first).
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && for t in form meta google generic; do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^(Done|#[0-9]+ +DONE)|panicked|ERROR' ; \
+	done
 
 ## Refresh the free-mail domain list from the maintained npm package.
 update-free-email-domains:

@@ -95,6 +95,8 @@ pub struct Delivery {
     pub target: String,
     pub delivery_id: String,
     pub attempts: u32,
+    #[serde(default)]
+    pub first_attempt_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     /// The target refused for good; no more attempts.

@@ -178,6 +178,7 @@ pub async fn deliveries_are_recorded_per_target<S: LeadStore>(s: S) {
         target: "webhook:http://x".into(),
         delivery_id: "D1".into(),
         attempts: 1,
+        first_attempt_at: Some(Utc::now()),
         delivered_at: None,
         last_error: Some("500".into()),
         dead: false,

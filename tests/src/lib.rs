@@ -304,7 +304,11 @@ pub struct TestApp {
 }
 
 pub fn fast_retry() -> RetryPolicy {
-    RetryPolicy { inline_attempts: 3, inline_backoff: Duration::from_millis(20), max_attempts: 15 }
+    RetryPolicy {
+        inline_attempts: 3,
+        inline_backoff: Duration::from_millis(20),
+        give_up_after: Duration::from_secs(3600),
+    }
 }
 
 impl TestApp {

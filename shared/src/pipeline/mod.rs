@@ -53,13 +53,19 @@ pub struct RetryPolicy {
     /// Attempts made inside one handling of a message, before it is handed back to the queue.
     pub inline_attempts: u32,
     pub inline_backoff: std::time::Duration,
-    /// After this many attempts in all, a delivery is given up and recorded as dead.
-    pub max_attempts: u32,
+    /// A delivery still failing this long after its first attempt is given up and recorded as
+    /// dead; until then the queue brings it back with growing backoff (at most every 5 minutes
+    /// in the embedded runtime).
+    pub give_up_after: std::time::Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { inline_attempts: 3, inline_backoff: std::time::Duration::from_millis(200), max_attempts: 15 }
+        RetryPolicy {
+            inline_attempts: 3,
+            inline_backoff: std::time::Duration::from_millis(200),
+            give_up_after: std::time::Duration::from_secs(24 * 3600),
+        }
     }
 }
 

@@ -91,6 +91,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     target: t.clone(),
                     delivery_id: delivery_id.clone(),
                     attempts: 0,
+                    first_attempt_at: None,
                     delivered_at: None,
                     last_error: None,
                     dead: false,
@@ -102,17 +103,26 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         }
         let results = join_all(jobs).await;
         let mut unsettled = 0;
+        let mut dead: Vec<String> = existing.values().filter(|d| d.dead).map(|d| d.recipient.clone()).collect();
         for r in results {
-            if !r?.is_settled() {
+            let d = r?;
+            if !d.is_settled() {
                 unsettled += 1;
+            } else if d.dead {
+                dead.push(d.recipient.clone());
             }
         }
         if unsettled > 0 {
             return Err(StageError::NotYet(format!("{unsettled} deliveries still failing")));
         }
-        let names: Vec<String> = recipients.iter().map(|r| r.id.clone()).collect();
-        let reason =
+        dead.sort();
+        dead.dedup();
+        let names: Vec<String> = recipients.iter().map(|r| r.id.clone()).filter(|r| !dead.contains(r)).collect();
+        let mut reason =
             if names.is_empty() { "nobody to notify".to_owned() } else { format!("notified {}", names.join(", ")) };
+        if !dead.is_empty() {
+            reason.push_str(&format!("; gave up on {} (see deliveries)", dead.join(", ")));
+        }
         self.settle(&lead, kind, &reason).await
     }
 
@@ -164,7 +174,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         for i in 0..self.retry.inline_attempts {
             body.sent_at = notification::timestamp(self.clock.now());
             let result = self.notifier.deliver(&d.target, &body).await;
+            let now = self.clock.now();
             d.attempts += 1;
+            let first = *d.first_attempt_at.get_or_insert(now);
             let mut wait = None;
             match result {
                 DeliveryResult::Delivered => {
@@ -177,11 +189,13 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 }
                 DeliveryResult::Retry { error, after } => {
                     d.last_error = Some(error);
-                    if d.attempts >= self.retry.max_attempts {
+                    let trying_for = (now - first).to_std().unwrap_or_default();
+                    if trying_for >= self.retry.give_up_after {
                         d.dead = true;
                         d.last_error = Some(format!(
-                            "gave up after {} attempts: {}",
+                            "gave up after {} attempts over {} minutes: {}",
                             d.attempts,
+                            trying_for.as_secs() / 60,
                             d.last_error.unwrap_or_default()
                         ));
                     }

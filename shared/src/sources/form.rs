@@ -55,8 +55,12 @@ mod tests {
 
     #[test]
     fn by_content_type() {
-        let f = parse(Some("application/x-www-form-urlencoded; charset=utf-8"), b"email=a%40b.co&email=x&name=J+D").unwrap();
-        assert_eq!(f, vec![("email".into(), Value::String("a@b.co".into())), ("name".into(), Value::String("J D".into()))]);
+        let f = parse(Some("application/x-www-form-urlencoded; charset=utf-8"), b"email=a%40b.co&email=x&name=J+D")
+            .unwrap();
+        assert_eq!(
+            f,
+            vec![("email".into(), Value::String("a@b.co".into())), ("name".into(), Value::String("J D".into()))]
+        );
         assert_eq!(parse(Some("Application/JSON"), br#"{"a":1}"#).unwrap(), vec![("a".into(), Value::from(1))]);
         assert!(matches!(parse(Some("application/json"), b"[1]"), Err(FormError::Payload(PayloadError::Invalid(_)))));
         assert!(matches!(parse(Some("application/json"), b"{"), Err(FormError::Payload(PayloadError::Malformed(_)))));

@@ -6,7 +6,8 @@
 
 use clap::Parser;
 use futures::StreamExt;
-use leadrouter_tests::{Receiver, TestApp};
+use leadrouter::notification::hmac_hex;
+use leadrouter_tests::{GOOGLE_KEY, META_APP_SECRET, Receiver, TestApp};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -129,7 +130,33 @@ async fn main() {
     let last = arrivals.values().max().copied().unwrap_or(started);
     let e2e_rate = arrivals.len() as f64 / (last - started).as_secs_f64();
 
-    // 2. A fixed offered rate, open loop: latency from the 202 to the rep's notification.
+    // 2. Webhook ingest, same run: Meta notifications of 100 changes each, and Google leads.
+    let meta_url = app.url("/v1/webhooks/meta");
+    let (meta_rps, _) = closed_loop(&client, args.concurrency, args.seconds, |i| {
+        let changes: Vec<serde_json::Value> = (0..100)
+            .map(|j| serde_json::json!({"field": "leadgen", "value": {"leadgen_id": format!("{}", i * 100 + j), "form_id": "1"}}))
+            .collect();
+        let body = serde_json::json!({"object": "page", "entry": [{"id": "1", "time": 1, "changes": changes}]}).to_string();
+        let sig = format!("sha256={}", hmac_hex(META_APP_SECRET.as_bytes(), body.as_bytes()));
+        client.post(&meta_url).header("x-hub-signature-256", sig).header("content-type", "application/json").body(body)
+    })
+    .await;
+    let google_url = app.url("/v1/webhooks/google");
+    let (google_rps, _) = closed_loop(&client, args.concurrency, args.seconds, |i| {
+        let body = serde_json::json!({
+            "lead_id": format!("load-{i}"), "google_key": GOOGLE_KEY, "api_version": "1.0", "form_id": 1, "campaign_id": 2,
+            "user_column_data": [
+                {"column_id": "EMAIL", "string_value": format!("g{i}@google-buyer{i}.com")},
+                {"column_id": "FULL_NAME", "string_value": "Google Lead"}
+            ]
+        })
+        .to_string();
+        client.post(&google_url).header("content-type", "application/json").body(body)
+    })
+    .await;
+    app.runtime.drain(Duration::from_secs(300)).await;
+
+    // 3. A fixed offered rate, open loop: latency from the 202 to the rep's notification.
     let total = args.rate * args.seconds;
     let accepted_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
@@ -173,6 +200,13 @@ async fn main() {
         ingest_rps,
         100.0 * ingest_rps / health_rps
     );
+    println!(
+        "| `POST /v1/webhooks/meta` requests/s, 100 changes each ({} conns) | {:.0} ({:.0} changes/s) |",
+        args.concurrency,
+        meta_rps,
+        meta_rps * 100.0
+    );
+    println!("| `POST /v1/webhooks/google` requests/s ({} conns) | {:.0} |", args.concurrency, google_rps);
     println!(
         "| leads routed end to end per second (202 → rep's webhook), saturated | {:.0} ({} leads) |",
         e2e_rate,
