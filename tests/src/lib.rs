@@ -122,6 +122,8 @@ pub struct Received {
 #[derive(Default)]
 struct ReceiverState {
     log: Mutex<Vec<Received>>,
+    /// When each lead's first `assigned` notification reached a rep, by the lead's email.
+    rep_arrivals: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Requests still to answer with 500 before answering 200.
     fail_next: AtomicUsize,
 }
@@ -141,12 +143,19 @@ async fn record(
 ) -> StatusCode {
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let failing = s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if hook != "manager"
+        && parsed["kind"] == "assigned"
+        && let Some(email) = parsed["lead"]["email"].as_str()
+    {
+        s.rep_arrivals.lock().unwrap().entry(email.to_owned()).or_insert_with(std::time::Instant::now);
+    }
     s.log.lock().unwrap().push(Received {
         hook,
         signature: header("x-leadrouter-signature"),
         idempotency_key: header("idempotency-key"),
         raw: body.to_vec(),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: parsed,
         at: std::time::Instant::now(),
     });
     if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
@@ -168,6 +177,15 @@ impl Receiver {
 
     pub fn fail_next(&self, n: usize) {
         self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// First arrival of an `assigned` notification at a rep, by lead email (cheap to poll).
+    pub fn rep_arrivals(&self) -> std::collections::HashMap<String, std::time::Instant> {
+        self.state.rep_arrivals.lock().unwrap().clone()
+    }
+
+    pub fn rep_arrival_count(&self) -> usize {
+        self.state.rep_arrivals.lock().unwrap().len()
     }
 
     pub fn requests(&self) -> Vec<Received> {

@@ -86,23 +86,23 @@ fn ms(d: Duration) -> String {
 /// Waits until the receiver has a rep notification for `n` leads whose emails carry `run`.
 async fn wait_notified(receiver: &Receiver, run: &str, n: usize, limit: Duration) -> HashMap<String, Instant> {
     let deadline = Instant::now() + limit;
+    let mut seen = 0;
     loop {
-        let mut first: HashMap<String, Instant> = HashMap::new();
-        for r in receiver.requests() {
-            if r.hook != "manager"
-                && r.body["kind"] == "assigned"
-                && r.body["lead"]["email"].as_str().is_some_and(|e| e.contains(run))
-            {
-                let id = r.body["lead"]["email"].as_str().unwrap_or_default().to_owned();
-                first.entry(id).or_insert(r.at);
+        let count = receiver.rep_arrival_count();
+        if count - seen.min(count) == 0 || Instant::now() >= deadline || count >= n {
+            let arrivals: HashMap<String, Instant> =
+                receiver.rep_arrivals().into_iter().filter(|(email, _)| email.contains(run)).collect();
+            if arrivals.len() >= n || Instant::now() >= deadline {
+                return arrivals;
             }
         }
-        if first.len() >= n || Instant::now() >= deadline {
-            return first;
-        }
+        seen = count;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
@@ -141,6 +141,7 @@ async fn main() {
         client.post(&meta_url).header("x-hub-signature-256", sig).header("content-type", "application/json").body(body)
     })
     .await;
+    app.runtime.drain(Duration::from_secs(600)).await;
     let google_url = app.url("/v1/webhooks/google");
     let (google_rps, _) = closed_loop(&client, args.concurrency, args.seconds, |i| {
         let body = serde_json::json!({
@@ -221,9 +222,5 @@ async fn main() {
 }
 
 fn arrivals_len(receiver: &Receiver, run: &str) -> usize {
-    receiver
-        .requests()
-        .iter()
-        .filter(|r| r.hook != "manager" && r.body["lead"]["email"].as_str().is_some_and(|e| e.contains(run)))
-        .count()
+    receiver.rep_arrivals().keys().filter(|e| e.contains(run)).count()
 }
