@@ -368,6 +368,16 @@ impl Lead {
         });
     }
 
+    /// Gives the lead to `rep` in `pool`, with the routing decision in words, and owes the rep
+    /// (and the pool's manager) a notification.
+    pub fn assign_to(&mut self, pool: &str, rep: String, why: String, now: DateTime<Utc>) {
+        self.pool = Some(pool.to_owned());
+        self.owner = Some(rep);
+        self.why = Some(why.clone());
+        self.notify_pending = Some(NotificationKind::Assigned);
+        self.transition(LeadStatus::Assigned, why, now);
+    }
+
     /// The pipeline stage this lead still waits for, if any. The store indexes it so that
     /// leads left mid-pipeline by a crash or a lost message are found again.
     pub fn pending_stage(&self) -> Option<Stage> {

@@ -3,7 +3,7 @@
 
 use super::{Pipeline, StageError, StageResults};
 use crate::domain::pool::first_match;
-use crate::domain::{Lead, LeadId, LeadStatus, NotificationKind, Stage};
+use crate::domain::{Lead, LeadId, LeadStatus, Stage};
 use crate::ports::{LeadStore, Message, Notifier, Queue, Updated};
 use futures::future::join_all;
 use std::collections::{BTreeMap, HashMap};
@@ -56,11 +56,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     turn + 1,
                     pool.rotation.describe()
                 );
-                l.pool = Some(pool.id.clone());
-                l.owner = Some(rep);
-                l.why = Some(why.clone());
-                l.notify_pending = Some(NotificationKind::Assigned);
-                l.transition(LeadStatus::Assigned, why, now);
+                l.assign_to(&pool.id, rep, why, now);
                 true
             };
             match self.store.assign(&pool_id, pool_ids.clone(), change).await {
@@ -95,11 +91,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                         pool.id,
                         pool.rule.explain(l)
                     );
-                    l.pool = Some(pool.id.clone());
-                    l.owner = Some(rep);
-                    l.why = Some(why.clone());
-                    l.notify_pending = Some(NotificationKind::Assigned);
-                    l.transition(LeadStatus::Assigned, why, now);
+                    l.assign_to(&pool.id, rep, why, now);
                     true
                 })
                 .await;
