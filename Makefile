@@ -8,7 +8,7 @@ CARGO ?= cargo
 ## Everything: formatting, lints, unit, property, contract, end-to-end and crash tests, and
 ## schemathesis against a running server's /openapi.json.
 test: lint
-	$(CARGO) test --workspace --all-targets
+	./scripts/with-moto.sh $(CARGO) test --workspace --all-targets
 	./scripts/schemathesis.sh
 
 schemathesis:

@@ -1,6 +1,7 @@
 //! Shared test harness: a real webhook receiver, a leadrouter on a real socket, and the store
 //! contract suite that every `LeadStore` adapter must pass.
 
+pub mod aws;
 pub mod contract;
 
 use axum::Router;

@@ -1,0 +1,565 @@
+//! The AWS `LeadStore`: one DynamoDB table.
+//!
+//! Key design (`pk`, `sk`):
+//!
+//! | item | pk | sk | notes |
+//! |---|---|---|---|
+//! | lead | `LEAD#<id>` | `A` | the lead's fields (serde_dynamo), `version` for optimistic writes, index keys below |
+//! | delivery | `LEAD#<id>` | `DELIVERY#<kind>#<recipient>#<target>` | one per (lead, recipient, kind, target) |
+//! | identity claim | `ID#<key>` | `A` | `lead_id`, `claimed_at` (ms) |
+//! | pool cursor | `POOL#<pool>` | `CURSOR` | `turn`: the round-robin counter |
+//! | routing document | `CONFIG` | `ROUTING` | `toml` (written by `leadrouter config push`) |
+//!
+//! Global secondary indexes, each sorted by `seq` (`<received µs>#<id>`, newest last), so that
+//! no request path scans: `by_status` (`STATUS#<status>#<shard>`), `by_owner` (`OWNER#<rep>`),
+//! `by_source` (`SOURCE#<source>#<shard>`), `all` (`ALL#<shard>`) and the sparse `pending`
+//! (`PENDING#<shard>`, present only while a lead waits for a stage). Every lead passes through
+//! every status, so those keys are spread over [`SHARDS`] partitions by a hash of the lead id;
+//! a query reads every shard and merges.
+
+use crate::domain::{Lead, LeadId, LeadStatus, Stage};
+use crate::ports::{
+    AssignChange, Claim, Delivery, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, PendingPage, StoreError,
+    Updated,
+};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Write shards for the status, source, all and pending indexes.
+pub const SHARDS: u8 = 8;
+/// Optimistic writes retried this many times on a lost race before giving up (retryable).
+const RACE_RETRIES: usize = 8;
+/// The pool cursor is the one hot item: racing assigners back off with jitter and try longer.
+const CURSOR_RETRIES: u32 = 60;
+/// TransactWriteItems takes at most 100 actions; one is the cursor.
+const MAX_TX_LEADS: usize = 99;
+
+pub const INDEXES: [(&str, &str); 5] = [
+    ("by_status", "by_status_pk"),
+    ("by_owner", "by_owner_pk"),
+    ("by_source", "by_source_pk"),
+    ("all", "all_pk"),
+    ("pending", "pending_pk"),
+];
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Throttling and conflicts are worth a retry; the cause is kept either way.
+fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let retryable = match &e {
+        SdkError::ServiceError(se) => matches!(
+            se.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "TransactionConflictException"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+            )
+        ),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        _ => false,
+    };
+    if retryable { StoreError::Retryable(Box::new(e)) } else { StoreError::Unavailable(Box::new(e)) }
+}
+
+fn corrupt(id: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Corrupt { id: id.to_owned(), source: Box::new(e) }
+}
+
+fn shard(id: &LeadId) -> u8 {
+    Sha256::digest(id.as_str().as_bytes())[0] % SHARDS
+}
+
+fn seq(lead: &Lead) -> String {
+    format!("{:016}#{}", lead.received_at.timestamp_micros().max(0), lead.id)
+}
+
+fn lead_key(id: &LeadId) -> Item {
+    HashMap::from([("pk".to_owned(), s(format!("LEAD#{id}"))), ("sk".to_owned(), s("A"))])
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, k: &str) -> Option<i64> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+/// The lead as an item: its fields, keys, index keys and `version`.
+fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(lead).map_err(|e| corrupt(lead.id.as_str(), e))?;
+    let sh = shard(&lead.id);
+    item.extend(lead_key(&lead.id));
+    item.insert("version".into(), n(version));
+    item.insert("seq".into(), s(seq(lead)));
+    item.insert("by_status_pk".into(), s(format!("STATUS#{}#{sh}", lead.status)));
+    item.insert("by_source_pk".into(), s(format!("SOURCE#{}#{sh}", lead.source)));
+    item.insert("all_pk".into(), s(format!("ALL#{sh}")));
+    if let Some(o) = &lead.owner {
+        item.insert("by_owner_pk".into(), s(format!("OWNER#{o}")));
+    }
+    if let Some(stage) = lead.pending_stage() {
+        item.insert("pending_pk".into(), s(format!("PENDING#{sh}")));
+        item.insert("stage".into(), s(stage.as_str()));
+    }
+    Ok(item)
+}
+
+fn lead_of(item: Item) -> Result<(Lead, i64), StoreError> {
+    let id = get_s(&item, "pk").unwrap_or("?").to_owned();
+    let version = get_n(&item, "version").unwrap_or(0);
+    let lead: Lead = serde_dynamo::from_item(item).map_err(|e| corrupt(&id, e))?;
+    Ok((lead, version))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore { client, table: table.into() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with its indexes (on-demand) and waits until it is active. For local
+    /// emulators and tests; on AWS the SAM template creates it.
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+            ProjectionType, ScalarAttributeType,
+        };
+        let attr = |name: &str| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+        };
+        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+        let mut defs = vec![attr("pk"), attr("sk"), attr("seq")];
+        let mut gsis = Vec::new();
+        for (index, pk) in INDEXES {
+            defs.push(attr(pk));
+            gsis.push(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index)
+                    .key_schema(key(pk, KeyType::Hash).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
+                    .key_schema(key("seq", KeyType::Range).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?,
+            );
+        }
+        let defs: Result<Vec<_>, _> = defs.into_iter().collect();
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .set_attribute_definitions(Some(defs.map_err(|e| StoreError::Unavailable(Box::new(e)))?))
+            .key_schema(key("pk", KeyType::Hash).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
+            .key_schema(key("sk", KeyType::Range).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
+            .set_global_secondary_indexes(Some(gsis))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.item)
+    }
+
+    async fn load(&self, id: &LeadId) -> Result<Option<(Lead, i64)>, StoreError> {
+        self.get_item(lead_key(id)).await?.map(lead_of).transpose()
+    }
+
+    fn put_lead(&self, lead: &Lead, version: i64) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(lead_item(lead, version + 1)?))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(version))
+            .build()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))
+    }
+
+    /// Writes `lead` if nobody wrote it since `version`; false when someone did.
+    async fn save(&self, lead: &Lead, version: i64) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(lead_item(lead, version + 1)?))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(version))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Queries one index partition from `seq` bounds, newest or oldest first.
+    async fn query_index(
+        &self,
+        index: &str,
+        pk_attr: &str,
+        pk: String,
+        bound: Option<(&str, String)>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut cond = "#p = :p".to_owned();
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .expression_attribute_names("#p", pk_attr)
+            .expression_attribute_values(":p", s(pk))
+            .scan_index_forward(!newest_first)
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some((op, value)) = bound {
+            cond.push_str(&format!(" AND seq {op} :b"));
+            q = q.expression_attribute_values(":b", s(value));
+        }
+        let out = q.key_condition_expression(cond).send().await.map_err(sdk_error)?;
+        Ok(out.items.unwrap_or_default())
+    }
+}
+
+impl LeadStore for DynamoStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.get_item(HashMap::from([("pk".to_owned(), s("CONFIG")), ("sk".to_owned(), s("PING"))])).await.map(|_| ())
+    }
+
+    async fn insert(&self, lead: Lead) -> Result<Inserted, StoreError> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(lead_item(&lead, 1)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Inserted::New),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                match self.load(&lead.id).await? {
+                    Some((existing, _)) => Ok(Inserted::Existing(Box::new(existing))),
+                    None => Err(StoreError::Retryable("the lead vanished during insert".into())),
+                }
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn get(&self, id: &LeadId) -> Result<Option<Lead>, StoreError> {
+        Ok(self.load(id).await?.map(|(l, _)| l))
+    }
+
+    async fn list(&self, q: LeadQuery) -> Result<LeadPage, StoreError> {
+        let limit = q.limit.max(1);
+        // The most selective key goes to the index; the rest filter what it returns.
+        let partitions: Vec<(&str, &str, String)> = if let Some(o) = &q.owner {
+            vec![("by_owner", "by_owner_pk", format!("OWNER#{o}"))]
+        } else if let Some(src) = &q.source {
+            (0..SHARDS).map(|sh| ("by_source", "by_source_pk", format!("SOURCE#{src}#{sh}"))).collect()
+        } else if let Some(st) = q.status {
+            (0..SHARDS).map(|sh| ("by_status", "by_status_pk", format!("STATUS#{st}#{sh}"))).collect()
+        } else {
+            (0..SHARDS).map(|sh| ("all", "all_pk", format!("ALL#{sh}"))).collect()
+        };
+        let keep = |l: &Lead| {
+            q.status.is_none_or(|s| l.status == s)
+                && q.owner.as_ref().is_none_or(|o| l.owner.as_ref() == Some(o))
+                && q.source.as_ref().is_none_or(|s| &l.source == s)
+        };
+        let mut found: Vec<(String, Lead)> = Vec::new();
+        for (index, attr, pk) in partitions {
+            let mut bound = q.cursor.clone().map(|c| ("<", c));
+            let mut taken = 0;
+            // Read each partition until it has `limit` matches or runs dry.
+            loop {
+                let items = self.query_index(index, attr, pk.clone(), bound.clone(), true, limit + 1).await?;
+                let exhausted = items.len() <= limit;
+                for item in items {
+                    let seq = get_s(&item, "seq").unwrap_or_default().to_owned();
+                    bound = Some(("<", seq.clone()));
+                    let (lead, _) = lead_of(item)?;
+                    if keep(&lead) {
+                        found.push((seq, lead));
+                        taken += 1;
+                    }
+                }
+                if exhausted || taken > limit {
+                    break;
+                }
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next_cursor = if more { found.last().map(|(seq, _)| seq.clone()) } else { None };
+        Ok(LeadPage { items: found.into_iter().map(|(_, l)| l).collect(), next_cursor })
+    }
+
+    async fn update<F: LeadChange>(&self, ids: Vec<LeadId>, change: F) -> Result<Vec<Updated>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let mut result = None;
+            for _ in 0..RACE_RETRIES {
+                let Some((mut lead, version)) = self.load(id).await? else {
+                    result = Some(Updated::Missing);
+                    break;
+                };
+                if !change(&mut lead) {
+                    result = Some(Updated::Unchanged(Box::new(lead)));
+                    break;
+                }
+                if self.save(&lead, version).await? {
+                    result = Some(Updated::Written(Box::new(lead)));
+                    break;
+                }
+            }
+            out.push(result.ok_or_else(|| StoreError::Retryable(format!("lead {id} kept changing under us").into()))?);
+        }
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        lead: &LeadId,
+        keys: Vec<String>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        for _ in 0..RACE_RETRIES {
+            if let Some(claim) = self.claim_once(lead, &keys, now, stale_before).await? {
+                return Ok(claim);
+            }
+        }
+        Err(StoreError::Retryable(format!("lead {lead}: its identity keys kept changing under us").into()))
+    }
+
+    async fn assign<F: AssignChange>(
+        &self,
+        pool: &str,
+        ids: Vec<LeadId>,
+        assign: F,
+    ) -> Result<Vec<Updated>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_TX_LEADS) {
+            out.extend(self.assign_chunk(pool, chunk, &assign).await?);
+        }
+        Ok(out)
+    }
+
+    async fn deliveries(&self, lead: &LeadId) -> Result<Vec<Delivery>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :d)")
+            .expression_attribute_values(":p", s(format!("LEAD#{lead}")))
+            .expression_attribute_values(":d", s("DELIVERY#"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| corrupt(lead.as_str(), e)))
+            .collect()
+    }
+
+    async fn put_delivery(&self, d: Delivery) -> Result<(), StoreError> {
+        let mut item: Item = serde_dynamo::to_item(&d).map_err(|e| corrupt(d.lead_id.as_str(), e))?;
+        item.insert("pk".into(), s(format!("LEAD#{}", d.lead_id)));
+        item.insert("sk".into(), s(format!("DELIVERY#{}#{}#{}", d.kind.as_str(), d.recipient, d.target)));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn pending(&self, after: Option<String>, limit: usize) -> Result<PendingPage, StoreError> {
+        let mut found: Vec<(String, LeadId, Stage)> = Vec::new();
+        for sh in 0..SHARDS {
+            let bound = after.clone().map(|a| (">", a));
+            for item in self.query_index("pending", "pending_pk", format!("PENDING#{sh}"), bound, false, limit).await? {
+                let seq = get_s(&item, "seq").unwrap_or_default().to_owned();
+                let id = get_s(&item, "id").and_then(LeadId::parse);
+                let stage = get_s(&item, "stage").and_then(Stage::parse);
+                if let (Some(id), Some(stage)) = (id, stage) {
+                    found.push((seq, id, stage));
+                }
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = if more || found.len() == limit { found.last().map(|f| f.0.clone()) } else { None };
+        Ok(PendingPage { leads: found.into_iter().map(|(_, id, st)| (id, st)).collect(), next })
+    }
+}
+
+impl DynamoStore {
+    /// Reads who holds each key, then claims every free key for the first holder found (or for
+    /// `lead`), each only if still free. None when a claim lost a race and must be read again.
+    async fn claim_once(
+        &self,
+        lead: &LeadId,
+        keys: &[String],
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<Claim>, StoreError> {
+        let claim_key = |k: &str| HashMap::from([("pk".to_owned(), s(format!("ID#{k}"))), ("sk".to_owned(), s("A"))]);
+        let mut holders: Vec<Option<String>> = Vec::with_capacity(keys.len());
+        for k in keys {
+            let item = self.get_item(claim_key(k)).await?;
+            let holder = item
+                .filter(|i| get_n(i, "claimed_at").unwrap_or(0) >= stale_before.timestamp_millis())
+                .and_then(|i| get_s(&i, "lead_id").map(str::to_owned));
+            holders.push(holder);
+        }
+        let taken = keys.iter().zip(&holders).find(|(_, h)| h.as_deref().is_some_and(|h| h != lead.as_str()));
+        let (owner, result) = match taken {
+            Some((k, Some(by))) => {
+                (by.clone(), Claim::Taken { key: k.clone(), by: LeadId::parse(by).unwrap_or_else(|| lead.clone()) })
+            }
+            _ => (lead.to_string(), Claim::Unique),
+        };
+        for (k, holder) in keys.iter().zip(&holders) {
+            if holder.is_some() {
+                continue;
+            }
+            let mut item = claim_key(k);
+            item.insert("lead_id".into(), s(owner.clone()));
+            item.insert("claimed_at".into(), n(now.timestamp_millis()));
+            let r = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR claimed_at < :stale OR lead_id = :me")
+                .expression_attribute_values(":stale", n(stale_before.timestamp_millis()))
+                .expression_attribute_values(":me", s(owner.clone()))
+                .send()
+                .await;
+            match r {
+                Ok(_) => {}
+                // Someone claimed it between our read and our write: they were first.
+                Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                    if matches!(result, Claim::Unique) {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(sdk_error(e)),
+            }
+        }
+        Ok(Some(result))
+    }
+
+    /// One TransactWriteItems: the cursor moves from what we read to that plus the leads
+    /// accepted, and each lead is written only if unchanged since we read it. A lost race
+    /// is read again and retried.
+    async fn assign_chunk<F: AssignChange>(
+        &self,
+        pool: &str,
+        ids: &[LeadId],
+        assign: &F,
+    ) -> Result<Vec<Updated>, StoreError> {
+        let cursor_key = HashMap::from([("pk".to_owned(), s(format!("POOL#{pool}"))), ("sk".to_owned(), s("CURSOR"))]);
+        for attempt in 0..CURSOR_RETRIES {
+            if attempt > 0 {
+                let cap_ms = 5u64 << attempt.min(5);
+                tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(1..=cap_ms))).await;
+            }
+            let start = self.get_item(cursor_key.clone()).await?.and_then(|i| get_n(&i, "turn")).unwrap_or(0);
+            let mut turn = start as u64;
+            let mut results = Vec::with_capacity(ids.len());
+            let mut actions = Vec::new();
+            for id in ids {
+                let Some((mut lead, version)) = self.load(id).await? else {
+                    results.push(Updated::Missing);
+                    continue;
+                };
+                if assign(&mut lead, turn) {
+                    turn += 1;
+                    actions.push(TransactWriteItem::builder().put(self.put_lead(&lead, version)?).build());
+                    results.push(Updated::Written(Box::new(lead)));
+                } else {
+                    results.push(Updated::Unchanged(Box::new(lead)));
+                }
+            }
+            if actions.is_empty() {
+                return Ok(results);
+            }
+            let mut cursor = cursor_key.clone();
+            cursor.insert("turn".into(), n(turn));
+            let cursor_put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(cursor))
+                .condition_expression("attribute_not_exists(pk) OR turn = :t")
+                .expression_attribute_values(":t", n(start))
+                .build()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            actions.insert(0, TransactWriteItem::builder().put(cursor_put).build());
+            let r = self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
+            match r {
+                Ok(_) => return Ok(results),
+                Err(e) => {
+                    let lost_race = e.as_service_error().is_some_and(|se| {
+                        se.is_transaction_canceled_exception() && se.code() == Some("TransactionCanceledException")
+                    });
+                    if !lost_race {
+                        return Err(sdk_error(e));
+                    }
+                    // A condition failed (the cursor moved or a lead changed): read again.
+                }
+            }
+        }
+        Err(StoreError::Retryable(format!("pool {pool}: the cursor kept moving under us").into()))
+    }
+}
+
+/// Whether a status index key names this status (for tests of the key design).
+pub fn status_partition(status: LeadStatus, id: &LeadId) -> String {
+    format!("STATUS#{status}#{}", shard(id))
+}

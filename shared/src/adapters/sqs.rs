@@ -1,0 +1,110 @@
+//! The AWS `Queue`: one SQS queue per stage boundary (each with its dead-letter queue, declared
+//! in the SAM template), and the batch handler the stage Lambdas run.
+
+use crate::domain::Stage;
+use crate::pipeline::Pipeline;
+use crate::ports::{LeadStore, Message, Notifier, Queue, QueueError};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use std::collections::HashMap;
+
+/// SendMessageBatch takes at most ten entries.
+const SQS_BATCH: usize = 10;
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    urls: HashMap<Stage, String>,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, urls: HashMap<Stage, String>) -> SqsQueue {
+        SqsQueue { client, urls }
+    }
+
+    /// Queue URLs from `LEADROUTER_QUEUE_<STAGE>` (`..._FETCH`, `..._DEDUP`, …), as the SAM
+    /// template sets them.
+    pub fn urls_from_env(env: impl Fn(&str) -> Option<String>) -> Result<HashMap<Stage, String>, String> {
+        let mut urls = HashMap::new();
+        for stage in Stage::ALL {
+            let var = format!("LEADROUTER_QUEUE_{}", stage.as_str().to_ascii_uppercase());
+            let url = env(&var).ok_or_else(|| format!("{var} is not set"))?;
+            urls.insert(stage, url);
+        }
+        Ok(urls)
+    }
+}
+
+impl Queue for SqsQueue {
+    async fn send(&self, stage: Stage, messages: Vec<Message>) -> Result<(), QueueError> {
+        let url =
+            self.urls.get(&stage).ok_or_else(|| QueueError(format!("no queue for stage {}", stage.as_str()).into()))?;
+        for chunk in messages.chunks(SQS_BATCH) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, m) in chunk.iter().enumerate() {
+                let body = serde_json::to_string(m).map_err(|e| QueueError(Box::new(e)))?;
+                entries.push(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| QueueError(Box::new(e)))?,
+                );
+            }
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| QueueError(Box::new(e)))?;
+            if !out.failed().is_empty() {
+                let codes: Vec<&str> = out.failed().iter().map(|f| f.code()).collect();
+                return Err(QueueError(format!("SQS refused {} messages: {}", codes.len(), codes.join(", ")).into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one stage over an SQS batch and reports the messages to retry. A message that cannot be
+/// decoded is reported too: SQS redelivers it until `maxReceiveCount`, then moves it to the
+/// stage's dead-letter queue, so it is kept, not retried forever.
+pub async fn handle_batch<S: LeadStore, Q: Queue, N: Notifier>(
+    pipeline: &Pipeline<S, Q, N>,
+    stage: Stage,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let mut failures = Vec::new();
+    let mut decoded: Vec<(String, Message)> = Vec::with_capacity(event.records.len());
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        match record.body.as_deref().map(serde_json::from_str::<Message>) {
+            Some(Ok(m)) => decoded.push((id, m)),
+            _ => {
+                tracing::error!(message_id = %id, stage = stage.as_str(), "undecodable message; it goes to the dead-letter queue");
+                failures.push(id);
+            }
+        }
+    }
+    let messages: Vec<Message> = decoded.iter().map(|(_, m)| m.clone()).collect();
+    let results = pipeline.run(stage, messages).await;
+    for ((id, m), result) in decoded.into_iter().zip(results) {
+        if let Err(e) = result {
+            tracing::warn!(message_id = %id, lead_id = %m.lead_id, stage = stage.as_str(), error = %e, "will be retried");
+            failures.push(id);
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}
