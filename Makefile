@@ -3,13 +3,18 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: test lint fmt check serve load schemathesis fuzz update-free-email-domains
+.PHONY: test lambda lint fmt check serve load schemathesis fuzz update-free-email-domains
 
 ## Everything: formatting, lints, unit, property, contract, end-to-end and crash tests, and
 ## schemathesis against a running server's /openapi.json.
 test: lint
+	./scripts/lint-infra.sh
 	./scripts/with-moto.sh $(CARGO) test --workspace --all-targets
 	./scripts/schemathesis.sh
+
+## Every Lambda, for arm64 (pip install cargo-lambda first; slow on 2 cores).
+lambda:
+	cargo lambda build --release --arm64 --output-format zip $(foreach f,ingest admin fetch dedup score assign notify sweep,--bin $(f))
 
 schemathesis:
 	./scripts/schemathesis.sh

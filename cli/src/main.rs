@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use leadrouter::config::{DEMO_DOCUMENT, Secret, SecretRef, Settings};
+use leadrouter::config::{DEMO_DOCUMENT, Settings};
 use leadrouter::pipeline::{RetryPolicy, Secrets};
 use leadrouter::runtime::Embedded;
 use std::path::PathBuf;
@@ -53,12 +53,38 @@ enum Command {
 enum ConfigCommand {
     /// Check a routing document: every problem with its line, or a one-line summary.
     Check { file: PathBuf },
+    /// Check a routing document, then store it in the DynamoDB table the Lambdas read it from.
+    Push {
+        file: PathBuf,
+        /// The table (the stack's `LeadsTable` output).
+        #[arg(long)]
+        table: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config { command: ConfigCommand::Check { file } } => check(&file),
+        Command::Config { command: ConfigCommand::Push { file, table } } => {
+            if check(&file) != ExitCode::SUCCESS {
+                return ExitCode::FAILURE;
+            }
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(push(&file, &table)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve { config, listen, db } => {
             init_tracing();
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -102,6 +128,15 @@ fn check(file: &PathBuf) -> ExitCode {
     }
 }
 
+async fn push(file: &PathBuf, table: &str) -> anyhow::Result<()> {
+    let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = leadrouter::adapters::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table);
+    store.push_routing(&src, chrono::Utc::now()).await.with_context(|| format!("cannot write to the table {table}"))?;
+    say!("{}: pushed to {table}; each function reads it at its next cold start", file.display());
+    Ok(())
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -119,18 +154,6 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Resolves a secret; in the demo, an unset one is generated instead.
-fn resolve(name: &str, r: &SecretRef, demo: bool, generated: &mut Vec<(String, String)>) -> anyhow::Result<Secret> {
-    if let Some(v) = r.resolve(&|n| std::env::var(n).ok()) {
-        return Ok(Secret::new(v));
-    }
-    let SecretRef::Env(var) = r else { anyhow::bail!("{name} is empty") };
-    anyhow::ensure!(demo, "{name} reads the environment variable {var}, which is not set");
-    let v = random_token();
-    generated.push((var.clone(), v.clone()));
-    Ok(Secret::new(v))
-}
-
 async fn serve(config: Option<PathBuf>, listen: Option<String>, db: Option<PathBuf>) -> anyhow::Result<()> {
     let demo = config.is_none();
     let src = match &config {
@@ -139,21 +162,13 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>, db: Option<PathB
     };
     let name = config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the demo document".into());
     let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{name} has problems:\n{p}"))?;
-    let mut generated = Vec::new();
-    let mut secrets = Secrets {
-        admin_token: resolve("[server] admin_token", &settings.server.admin_token, demo, &mut generated)?,
-        webhook_secret: resolve("[server] webhook_secret", &settings.server.webhook_secret, demo, &mut generated)?,
-        sources: Default::default(),
-    };
-    for (source, r) in settings.source_secret_refs() {
-        match resolve(&source, r, demo, &mut generated) {
-            Ok(s) => {
-                secrets.sources.insert(source, s);
-            }
-            // A source without its secret answers 503; the rest of the server runs.
-            Err(e) => say!("warning: {e:#}; that source is off until it is set"),
-        }
+    let resolved =
+        Secrets::resolve(&settings, &|n| std::env::var(n).ok(), if demo { Some(&random_token) } else { None })
+            .map_err(|e| anyhow::anyhow!(e))?;
+    for w in &resolved.warnings {
+        say!("warning: {w}");
     }
+    let (secrets, generated) = (resolved.secrets, resolved.generated);
     let listen = listen.unwrap_or_else(|| settings.server.listen.clone());
     let db = db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
     let listener =

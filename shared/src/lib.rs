@@ -2,6 +2,7 @@
 //! round-robin and notified, exactly once, with the reason recorded.
 
 pub mod adapters;
+pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod http;

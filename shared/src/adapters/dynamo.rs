@@ -440,6 +440,24 @@ impl LeadStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// The routing document stored by `leadrouter config push`.
+    pub async fn load_routing(&self) -> Result<Option<String>, StoreError> {
+        let key = HashMap::from([("pk".to_owned(), s("CONFIG")), ("sk".to_owned(), s("ROUTING"))]);
+        Ok(self.get_item(key).await?.and_then(|i| get_s(&i, "toml").map(str::to_owned)))
+    }
+
+    /// Stores the routing document (checked by the caller) for every function to read.
+    pub async fn push_routing(&self, toml: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("pk".to_owned(), s("CONFIG")),
+            ("sk".to_owned(), s("ROUTING")),
+            ("toml".to_owned(), s(toml)),
+            ("pushed_at".to_owned(), s(at.to_rfc3339())),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        Ok(())
+    }
+
     /// Reads who holds each key, then claims every free key for the first holder found (or for
     /// `lead`), each only if still free. None when a claim lost a race and must be read again.
     async fn claim_once(

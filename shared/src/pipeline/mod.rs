@@ -13,7 +13,7 @@ mod score;
 
 pub use ingest::{Accepted, Submission};
 
-use crate::config::{Secret, Settings};
+use crate::config::{Secret, SecretRef, Settings};
 use crate::domain::{Lead, Stage};
 use crate::ports::{Clock, LeadFetcher, LeadStore, Message, Notifier, Queue, QueueError, StoreError};
 use std::collections::BTreeMap;
@@ -45,6 +45,52 @@ impl Secrets {
     pub fn source(&self, name: &str) -> Option<&str> {
         self.sources.get(name).map(Secret::expose).filter(|s| !s.is_empty())
     }
+
+    /// Resolves every secret the document names from `env`. `[server]` secrets are required
+    /// unless `generate` is given (the demo), which then makes up each one that is unset; a
+    /// source whose secret is unset is left out, with a warning, and answers 503.
+    pub fn resolve(
+        settings: &Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+        generate: Option<&dyn Fn() -> String>,
+    ) -> Result<ResolvedSecrets, String> {
+        let mut generated = Vec::new();
+        let mut one = |name: &str, r: &SecretRef| -> Result<Secret, String> {
+            if let Some(v) = r.resolve(env) {
+                return Ok(Secret::new(v));
+            }
+            let SecretRef::Env(var) = r else { return Err(format!("{name} is empty")) };
+            match generate {
+                Some(make) => {
+                    let v = make();
+                    generated.push((var.clone(), v.clone()));
+                    Ok(Secret::new(v))
+                }
+                None => Err(format!("{name} reads the environment variable {var}, which is not set")),
+            }
+        };
+        let admin_token = one("[server] admin_token", &settings.server.admin_token)?;
+        let webhook_secret = one("[server] webhook_secret", &settings.server.webhook_secret)?;
+        let mut sources = BTreeMap::new();
+        let mut warnings = Vec::new();
+        for (source, r) in settings.source_secret_refs() {
+            match one(&source, r) {
+                Ok(s) => {
+                    sources.insert(source, s);
+                }
+                Err(e) => warnings.push(format!("{e}; that source is off until it is set")),
+            }
+        }
+        Ok(ResolvedSecrets { secrets: Secrets { admin_token, webhook_secret, sources }, generated, warnings })
+    }
+}
+
+/// Secrets, and what resolving them made up or left out.
+pub struct ResolvedSecrets {
+    pub secrets: Secrets,
+    /// (variable, value) of each secret generated for a demo run.
+    pub generated: Vec<(String, String)>,
+    pub warnings: Vec<String>,
 }
 
 /// How notification attempts are spread out.

@@ -1,0 +1,6 @@
+//! The ingest function: the public routes (web forms, platform webhooks) behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), leadrouter::aws::Error> {
+    leadrouter::aws::run_http().await
+}

@@ -1,0 +1,129 @@
+//! The serverless runtime's wiring: what every Lambda does at cold start (clients built once,
+//! the routing document read from the table once per container), and the handlers each
+//! function runs. The functions' `main.rs` files only pick one.
+
+use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::graph::GraphFetcher;
+use crate::adapters::notifier::HttpNotifier;
+use crate::adapters::sqs::{SqsQueue, handle_batch};
+use crate::config::{Secret, Settings};
+use crate::domain::Stage;
+use crate::pipeline::{Pipeline, RetryPolicy, Secrets};
+use crate::ports::{Clock, LeadStore, Message, Queue, SystemClock};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{LambdaEvent, service_fn};
+use std::sync::Arc;
+
+pub type AwsPipeline = Pipeline<DynamoStore, SqsQueue, HttpNotifier>;
+pub type Error = lambda_runtime::Error;
+
+/// JSON logs for CloudWatch; `RUST_LOG` sets the level (info by default).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).without_time().with_current_span(true).try_init();
+}
+
+/// Builds the pipeline from the function's environment: `LEADROUTER_TABLE`, the queue URLs
+/// (`LEADROUTER_QUEUE_<STAGE>`), and the secrets the routing document names.
+pub async fn pipeline_from_env() -> Result<AwsPipeline, Error> {
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let table = env("LEADROUTER_TABLE").ok_or("LEADROUTER_TABLE is not set")?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table);
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&conf), SqsQueue::urls_from_env(env)?);
+    pipeline(store, queue, &env).await
+}
+
+/// The pipeline over a store and queue, with the routing document read from the store.
+pub async fn pipeline(
+    store: DynamoStore,
+    queue: SqsQueue,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AwsPipeline, Error> {
+    let doc = store
+        .load_routing()
+        .await?
+        .ok_or("the table holds no routing document: run `leadrouter config push FILE --table NAME`")?;
+    let settings = Settings::parse(&doc).map_err(|p| format!("the stored routing document has problems:\n{p}"))?;
+    let resolved = Secrets::resolve(&settings, env, None)?;
+    for w in &resolved.warnings {
+        tracing::warn!("{w}");
+    }
+    let secrets = resolved.secrets;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone());
+    let fetcher = Arc::new(match &settings.sources.meta {
+        Some(m) => GraphFetcher::new(
+            m.graph_base_url.clone(),
+            secrets.source("meta.access_token").map(Secret::new),
+            m.fields.clone(),
+        ),
+        None => GraphFetcher::new(String::new(), None, Default::default()),
+    });
+    // On Lambda a failing delivery goes back to SQS, whose visibility timeout spaces the retries.
+    let retry = RetryPolicy { inline_attempts: 2, ..RetryPolicy::default() };
+    Ok(Pipeline { store, queue, notifier, fetcher, clock, settings: Arc::new(settings), secrets, retry })
+}
+
+/// The ingest and admin functions: the one Router behind API Gateway.
+pub async fn run_http() -> Result<(), Error> {
+    init_tracing();
+    let pipeline = Arc::new(pipeline_from_env().await?);
+    lambda_http::run(crate::http::router(pipeline)).await
+}
+
+/// A stage function: SQS batches in, partial batch failures out.
+pub async fn run_stage(stage: Stage) -> Result<(), Error> {
+    init_tracing();
+    let pipeline = pipeline_from_env().await?;
+    let pipeline = &pipeline;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(handle_batch(pipeline, stage, event.payload).await)
+    }))
+    .await
+}
+
+/// The sweep function, on a schedule: every lead still waiting for a stage is sent to it
+/// again (a message lost between two writes, or one parked in a dead-letter queue that was
+/// purged). Stages are guarded, so a lead that was only slow is not harmed.
+pub async fn run_sweep() -> Result<(), Error> {
+    init_tracing();
+    let pipeline = pipeline_from_env().await?;
+    let pipeline = &pipeline;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+        let n = sweep(pipeline, chrono::Duration::minutes(5)).await?;
+        Ok::<serde_json::Value, Error>(serde_json::json!({ "requeued": n }))
+    }))
+    .await
+}
+
+/// Requeues the leads that have waited for a stage longer than `older_than`; returns how many.
+pub async fn sweep<S: LeadStore, Q: Queue, N: crate::ports::Notifier>(
+    p: &Pipeline<S, Q, N>,
+    older_than: chrono::Duration,
+) -> Result<usize, Error> {
+    let cutoff = p.clock.now() - older_than;
+    let mut after = None;
+    let mut total = 0;
+    loop {
+        let page = p.store.pending(after, 500).await?;
+        let mut by_stage: std::collections::HashMap<Stage, Vec<Message>> = std::collections::HashMap::new();
+        for (id, stage) in &page.leads {
+            let Some(lead) = p.store.get(id).await? else { continue };
+            if lead.history.last().is_some_and(|h| h.at < cutoff) {
+                by_stage.entry(*stage).or_default().push(Message { lead_id: id.clone(), kind: lead.notify_pending });
+            }
+        }
+        for (stage, messages) in by_stage {
+            total += messages.len();
+            p.queue.send(stage, messages).await?;
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    tracing::info!(requeued = total, "sweep done");
+    Ok(total)
+}
