@@ -26,3 +26,116 @@ pub async fn fresh_dynamo() -> DynamoStore {
     store.create_table().await.expect("create the table on the emulator");
     store
 }
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use leadrouter::adapters::sqs::{SqsQueue, handle_batch};
+use leadrouter::aws::AwsPipeline;
+use leadrouter::domain::Stage;
+use std::collections::HashMap;
+
+/// One queue per stage on the emulator, named uniquely for this test.
+pub async fn fresh_queues() -> (aws_sdk_sqs::Client, HashMap<Stage, String>) {
+    let conf = sdk_config().await;
+    let client = aws_sdk_sqs::Client::new(&conf);
+    let run = leadrouter::domain::LeadId::new().as_str().to_ascii_lowercase();
+    let mut urls = HashMap::new();
+    for stage in Stage::ALL {
+        let out = client
+            .create_queue()
+            .queue_name(format!("lr-{run}-{}", stage.as_str()))
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "60")
+            .send()
+            .await
+            .expect("create queue");
+        urls.insert(stage, out.queue_url.expect("queue url"));
+    }
+    (client, urls)
+}
+
+/// How the event source mapping is played.
+#[derive(Clone, Copy)]
+pub struct Delivery {
+    /// Hand every message to the handler twice (in two batches), as at-least-once allows.
+    pub twice: bool,
+    /// Shuffle each batch.
+    pub shuffle: bool,
+}
+
+/// Plays Lambda's SQS event source mapping until every queue is empty: receive a batch, call
+/// the real handler, delete exactly the messages it did not report as failed. Returns how many
+/// handler invocations it made.
+pub async fn drain_queues(
+    pipeline: &AwsPipeline,
+    sqs: &aws_sdk_sqs::Client,
+    urls: &HashMap<Stage, String>,
+    how: Delivery,
+) -> usize {
+    use rand::seq::SliceRandom;
+    let mut invocations = 0;
+    let mut idle_rounds = 0;
+    while idle_rounds < 2 {
+        let mut got_any = false;
+        for stage in Stage::ALL {
+            let url = &urls[&stage];
+            let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.expect("receive");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                continue;
+            }
+            got_any = true;
+            let mut records: Vec<serde_json::Value> = messages
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                        "eventSource": "aws:sqs", "awsRegion": "us-east-1"
+                    })
+                })
+                .collect();
+            let rounds = if how.twice { 2 } else { 1 };
+            let mut failed: std::collections::HashSet<String> = std::collections::HashSet::new();
+            for _ in 0..rounds {
+                if how.shuffle {
+                    records.shuffle(&mut rand::rng());
+                }
+                let event: SqsEvent =
+                    serde_json::from_value(serde_json::json!({ "Records": records })).expect("sqs event");
+                let response = handle_batch(pipeline, stage, event).await;
+                invocations += 1;
+                failed.extend(response.batch_item_failures.into_iter().map(|f| f.item_identifier));
+            }
+            for m in &messages {
+                if !failed.contains(m.message_id().unwrap_or_default()) {
+                    sqs.delete_message()
+                        .queue_url(url)
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await
+                        .expect("delete");
+                } else {
+                    // Make it visible again at once rather than after the visibility timeout.
+                    sqs.change_message_visibility()
+                        .queue_url(url)
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .expect("release");
+                }
+            }
+        }
+        idle_rounds = if got_any { 0 } else { idle_rounds + 1 };
+    }
+    invocations
+}
+
+/// The AWS pipeline over fresh emulator resources with `doc` pushed to the table.
+pub async fn aws_pipeline(doc: &str) -> (AwsPipeline, aws_sdk_sqs::Client, HashMap<Stage, String>) {
+    let store = fresh_dynamo().await;
+    store.push_routing(doc, chrono::Utc::now()).await.expect("push routing");
+    let (sqs, urls) = fresh_queues().await;
+    let queue = SqsQueue::new(sqs.clone(), urls.clone());
+    // The test document's [server] secrets are literal; its sources stay off here.
+    let pipeline = leadrouter::aws::pipeline(store, queue, &|_| None).await.expect("pipeline");
+    (pipeline, sqs, urls)
+}

@@ -1,0 +1,115 @@
+//! End to end on AWS's protocols: API Gateway v2 events into the one Router, stage handlers fed
+//! batches received from the emulator's SQS queues (deleting exactly what they did not report as
+//! failed, as the event source mapping does), state in the emulator's DynamoDB, notifications
+//! to a real local webhook receiver.
+
+use leadrouter::aws::AwsPipeline;
+use leadrouter::domain::LeadId;
+use leadrouter::ports::LeadStore;
+use leadrouter_tests::aws::{Delivery, aws_pipeline, drain_queues};
+use leadrouter_tests::{ADMIN_TOKEN, Receiver, routing_doc};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// A form POST as API Gateway's HTTP API (payload v2) hands it to the ingest function.
+fn apigw_form(body: &str) -> String {
+    json!({
+        "version": "2.0", "routeKey": "POST /v1/leads", "rawPath": "/v1/leads", "rawQueryString": "",
+        "headers": {"content-type": "application/x-www-form-urlencoded", "host": "api.example.com"},
+        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
+            "domainPrefix": "api", "http": {"method": "POST", "path": "/v1/leads", "protocol": "HTTP/1.1",
+            "sourceIp": "192.0.2.1", "userAgent": "curl"}, "requestId": "r", "routeKey": "POST /v1/leads",
+            "stage": "$default", "time": "24/Nov/2026:12:00:00 +0000", "timeEpoch": 1795000000000u64},
+        "body": body, "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+async fn ingest(pipeline: &Arc<AwsPipeline>, form: &str) -> String {
+    let request = lambda_http::request::from_str(&apigw_form(form)).expect("an API Gateway v2 event");
+    let request = request.map(|b| axum::body::Body::from(b.as_ref().to_vec()));
+    let response = leadrouter::http::router(pipeline.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 202);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["lead_id"].as_str().unwrap().to_owned()
+}
+
+fn checks_one_delivery_id_each(receiver: &Receiver) {
+    let mut ids: HashMap<(String, String, String), HashSet<String>> = HashMap::new();
+    for r in receiver.requests() {
+        let key = (
+            r.body["lead"]["id"].as_str().unwrap().to_owned(),
+            r.hook.clone(),
+            r.body["kind"].as_str().unwrap().to_owned(),
+        );
+        ids.entry(key).or_default().insert(r.body["delivery_id"].as_str().unwrap().to_owned());
+    }
+    for (key, set) in ids {
+        assert_eq!(set.len(), 1, "{key:?} got {} delivery ids", set.len());
+    }
+}
+
+async fn run(how: Delivery) {
+    let receiver = Receiver::start().await;
+    let (pipeline, sqs, urls) = aws_pipeline(&routing_doc(&receiver, 65536)).await;
+    let pipeline = Arc::new(pipeline);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(
+            ingest(&pipeline, &format!("email=aws{i}%40corp{i}.com&job_title=VP+Sales&company_size=900&country=US"))
+                .await,
+        );
+    }
+    drain_queues(&pipeline, &sqs, &urls, how).await;
+    let mut owners: HashMap<String, usize> = HashMap::new();
+    for id in &ids {
+        let lead = pipeline.store.get(&LeadId::parse(id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(lead.status.as_str(), "notified", "lead {id}: {:?}", lead.history);
+        assert_eq!(lead.score, Some(55));
+        assert_eq!(lead.history.iter().filter(|h| h.to.as_str() == "assigned").count(), 1, "assigned once");
+        *owners.entry(lead.owner.unwrap()).or_default() += 1;
+    }
+    assert_eq!(owners, HashMap::from([("ana".to_owned(), 20), ("ben".to_owned(), 10)]), "2:1 over 30 leads");
+
+    // A duplicate reaches the first lead's owner.
+    let dup = ingest(&pipeline, "email=AWS0%40corp0.com&utm_source=retarget").await;
+    drain_queues(&pipeline, &sqs, &urls, how).await;
+    let d = pipeline.store.get(&LeadId::parse(&dup).unwrap()).await.unwrap().unwrap();
+    assert_eq!(d.duplicate_of.as_ref().map(|x| x.as_str()), Some(ids[0].as_str()));
+    let first_owner = pipeline.store.get(&LeadId::parse(&ids[0]).unwrap()).await.unwrap().unwrap().owner.unwrap();
+    let re: Vec<_> = receiver.requests().into_iter().filter(|r| r.body["kind"] == "re_engaged").collect();
+    assert!(!re.is_empty() && re.iter().all(|r| r.hook == first_owner));
+
+    let reps = receiver
+        .requests()
+        .iter()
+        .filter(|r| r.hook != "manager" && r.body["kind"] == "assigned")
+        .map(|r| r.body["lead"]["id"].clone())
+        .collect::<HashSet<_>>();
+    assert_eq!(reps.len(), 30, "every lead reached its rep");
+    checks_one_delivery_id_each(&receiver);
+
+    // The admin routes answer from DynamoDB through the same Router.
+    let req = axum::http::Request::get(format!("/v1/leads?owner=ana&limit=500"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = leadrouter::http::router(pipeline.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let page: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap()).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_end_to_end_on_dynamodb_and_sqs() {
+    run(Delivery { twice: false, shuffle: false }).await;
+}
+
+/// At-least-once for real: every message handed over twice, in shuffled order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_twice_and_shuffled_changes_nothing() {
+    run(Delivery { twice: true, shuffle: true }).await;
+}
