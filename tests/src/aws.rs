@@ -64,8 +64,8 @@ pub struct Delivery {
 /// Plays Lambda's SQS event source mapping until every queue is empty: receive a batch, call
 /// the real handler, delete exactly the messages it did not report as failed. Returns how many
 /// handler invocations it made.
-pub async fn drain_queues(
-    pipeline: &AwsPipeline,
+pub async fn drain_queues<S: leadrouter::ports::LeadStore, N: leadrouter::ports::Notifier>(
+    pipeline: &leadrouter::pipeline::Pipeline<S, SqsQueue, N>,
     sqs: &aws_sdk_sqs::Client,
     urls: &HashMap<Stage, String>,
     how: Delivery,
@@ -138,4 +138,87 @@ pub async fn aws_pipeline(doc: &str) -> (AwsPipeline, aws_sdk_sqs::Client, HashM
     // The test document's [server] secrets are literal; its sources stay off here.
     let pipeline = leadrouter::aws::pipeline(store, queue, &|_| None).await.expect("pipeline");
     (pipeline, sqs, urls)
+}
+
+use leadrouter::ports::{
+    AssignChange, Claim, Delivery as DeliveryRecord, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, PendingPage,
+    StoreError, Updated,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A store that answers every `every`-th call with a throttling error, as DynamoDB does under
+/// load; everything else goes to the real store.
+pub struct Throttled<S> {
+    pub inner: S,
+    every: usize,
+    calls: AtomicUsize,
+    pub throttled: AtomicUsize,
+}
+
+impl<S> Throttled<S> {
+    pub fn new(inner: S, every: usize) -> Throttled<S> {
+        Throttled { inner, every, calls: AtomicUsize::new(0), throttled: AtomicUsize::new(0) }
+    }
+
+    fn gate(&self) -> Result<(), StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) % self.every == self.every - 1 {
+            self.throttled.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Retryable("ProvisionedThroughputExceededException (injected)".into()));
+        }
+        Ok(())
+    }
+}
+
+impl<S: LeadStore> LeadStore for Throttled<S> {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.gate()?;
+        self.inner.ping().await
+    }
+    async fn insert(&self, lead: leadrouter::domain::Lead) -> Result<Inserted, StoreError> {
+        self.gate()?;
+        self.inner.insert(lead).await
+    }
+    async fn get(&self, id: &leadrouter::domain::LeadId) -> Result<Option<leadrouter::domain::Lead>, StoreError> {
+        self.gate()?;
+        self.inner.get(id).await
+    }
+    async fn list(&self, q: LeadQuery) -> Result<LeadPage, StoreError> {
+        self.gate()?;
+        self.inner.list(q).await
+    }
+    async fn update<F: LeadChange>(&self, ids: Vec<leadrouter::domain::LeadId>, change: F) -> Result<Vec<Updated>, StoreError> {
+        self.gate()?;
+        self.inner.update(ids, change).await
+    }
+    async fn claim(
+        &self,
+        lead: &leadrouter::domain::LeadId,
+        keys: Vec<String>,
+        now: chrono::DateTime<chrono::Utc>,
+        stale_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Claim, StoreError> {
+        self.gate()?;
+        self.inner.claim(lead, keys, now, stale_before).await
+    }
+    async fn assign<F: AssignChange>(
+        &self,
+        pool: &str,
+        ids: Vec<leadrouter::domain::LeadId>,
+        assign: F,
+    ) -> Result<Vec<Updated>, StoreError> {
+        self.gate()?;
+        self.inner.assign(pool, ids, assign).await
+    }
+    async fn deliveries(&self, lead: &leadrouter::domain::LeadId) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.gate()?;
+        self.inner.deliveries(lead).await
+    }
+    async fn put_delivery(&self, d: DeliveryRecord) -> Result<(), StoreError> {
+        self.gate()?;
+        self.inner.put_delivery(d).await
+    }
+    async fn pending(&self, after: Option<String>, limit: usize) -> Result<PendingPage, StoreError> {
+        self.gate()?;
+        self.inner.pending(after, limit).await
+    }
 }

@@ -113,3 +113,39 @@ async fn routed_end_to_end_on_dynamodb_and_sqs() {
 async fn every_message_twice_and_shuffled_changes_nothing() {
     run(Delivery { twice: true, shuffle: true }).await;
 }
+
+/// Throttling injected into the store port: every 4th store call fails as DynamoDB's
+/// ProvisionedThroughputExceeded does. The messages come back and nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_loses_nothing() {
+    use leadrouter::adapters::notifier::HttpNotifier;
+    use leadrouter::pipeline::Pipeline;
+    use leadrouter_tests::aws::Throttled;
+    let receiver = Receiver::start().await;
+    let (pipeline, sqs, urls) = aws_pipeline(&routing_doc(&receiver, 65536)).await;
+    let pipeline = Arc::new(pipeline);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(ingest(&pipeline, &format!("email=thr{i}%40corp{i}.com&country=US&job_title=CEO&company_size=900")).await);
+    }
+    let flaky = Pipeline {
+        store: Throttled::new(pipeline.store.clone(), 4),
+        queue: pipeline.queue.clone(),
+        notifier: HttpNotifier::new(pipeline.secrets.webhook_secret.clone(), pipeline.clock.clone()),
+        fetcher: pipeline.fetcher.clone(),
+        clock: pipeline.clock.clone(),
+        settings: pipeline.settings.clone(),
+        secrets: pipeline.secrets.clone(),
+        retry: pipeline.retry,
+    };
+    drain_queues(&flaky, &sqs, &urls, Delivery { twice: false, shuffle: true }).await;
+    assert!(flaky.store.throttled.load(std::sync::atomic::Ordering::SeqCst) > 10, "throttling was injected");
+    for id in &ids {
+        let lead = pipeline.store.get(&LeadId::parse(id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(lead.status.as_str(), "notified", "lead {id}: {:?}", lead.history);
+        assert_eq!(lead.history.iter().filter(|h| h.to.as_str() == "assigned").count(), 1);
+    }
+    let reached: HashSet<Value> = receiver.requests().iter().filter(|r| r.hook != "manager").map(|r| r.body["lead"]["id"].clone()).collect();
+    assert_eq!(reached.len(), 12);
+    checks_one_delivery_id_each(&receiver);
+}
