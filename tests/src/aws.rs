@@ -19,8 +19,16 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// A DynamoDB store on a fresh table of its own.
 pub async fn fresh_dynamo() -> DynamoStore {
+    fresh_dynamo_counted(None).await
+}
+
+pub async fn fresh_dynamo_counted(counter: Option<RequestCounter>) -> DynamoStore {
     let conf = sdk_config().await;
-    let client = aws_sdk_dynamodb::Client::new(&conf);
+    let mut b = aws_sdk_dynamodb::config::Builder::from(&conf);
+    if let Some(c) = counter {
+        b = b.interceptor(c);
+    }
+    let client = aws_sdk_dynamodb::Client::from_conf(b.build());
     let table = format!("leadrouter-test-{}", leadrouter::domain::LeadId::new().as_str().to_ascii_lowercase());
     let store = DynamoStore::new(client, table);
     store.create_table().await.expect("create the table on the emulator");
@@ -32,11 +40,16 @@ use leadrouter::adapters::sqs::{SqsQueue, handle_batch};
 use leadrouter::aws::AwsPipeline;
 use leadrouter::domain::Stage;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One queue per stage on the emulator, named uniquely for this test.
-pub async fn fresh_queues() -> (aws_sdk_sqs::Client, HashMap<Stage, String>) {
+pub async fn fresh_queues(counter: Option<RequestCounter>) -> (aws_sdk_sqs::Client, HashMap<Stage, String>) {
     let conf = sdk_config().await;
-    let client = aws_sdk_sqs::Client::new(&conf);
+    let mut b = aws_sdk_sqs::config::Builder::from(&conf);
+    if let Some(c) = counter {
+        b = b.interceptor(c);
+    }
+    let client = aws_sdk_sqs::Client::from_conf(b.build());
     let run = leadrouter::domain::LeadId::new().as_str().to_ascii_lowercase();
     let mut urls = HashMap::new();
     for stage in Stage::ALL {
@@ -50,6 +63,15 @@ pub async fn fresh_queues() -> (aws_sdk_sqs::Client, HashMap<Stage, String>) {
         urls.insert(stage, out.queue_url.expect("queue url"));
     }
     (client, urls)
+}
+
+async fn fresh_queues_client(counter: Option<RequestCounter>) -> aws_sdk_sqs::Client {
+    let conf = sdk_config().await;
+    let mut b = aws_sdk_sqs::config::Builder::from(&conf);
+    if let Some(c) = counter {
+        b = b.interceptor(c);
+    }
+    aws_sdk_sqs::Client::from_conf(b.build())
 }
 
 /// How the event source mapping is played.
@@ -131,10 +153,20 @@ pub async fn drain_queues<S: leadrouter::ports::LeadStore, N: leadrouter::ports:
 
 /// The AWS pipeline over fresh emulator resources with `doc` pushed to the table.
 pub async fn aws_pipeline(doc: &str) -> (AwsPipeline, aws_sdk_sqs::Client, HashMap<Stage, String>) {
-    let store = fresh_dynamo().await;
+    aws_pipeline_counted(doc, None).await
+}
+
+/// As [`aws_pipeline`], with the pipeline's own clients counting their requests. The test's
+/// SQS client (playing the event source mapping) is separate and not counted.
+pub async fn aws_pipeline_counted(
+    doc: &str,
+    counter: Option<RequestCounter>,
+) -> (AwsPipeline, aws_sdk_sqs::Client, HashMap<Stage, String>) {
+    let store = fresh_dynamo_counted(counter.clone()).await;
     store.push_routing(doc, chrono::Utc::now()).await.expect("push routing");
-    let (sqs, urls) = fresh_queues().await;
-    let queue = SqsQueue::new(sqs.clone(), urls.clone());
+    let (sqs, urls) = fresh_queues(None).await;
+    let (counted_sqs, _) = (fresh_queues_client(counter).await, ());
+    let queue = SqsQueue::new(counted_sqs, urls.clone());
     // The test document's [server] secrets are literal; its sources stay off here.
     let pipeline = leadrouter::aws::pipeline(store, queue, &|_| None).await.expect("pipeline");
     (pipeline, sqs, urls)
@@ -186,7 +218,11 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.list(q).await
     }
-    async fn update<F: LeadChange>(&self, ids: Vec<leadrouter::domain::LeadId>, change: F) -> Result<Vec<Updated>, StoreError> {
+    async fn update<F: LeadChange>(
+        &self,
+        ids: Vec<leadrouter::domain::LeadId>,
+        change: F,
+    ) -> Result<Vec<Updated>, StoreError> {
         self.gate()?;
         self.inner.update(ids, change).await
     }
@@ -220,5 +256,37 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
     async fn pending(&self, after: Option<String>, limit: usize) -> Result<PendingPage, StoreError> {
         self.gate()?;
         self.inner.pending(after, limit).await
+    }
+}
+
+/// Counts the AWS requests the SDK clients make, by service and operation.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>);
+
+impl RequestCounter {
+    pub fn counts(&self) -> std::collections::BTreeMap<String, usize> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn reset(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "request-counter"
+    }
+
+    /// Every attempt on the wire (retries count too), named by its `X-Amz-Target`.
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let target = ctx.request().headers().get("x-amz-target").unwrap_or("unknown").to_owned();
+        let name = target.replace("DynamoDB_20120810.", "dynamodb.").replace("AmazonSQS.", "sqs.");
+        *self.0.lock().unwrap().entry(name).or_default() += 1;
+        Ok(())
     }
 }

@@ -126,7 +126,9 @@ async fn throttling_loses_nothing() {
     let pipeline = Arc::new(pipeline);
     let mut ids = Vec::new();
     for i in 0..12 {
-        ids.push(ingest(&pipeline, &format!("email=thr{i}%40corp{i}.com&country=US&job_title=CEO&company_size=900")).await);
+        ids.push(
+            ingest(&pipeline, &format!("email=thr{i}%40corp{i}.com&country=US&job_title=CEO&company_size=900")).await,
+        );
     }
     let flaky = Pipeline {
         store: Throttled::new(pipeline.store.clone(), 4),
@@ -145,7 +147,41 @@ async fn throttling_loses_nothing() {
         assert_eq!(lead.status.as_str(), "notified", "lead {id}: {:?}", lead.history);
         assert_eq!(lead.history.iter().filter(|h| h.to.as_str() == "assigned").count(), 1);
     }
-    let reached: HashSet<Value> = receiver.requests().iter().filter(|r| r.hook != "manager").map(|r| r.body["lead"]["id"].clone()).collect();
+    let reached: HashSet<Value> =
+        receiver.requests().iter().filter(|r| r.hook != "manager").map(|r| r.body["lead"]["id"].clone()).collect();
     assert_eq!(reached.len(), 12);
     checks_one_delivery_id_each(&receiver);
+}
+
+/// The AWS requests one routed lead costs (for BENCHMARKS.md): the pipeline's own DynamoDB and
+/// SQS calls, and the Lambda invocations the event source mapping would make at batch size 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_routed_lead() {
+    use leadrouter_tests::aws::{RequestCounter, aws_pipeline_counted};
+    let receiver = Receiver::start().await;
+    let counter = RequestCounter::default();
+    let (pipeline, sqs, urls) = aws_pipeline_counted(&routing_doc(&receiver, 65536), Some(counter.clone())).await;
+    let pipeline = Arc::new(pipeline);
+    counter.reset();
+    let n = 50;
+    for i in 0..n {
+        ingest(&pipeline, &format!("email=cost{i}%40corp{i}.com&job_title=VP+Sales&company_size=900&country=US")).await;
+    }
+    let invocations = drain_queues(&pipeline, &sqs, &urls, Delivery { twice: false, shuffle: false }).await;
+    let counts = counter.counts();
+    let total = |service: &str| counts.iter().filter(|(k, _)| k.starts_with(service)).map(|(_, v)| v).sum::<usize>();
+    println!("AWS requests for {n} leads routed (rep and manager notified):");
+    for (op, c) in &counts {
+        println!("  {op}: {c} ({:.1} per lead)", *c as f64 / n as f64);
+    }
+    println!(
+        "  stage Lambda invocations (batches of up to 10): {invocations} ({:.2} per lead)",
+        invocations as f64 / n as f64
+    );
+    println!("  ingest Lambda invocations: {n} (1 per lead)");
+    let dynamo = total("dynamodb") as f64 / n as f64;
+    let sqs_calls = total("sqs") as f64 / n as f64;
+    // Bounds that catch a regression (an extra read per lead shows).
+    assert!(dynamo <= 40.0, "{dynamo} DynamoDB requests per lead");
+    assert!(sqs_calls <= 4.0, "{sqs_calls} SQS sends per lead");
 }
