@@ -93,7 +93,7 @@ async fn run(how: Delivery) {
     checks_one_delivery_id_each(&receiver);
 
     // The admin routes answer from DynamoDB through the same Router.
-    let req = axum::http::Request::get(format!("/v1/leads?owner=ana&limit=500"))
+    let req = axum::http::Request::get("/v1/leads?owner=ana&limit=500")
         .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
         .body(axum::body::Body::empty())
         .unwrap();
