@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod contract;
+pub mod queue_contract;
 
 use axum::Router;
 use axum::body::Bytes;

@@ -13,7 +13,8 @@
 //! Global secondary indexes, each sorted by `seq` (`<received µs>#<id>`, newest last), so that
 //! no request path scans: `by_status` (`STATUS#<status>#<shard>`), `by_owner` (`OWNER#<rep>`),
 //! `by_source` (`SOURCE#<source>#<shard>`), `all` (`ALL#<shard>`) and the sparse `pending`
-//! (`PENDING#<shard>`, present only while a lead waits for a stage). Every lead passes through
+//! (`PENDING#<shard>`, present only while a lead waits for a stage). The listing indexes
+//! project keys only and `pending` only `id` and `stage`, so that each index write is small. Every lead passes through
 //! every status, so those keys are spread over [`SHARDS`] partitions by a hash of the lead id;
 //! a query reads every shard and merges.
 
@@ -170,7 +171,17 @@ impl DynamoStore {
                     .index_name(index)
                     .key_schema(key(pk, KeyType::Hash).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
                     .key_schema(key("seq", KeyType::Range).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .projection(if index == "pending" {
+                        // The sweep and start-up need only which lead and which stage.
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .non_key_attributes("id")
+                            .non_key_attributes("stage")
+                            .build()
+                    } else {
+                        // Listing reads the leads themselves; an index write then costs 1 WRU.
+                        Projection::builder().projection_type(ProjectionType::KeysOnly).build()
+                    })
                     .build()
                     .map_err(|e| StoreError::Unavailable(Box::new(e)))?,
             );
@@ -317,11 +328,19 @@ impl LeadStore for DynamoStore {
             let mut taken = 0;
             // Read each partition until it has `limit` matches or runs dry.
             loop {
-                let items = self.query_index(index, attr, pk.clone(), bound.clone(), true, limit + 1).await?;
-                let exhausted = items.len() <= limit;
-                for item in items {
-                    let seq = get_s(&item, "seq").unwrap_or_default().to_owned();
+                let keys = self.query_index(index, attr, pk.clone(), bound.clone(), true, limit + 1).await?;
+                let exhausted = keys.len() <= limit;
+                // The listing indexes hold keys only: read the leads themselves.
+                let items = futures::future::join_all(keys.iter().map(|k| {
+                    let key: Item =
+                        ["pk", "sk"].iter().filter_map(|a| k.get(*a).map(|v| (a.to_string(), v.clone()))).collect();
+                    self.get_item(key)
+                }))
+                .await;
+                for (k, item) in keys.iter().zip(items) {
+                    let seq = get_s(k, "seq").unwrap_or_default().to_owned();
                     bound = Some(("<", seq.clone()));
+                    let Some(item) = item? else { continue };
                     let (lead, _) = lead_of(item)?;
                     if keep(&lead) {
                         found.push((seq, lead));
