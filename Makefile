@@ -14,7 +14,7 @@ test: lint
 
 ## Every Lambda, for arm64 (pip install cargo-lambda first; slow on 2 cores).
 lambda:
-	cargo lambda build --release --arm64 --output-format zip $(foreach f,ingest admin fetch dedup score assign notify sweep,--bin $(f))
+	cargo lambda build --release --arm64 --output-format zip $(foreach f,ingest admin fetch dedup score assign notify sweep,-p leadrouter-fn-$(f))
 
 schemathesis:
 	./scripts/schemathesis.sh
