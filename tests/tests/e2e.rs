@@ -369,3 +369,26 @@ async fn no_personal_data_in_any_log_line() {
         assert!(!logs.contains(pii), "personal data '{pii}' appeared in the logs");
     }
 }
+
+/// A lead left in `unique` (written by an older version, or a dedup that stopped there) is
+/// scored by the score stage and routed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_waiting_in_unique_is_scored_by_the_score_stage() {
+    use leadrouter::domain::{Contact, Email, Lead, LeadId, LeadStatus, Stage};
+    use leadrouter::ports::{LeadStore, Message, Queue};
+    let app = spawn().await;
+    let p = &app.runtime.pipeline;
+    let contact = Contact {
+        email: Some(Email::parse("left@unique.com").unwrap()),
+        country: Some("US".into()),
+        ..Contact::default()
+    };
+    let mut lead = Lead::new(LeadId::new(), "web".into(), contact, chrono::Utc::now());
+    lead.transition(LeadStatus::Unique, "unique", chrono::Utc::now());
+    p.store.insert(lead.clone()).await.unwrap();
+    p.queue.send(Stage::Score, vec![Message::lead(lead.id.clone())]).await.unwrap();
+    let l = app.wait_status(lead.id.as_str(), &["notified"]).await;
+    let path: Vec<&str> = l["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
+    assert_eq!(path, ["received", "unique", "scored", "assigned", "notified"]);
+    assert_eq!(l["score"], 10);
+}

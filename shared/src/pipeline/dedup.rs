@@ -35,12 +35,17 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 } else {
                     format!("unique: no earlier lead within {window} days shares its identity keys")
                 };
+                // Scoring is pure: a unique lead is scored in the same write, which saves a
+                // write and a queue hop per lead. The score stage stays for leads resumed in
+                // `unique`.
+                let settings = self.settings.clone();
                 self.store
                     .update(vec![id.clone()], move |l| {
                         if l.status != LeadStatus::Received {
                             return false;
                         }
                         l.transition(LeadStatus::Unique, reason.clone(), now);
+                        super::score::apply_score(&settings, l, now);
                         true
                     })
                     .await?
