@@ -12,9 +12,10 @@ test: lint
 	./scripts/with-moto.sh $(CARGO) test --workspace --all-targets
 	./scripts/schemathesis.sh
 
-## Every Lambda, for arm64 (pip install cargo-lambda first; slow on 2 cores).
+## Every Lambda, for arm64, zipped under target/lambda/ (cargo-lambda goes into .venv; slow on 2 cores).
 lambda:
-	cargo lambda build --release --arm64 --output-format zip $(foreach f,ingest admin fetch dedup score assign notify sweep,-p leadrouter-fn-$(f))
+	[ -x .venv/bin/cargo-lambda ] || { python3 -m venv .venv && .venv/bin/pip install -q cargo-lambda; }
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip $(foreach f,ingest admin fetch dedup score assign notify sweep,-p leadrouter-fn-$(f))
 
 schemathesis:
 	./scripts/schemathesis.sh
