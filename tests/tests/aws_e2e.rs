@@ -168,7 +168,11 @@ async fn requests_per_routed_lead() {
         ingest(&pipeline, &format!("email=cost{i}%40corp{i}.com&job_title=VP+Sales&company_size=900&country=US")).await;
     }
     let invocations = drain_queues(&pipeline, &sqs, &urls, Delivery { twice: false, shuffle: false }).await;
-    let counts = counter.counts();
+    let counts_before_listing = counter.counts();
+    let page = pipeline.store.list(leadrouter::ports::LeadQuery { limit: 1, ..Default::default() }).await.unwrap();
+    let size = serde_json::to_vec(&page.items[0]).unwrap().len();
+    println!("a routed lead is about {size} bytes as JSON (its DynamoDB item is about the same)");
+    let counts = counts_before_listing;
     let total = |service: &str| counts.iter().filter(|(k, _)| k.starts_with(service)).map(|(_, v)| v).sum::<usize>();
     println!("AWS requests for {n} leads routed (rep and manager notified):");
     for (op, c) in &counts {
