@@ -189,3 +189,27 @@ async fn requests_per_routed_lead() {
     assert!(dynamo <= 40.0, "{dynamo} DynamoDB requests per lead");
     assert!(sqs_calls <= 4.0, "{sqs_calls} SQS sends per lead");
 }
+
+/// A lead whose message was lost (stored, never queued) is found by the sweep and routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_requeues_a_lead_whose_message_was_lost() {
+    use leadrouter::domain::{Contact, Email, Lead};
+    let receiver = Receiver::start().await;
+    let (pipeline, sqs, urls) = aws_pipeline(&routing_doc(&receiver, 65536)).await;
+    let long_ago = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let contact = Contact { email: Some(Email::parse("lost@msg.com").unwrap()), ..Contact::default() };
+    let lost = Lead::new(LeadId::new(), "web".into(), contact, long_ago);
+    pipeline.store.insert(lost.clone()).await.unwrap();
+    let fresh = Lead::new(
+        LeadId::new(),
+        "web".into(),
+        Contact { email: Some(Email::parse("fresh@msg.com").unwrap()), ..Contact::default() },
+        chrono::Utc::now(),
+    );
+    pipeline.store.insert(fresh.clone()).await.unwrap();
+    let n = leadrouter::aws::sweep(&pipeline, chrono::Duration::minutes(5)).await.unwrap();
+    assert_eq!(n, 1, "only the lead waiting longer than 5 minutes is requeued");
+    drain_queues(&pipeline, &sqs, &urls, Delivery { twice: false, shuffle: false }).await;
+    assert_eq!(pipeline.store.get(&lost.id).await.unwrap().unwrap().status.as_str(), "notified");
+    assert_eq!(pipeline.store.get(&fresh.id).await.unwrap().unwrap().status.as_str(), "received");
+}
