@@ -420,9 +420,9 @@ impl Settings {
         }
     }
 
-    /// Every `env:` secret the document names, for the start-up message.
-    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        let mut out = vec![("admin_token", &self.server.admin_token), ("webhook_secret", &self.server.webhook_secret)];
+    /// Every source secret by the name the runtime looks it up under.
+    pub fn source_secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut out: Vec<(String, &SecretRef)> = Vec::new();
         if let Some(m) = &self.sources.meta {
             for (n, s) in [
                 ("meta.verify_token", &m.verify_token),
@@ -430,20 +430,13 @@ impl Settings {
                 ("meta.access_token", &m.access_token),
             ] {
                 if let Some(s) = s {
-                    out.push((n, s));
+                    out.push((n.to_owned(), s));
                 }
             }
         }
         if let Some(k) = &self.sources.google_key {
-            out.push(("google.key", k));
+            out.push(("google.key".to_owned(), k));
         }
-        out
-    }
-
-    /// Every source secret by the name the runtime looks it up under.
-    pub fn source_secret_refs(&self) -> Vec<(String, &SecretRef)> {
-        let mut out: Vec<(String, &SecretRef)> =
-            self.secret_refs().into_iter().skip(2).map(|(n, r)| (n.to_owned(), r)).collect();
         for (name, g) in &self.sources.generic {
             if let Some(s) = &g.secret {
                 out.push((format!("generic.{name}"), s));

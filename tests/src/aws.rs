@@ -44,12 +44,7 @@ use std::sync::Arc;
 
 /// One queue per stage on the emulator, named uniquely for this test.
 pub async fn fresh_queues(counter: Option<RequestCounter>) -> (aws_sdk_sqs::Client, HashMap<Stage, String>) {
-    let conf = sdk_config().await;
-    let mut b = aws_sdk_sqs::config::Builder::from(&conf);
-    if let Some(c) = counter {
-        b = b.interceptor(c);
-    }
-    let client = aws_sdk_sqs::Client::from_conf(b.build());
+    let client = sqs_client(counter).await;
     let run = leadrouter::domain::LeadId::new().as_str().to_ascii_lowercase();
     let mut urls = HashMap::new();
     for stage in Stage::ALL {
@@ -65,7 +60,7 @@ pub async fn fresh_queues(counter: Option<RequestCounter>) -> (aws_sdk_sqs::Clie
     (client, urls)
 }
 
-async fn fresh_queues_client(counter: Option<RequestCounter>) -> aws_sdk_sqs::Client {
+async fn sqs_client(counter: Option<RequestCounter>) -> aws_sdk_sqs::Client {
     let conf = sdk_config().await;
     let mut b = aws_sdk_sqs::config::Builder::from(&conf);
     if let Some(c) = counter {
@@ -165,8 +160,7 @@ pub async fn aws_pipeline_counted(
     let store = fresh_dynamo_counted(counter.clone()).await;
     store.push_routing(doc, chrono::Utc::now()).await.expect("push routing");
     let (sqs, urls) = fresh_queues(None).await;
-    let (counted_sqs, _) = (fresh_queues_client(counter).await, ());
-    let queue = SqsQueue::new(counted_sqs, urls.clone());
+    let queue = SqsQueue::new(sqs_client(counter).await, urls.clone());
     // The test document's [server] secrets are literal; its sources stay off here.
     let pipeline = leadrouter::aws::pipeline(store, queue, &|_| None).await.expect("pipeline");
     (pipeline, sqs, urls)

@@ -18,7 +18,7 @@
 //! every status, so those keys are spread over [`SHARDS`] partitions by a hash of the lead id;
 //! a query reads every shard and merges.
 
-use crate::domain::{Lead, LeadId, LeadStatus, Stage};
+use crate::domain::{Lead, LeadId, Stage};
 use crate::ports::{
     AssignChange, Claim, Delivery, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, PendingPage, StoreError,
     Updated,
@@ -594,9 +594,4 @@ impl DynamoStore {
         }
         Err(StoreError::Retryable(format!("pool {pool}: the cursor kept moving under us").into()))
     }
-}
-
-/// Whether a status index key names this status (for tests of the key design).
-pub fn status_partition(status: LeadStatus, id: &LeadId) -> String {
-    format!("STATUS#{status}#{}", shard(id))
 }

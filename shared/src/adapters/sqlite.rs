@@ -8,7 +8,7 @@
 //! worst a transition is redone, since every stage is guarded and resumable. Reads run on a
 //! pool of read-only connections.
 
-use crate::domain::{Lead, LeadId, LeadStatus, Stage};
+use crate::domain::{Lead, LeadId, Stage};
 use crate::ports::{
     AssignChange, Claim, Delivery, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, PendingPage, StoreError,
     Updated,
@@ -511,25 +511,6 @@ impl LeadStore for SqliteStore {
             }
             let next = if n == limit { last.map(|s| s.to_string()) } else { None };
             Ok(PendingPage { leads: out, next })
-        })
-        .await
-    }
-}
-
-/// For tests and tools: how many leads are in each status.
-impl SqliteStore {
-    pub async fn count_by_status(&self) -> Result<Vec<(LeadStatus, u64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM leads GROUP BY status").map_err(sql_error)?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(sql_error)?;
-            let mut out = Vec::new();
-            for r in rows {
-                let (s, n) = r.map_err(sql_error)?;
-                if let Some(s) = LeadStatus::parse(&s) {
-                    out.push((s, n as u64));
-                }
-            }
-            Ok(out)
         })
         .await
     }

@@ -127,7 +127,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
         }
         let refs: Vec<&Lead> = done.iter().collect();
-        let forwarded = self.forward(Stage::Assign, &refs).await.map_err(|e| e.to_string());
+        let forwarded = self.forward(Some(Stage::Assign), &refs).await.map_err(|e| e.to_string());
         ids.iter()
             .map(|id| outcome.remove(id).unwrap_or(Ok(())).and(forwarded.clone()).map_err(StageError::NotYet))
             .collect()

@@ -20,7 +20,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             return Ok(());
         };
         if lead.status != LeadStatus::Received {
-            return Ok(self.forward(Stage::Dedup, &[&lead]).await?);
+            return Ok(self.forward(Some(Stage::Dedup), &[&lead]).await?);
         }
         let d = &self.settings.dedup;
         let now = self.clock.now();
@@ -80,7 +80,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         };
         tracing::info!(lead_id = %id, "dedup done");
         match updated.into_iter().next() {
-            Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(self.forward(Stage::Dedup, &[&l]).await?),
+            Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(self.forward(Some(Stage::Dedup), &[&l]).await?),
             _ => Ok(()),
         }
     }

@@ -15,7 +15,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let id = message.lead_id;
         let Some(lead) = self.store.get(&id).await? else { return Ok(()) };
         if lead.status != LeadStatus::Fetching {
-            return Ok(self.forward(Stage::Fetch, &[&lead]).await?);
+            return Ok(self.forward(Some(Stage::Fetch), &[&lead]).await?);
         }
         let now = self.clock.now();
         let source_ref = lead.source_ref.clone().unwrap_or_default();
@@ -51,7 +51,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     .await?;
                 tracing::info!(lead_id = %id, "lead fields fetched");
                 match updated.into_iter().next() {
-                    Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(self.forward(Stage::Fetch, &[&l]).await?),
+                    Some(Updated::Written(l) | Updated::Unchanged(l)) => {
+                        Ok(self.forward(Some(Stage::Fetch), &[&l]).await?)
+                    }
                     _ => Ok(()),
                 }
             }

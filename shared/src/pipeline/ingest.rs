@@ -1,7 +1,7 @@
 //! Ingest: a normalized submission becomes a durably stored lead, then goes to dedup.
 
 use super::Pipeline;
-use crate::domain::{Intake, Lead, LeadId, LeadStatus, Stage};
+use crate::domain::{Intake, Lead, LeadId, LeadStatus};
 use crate::ports::{Inserted, LeadStore, Notifier, Queue, StoreError};
 use futures::future::join_all;
 
@@ -60,7 +60,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 }
             }
         }
-        if let Err(e) = self.forward(Stage::Notify, &queued).await {
+        if let Err(e) = self.forward(None, &queued).await {
             // Stored is what counts: the lead is found again on restart or by the sweep.
             tracing::warn!(error = %e, "leads stored but not queued; they will be resumed");
         }

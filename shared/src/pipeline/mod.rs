@@ -164,10 +164,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             .collect()
     }
 
-    /// Sends each lead on to the stage it now waits for, if that is not `current`.
-    async fn forward(&self, current: Stage, leads: &[&Lead]) -> Result<(), QueueError> {
+    /// Sends each lead on to the stage it now waits for, unless that is `current` (the stage
+    /// calling, which would only hand the lead back to itself).
+    async fn forward(&self, current: Option<Stage>, leads: &[&Lead]) -> Result<(), QueueError> {
         for stage in Stage::ALL {
-            if stage == current {
+            if Some(stage) == current {
                 continue;
             }
             let batch: Vec<Message> = leads

@@ -30,7 +30,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 Updated::Missing => None,
             })
             .collect();
-        match self.forward(Stage::Score, &leads).await {
+        match self.forward(Some(Stage::Score), &leads).await {
             Ok(()) => (0..n).map(|_| Ok(())).collect(),
             Err(e) => super::all_failed(n, e),
         }
