@@ -298,19 +298,7 @@ impl Target {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct Rep {
-    pub id: String,
-    pub name: String,
-    pub email: Option<String>,
-    /// Targets as written (`webhook:https://…`), each checked by [`Target::parse`].
-    pub notify: Vec<String>,
-    pub timezone: chrono_tz::Tz,
-    pub working_hours: Option<WorkingHours>,
-    pub out_of_office: Vec<DateRange>,
-    pub max_open_leads: Option<u32>,
-    pub active: bool,
-}
+pub use crate::domain::Rep;
 
 #[derive(Clone, Debug)]
 pub struct ServerSettings {

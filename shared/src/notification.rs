@@ -67,8 +67,12 @@ pub struct Notification {
 }
 
 /// The one id of a (lead, recipient, kind) notification, the same on every retry and restart.
-pub fn delivery_id(lead: &LeadId, recipient: &str, kind: NotificationKind) -> String {
-    LeadId::derived(&format!("delivery\0{lead}\0{recipient}\0{}", kind.as_str())).to_string()
+/// `round` counts the lead's changes of owner: a rep given the same lead again later is told
+/// again, under a new id.
+pub fn delivery_id(lead: &LeadId, recipient: &str, kind: NotificationKind, round: u32) -> String {
+    let base = format!("delivery\0{lead}\0{recipient}\0{}", kind.as_str());
+    let key = if round == 0 { base } else { format!("{base}\0{round}") };
+    LeadId::derived(&key).to_string()
 }
 
 /// Hex HMAC-SHA256 of `message` under `key`.
@@ -114,10 +118,11 @@ mod tests {
     #[test]
     fn delivery_ids_are_stable_per_lead_recipient_kind() {
         let l = LeadId::new();
-        let a = delivery_id(&l, "ana", NotificationKind::Assigned);
-        assert_eq!(a, delivery_id(&l, "ana", NotificationKind::Assigned));
-        assert_ne!(a, delivery_id(&l, "ben", NotificationKind::Assigned));
-        assert_ne!(a, delivery_id(&l, "ana", NotificationKind::ReEngaged));
+        let a = delivery_id(&l, "ana", NotificationKind::Assigned, 0);
+        assert_eq!(a, delivery_id(&l, "ana", NotificationKind::Assigned, 0));
+        assert_ne!(a, delivery_id(&l, "ben", NotificationKind::Assigned, 0));
+        assert_ne!(a, delivery_id(&l, "ana", NotificationKind::ReEngaged, 0));
+        assert_ne!(a, delivery_id(&l, "ana", NotificationKind::Assigned, 1));
     }
 
     #[test]

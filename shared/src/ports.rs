@@ -3,7 +3,7 @@
 //! Each has an embedded adapter (SQLite, in-process channels) and an AWS one (DynamoDB, SQS);
 //! one contract suite runs against both.
 
-use crate::domain::{Lead, LeadId, LeadStatus, NotificationKind, Stage};
+use crate::domain::{Lead, LeadId, LeadStatus, NotificationKind, RepRecord, Stage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -114,10 +114,50 @@ impl Delivery {
 pub trait LeadChange: Fn(&mut Lead) -> bool + Send + Sync + 'static {}
 impl<F: Fn(&mut Lead) -> bool + Send + Sync + 'static> LeadChange for F {}
 
-/// Called once per lead in an assignment batch with the round-robin turn it gets; return false
-/// to give the lead no turn (its guard failed).
-pub trait AssignChange: Fn(&mut Lead, u64) -> bool + Send + Sync + 'static {}
-impl<F: Fn(&mut Lead, u64) -> bool + Send + Sync + 'static> AssignChange for F {}
+/// One attempt at an assignment batch: the pool's round-robin cursor, and what the batch has
+/// given each rep so far (for capacity). The store starts each attempt afresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Turns {
+    pub cursor: u64,
+    pub given: std::collections::HashMap<String, u32>,
+}
+
+/// Called once per lead in an assignment batch; it moves `turns.cursor` past the turns it
+/// used and returns true to write the lead, or false to leave it (its guard failed).
+pub trait AssignChange: Fn(&mut Lead, &mut Turns) -> bool + Send + Sync + 'static {}
+impl<F: Fn(&mut Lead, &mut Turns) -> bool + Send + Sync + 'static> AssignChange for F {}
+
+/// What the funnel metrics need of one lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadFacts {
+    pub source: String,
+    pub status: LeadStatus,
+    pub grade: Option<String>,
+    pub owner: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub first_assigned_at: Option<DateTime<Utc>>,
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+impl LeadFacts {
+    pub fn of(l: &Lead) -> LeadFacts {
+        LeadFacts {
+            source: l.source.clone(),
+            status: l.status,
+            grade: l.grade.clone(),
+            owner: l.owner.clone(),
+            received_at: l.received_at,
+            first_assigned_at: l.first_assigned_at,
+            accepted_at: l.accepted_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactsPage {
+    pub facts: Vec<LeadFacts>,
+    pub next: Option<String>,
+}
 
 pub trait LeadStore: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -160,6 +200,31 @@ pub trait LeadStore: Send + Sync + 'static {
 
     /// Inserts or replaces the record of one delivery.
     fn put_delivery(&self, delivery: Delivery) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The roster changes made through the API (the routing document holds the rest).
+    fn reps(&self) -> impl Future<Output = Result<Vec<RepRecord>, StoreError>> + Send;
+
+    /// Inserts or replaces a rep's record (a removal is a record with `removed`).
+    fn put_rep(&self, rep: RepRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Leads `rep` owns that are open (assigned, not yet won or lost).
+    fn open_leads(&self, rep: &str) -> impl Future<Output = Result<Vec<LeadId>, StoreError>> + Send;
+
+    /// The newest owned lead from the account `domain` received at or after `since`.
+    fn account_owner(
+        &self,
+        domain: &str,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<(LeadId, String)>, StoreError>> + Send;
+
+    /// The funnel facts of leads received in `[from, to)`, a page at a time.
+    fn facts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<FactsPage, StoreError>> + Send;
 
     /// Leads still waiting for a stage, oldest first, after `after` (an opaque position).
     fn pending(

@@ -251,6 +251,36 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.pending(after, limit).await
     }
+    async fn reps(&self) -> Result<Vec<leadrouter::domain::RepRecord>, StoreError> {
+        self.gate()?;
+        self.inner.reps().await
+    }
+    async fn put_rep(&self, rep: leadrouter::domain::RepRecord) -> Result<(), StoreError> {
+        self.gate()?;
+        self.inner.put_rep(rep).await
+    }
+    async fn open_leads(&self, rep: &str) -> Result<Vec<leadrouter::domain::LeadId>, StoreError> {
+        self.gate()?;
+        self.inner.open_leads(rep).await
+    }
+    async fn account_owner(
+        &self,
+        domain: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<(leadrouter::domain::LeadId, String)>, StoreError> {
+        self.gate()?;
+        self.inner.account_owner(domain, since).await
+    }
+    async fn facts(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<leadrouter::ports::FactsPage, StoreError> {
+        self.gate()?;
+        self.inner.facts(from, to, after, limit).await
+    }
 }
 
 /// Counts the AWS requests the SDK clients make, by service and operation.

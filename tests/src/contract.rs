@@ -3,7 +3,7 @@
 //! An adapter's test file calls `store_contract_tests!(async { make_a_fresh_store() })`.
 
 use chrono::{Duration, Utc};
-use leadrouter::domain::{Contact, Email, Lead, LeadId, LeadStatus, NotificationKind, Stage};
+use leadrouter::domain::{Contact, Email, Lead, LeadId, LeadStatus, NotificationKind, RepRecord, Stage};
 use leadrouter::ports::{Claim, Delivery, Inserted, LeadQuery, LeadStore, Updated};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -103,11 +103,12 @@ pub async fn assign_advances_cursor_atomically<S: LeadStore>(s: S) {
     let skip = leads[1].id.clone();
     let ids: Vec<LeadId> = leads.iter().map(|l| l.id.clone()).collect();
     let r = s
-        .assign("p", ids[..3].to_vec(), move |l, turn| {
+        .assign("p", ids[..3].to_vec(), move |l, turns| {
             if l.id == skip {
                 return false;
             }
-            l.owner = Some(format!("turn-{turn}"));
+            l.owner = Some(format!("turn-{}", turns.cursor));
+            turns.cursor += 1;
             true
         })
         .await
@@ -116,8 +117,9 @@ pub async fn assign_advances_cursor_atomically<S: LeadStore>(s: S) {
     assert!(matches!(&r[1], Updated::Unchanged(_)), "a declined lead takes no turn");
     assert_eq!(written(&r[2]).owner.as_deref(), Some("turn-1"));
     let r = s
-        .assign("p", ids[3..].to_vec(), |l, turn| {
-            l.owner = Some(format!("turn-{turn}"));
+        .assign("p", ids[3..].to_vec(), |l, turns| {
+            l.owner = Some(format!("turn-{}", turns.cursor));
+            turns.cursor += 1;
             true
         })
         .await
@@ -126,14 +128,25 @@ pub async fn assign_advances_cursor_atomically<S: LeadStore>(s: S) {
     assert_eq!(written(&r[1]).owner.as_deref(), Some("turn-3"));
     // Pools have cursors of their own.
     let r = s
-        .assign("q", vec![ids[1].clone()], |l, turn| {
-            l.owner = Some(format!("turn-{turn}"));
+        .assign("q", vec![ids[1].clone()], |l, turns| {
+            // A lead may pass turns (reps who cannot take it): the cursor moves past them all.
+            l.owner = Some(format!("turn-{}", turns.cursor + 2));
+            turns.cursor += 3;
             true
         })
         .await
         .unwrap();
-    assert_eq!(written(&r[0]).owner.as_deref(), Some("turn-0"));
+    assert_eq!(written(&r[0]).owner.as_deref(), Some("turn-2"));
     assert_eq!(s.get(&ids[4]).await.unwrap().unwrap().owner.as_deref(), Some("turn-3"));
+    let r = s
+        .assign("q", vec![ids[0].clone()], |l, turns| {
+            l.owner = Some(format!("turn-{}", turns.cursor));
+            turns.cursor += 1;
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(written(&r[0]).owner.as_deref(), Some("turn-3"));
 }
 
 /// Many assigners racing on one pool: every turn is handed out exactly once.
@@ -147,11 +160,12 @@ pub async fn concurrent_assigns_never_share_a_turn<S: LeadStore>(s: S) {
         let s = s.clone();
         let id = l.id.clone();
         async move {
-            s.assign("hot", vec![id], |l, turn| {
+            s.assign("hot", vec![id], |l, turns| {
                 if l.owner.is_some() {
                     return false;
                 }
-                l.owner = Some(turn.to_string());
+                l.owner = Some(turns.cursor.to_string());
+                turns.cursor += 1;
                 true
             })
             .await
@@ -273,6 +287,105 @@ pub async fn list_filters_and_pages_newest_first<S: LeadStore>(s: S) {
 }
 
 /// Generates one `#[tokio::test]` per contract test, each with a fresh store from `$make`.
+/// Roster changes are kept whole and replaced whole.
+pub async fn reps_are_kept<S: LeadStore>(s: S) {
+    assert!(s.reps().await.unwrap().is_empty());
+    let at = Utc::now();
+    let rec = |id: &str, name: &str| RepRecord {
+        id: id.into(),
+        name: name.into(),
+        email: Some(format!("{id}@example.com")),
+        notify: vec!["log:".into()],
+        weight: Some(2),
+        active: true,
+        timezone: Some("Europe/Berlin".into()),
+        working_hours: Some("Mon-Fri 09:00-17:00".into()),
+        out_of_office: vec!["2026-12-24/2027-01-02".into()],
+        max_open_leads: Some(5),
+        pools: Some(vec!["everyone".into()]),
+        open_leads: None,
+        removed: false,
+        updated_at: Some(at),
+    };
+    s.put_rep(rec("zoe", "Zoe")).await.unwrap();
+    s.put_rep(rec("amy", "Amy")).await.unwrap();
+    s.put_rep(RepRecord { removed: true, ..rec("zoe", "Zoe Z") }).await.unwrap();
+    let mut reps = s.reps().await.unwrap();
+    reps.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(reps, vec![rec("amy", "Amy"), RepRecord { removed: true, ..rec("zoe", "Zoe Z") }]);
+}
+
+/// Open leads per owner (capacity), owned accounts (stickiness) and funnel facts.
+pub async fn routing_reads<S: LeadStore>(s: S) {
+    let now = Utc::now();
+    let mut a = lead("jo@acme-widgets.com", "web");
+    a.received_at = now - Duration::days(2);
+    let mut b = lead("kim@acme-widgets.com", "meta");
+    b.received_at = now - Duration::days(1);
+    let mut c = lead("lu@gmail.com", "web");
+    c.received_at = now - Duration::hours(1);
+    let d = lead("mo@other-co.com", "web");
+    for l in [&a, &b, &c, &d] {
+        s.insert(l.clone()).await.unwrap();
+    }
+    assert_eq!(
+        s.account_owner("acme-widgets.com", now - Duration::days(30)).await.unwrap(),
+        None,
+        "nobody owns it yet"
+    );
+    let give = |owner: &'static str, status: LeadStatus| {
+        move |l: &mut Lead| {
+            l.grade = Some("B".into());
+            l.give_to("everyone", owner.into(), "test".into(), NotificationKind::Assigned, Utc::now());
+            if status != LeadStatus::Assigned {
+                l.accepted_at = Some(Utc::now());
+                l.transition(status, "test", Utc::now());
+            }
+            true
+        }
+    };
+    s.update(vec![a.id.clone()], give("ana", LeadStatus::Won)).await.unwrap();
+    s.update(vec![b.id.clone()], give("ben", LeadStatus::Accepted)).await.unwrap();
+    s.update(vec![c.id.clone()], give("ben", LeadStatus::Assigned)).await.unwrap();
+    let mut open = s.open_leads("ben").await.unwrap();
+    open.sort();
+    let mut want = vec![b.id.clone(), c.id.clone()];
+    want.sort();
+    assert_eq!(open, want, "accepted and assigned leads are open");
+    assert!(s.open_leads("ana").await.unwrap().is_empty(), "a won lead is closed");
+    assert_eq!(
+        s.account_owner("acme-widgets.com", now - Duration::days(30)).await.unwrap(),
+        Some((b.id.clone(), "ben".into())),
+        "the newest owned lead of the account"
+    );
+    assert_eq!(
+        s.account_owner("acme-widgets.com", now - Duration::hours(2)).await.unwrap(),
+        None,
+        "outside the window"
+    );
+    assert_eq!(s.account_owner("gmail.com", now - Duration::days(30)).await.unwrap(), None, "free mail is no account");
+    // Facts of leads received in [from, to), across pages.
+    let mut facts = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.facts(now - Duration::days(3), now - Duration::minutes(30), after, 1).await.unwrap();
+        facts.extend(page.facts);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    facts.sort_by_key(|f| f.received_at);
+    assert_eq!(facts.len(), 3, "{facts:?}");
+    assert_eq!(facts[0].status, LeadStatus::Won);
+    assert_eq!(facts[0].owner.as_deref(), Some("ana"));
+    assert_eq!(facts[0].grade.as_deref(), Some("B"));
+    assert!(facts[0].first_assigned_at.is_some() && facts[0].accepted_at.is_some());
+    assert_eq!(facts[1].source, "meta");
+    assert_eq!(facts[2].accepted_at, None);
+    assert_eq!((facts[0].received_at - a.received_at).num_milliseconds().abs(), 0);
+}
+
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
@@ -280,7 +393,7 @@ macro_rules! store_contract_tests {
             insert_is_create_once, update_is_guarded, claims_first_wins_within_window,
             assign_advances_cursor_atomically, concurrent_assigns_never_share_a_turn,
             deliveries_are_recorded_per_target, pending_finds_unfinished_leads,
-            list_filters_and_pages_newest_first);
+            list_filters_and_pages_newest_first, reps_are_kept, routing_reads);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -9,19 +9,23 @@
 //! | identity claim | `ID#<key>` | `A` | `lead_id`, `claimed_at` (ms) |
 //! | pool cursor | `POOL#<pool>` | `CURSOR` | `turn`: the round-robin counter |
 //! | routing document | `CONFIG` | `ROUTING` | `toml` (written by `leadrouter config push`) |
+//! | roster change | `REPS` | `REP#<id>` | `doc`: the rep's record as `PUT /v1/reps/{id}` stored it |
 //!
 //! Global secondary indexes, each sorted by `seq` (`<received µs>#<id>`, newest last), so that
 //! no request path scans: `by_status` (`STATUS#<status>#<shard>`), `by_owner` (`OWNER#<rep>`),
 //! `by_source` (`SOURCE#<source>#<shard>`), `all` (`ALL#<shard>`) and the sparse `pending`
-//! (`PENDING#<shard>`, present only while a lead waits for a stage). The listing indexes
+//! (`PENDING#<shard>`, present only while a lead waits for a stage), the sparse `open`
+//! (`OPEN#<rep>`, only while the rep works the lead: capacity and reassignment read it) and the
+//! sparse `by_account` (`ACCOUNT#<email domain>`, business domains of owned leads, projecting
+//! `owner`: owner stickiness). The listing indexes
 //! project keys only and `pending` only `id` and `stage`, so that each index write is small. Every lead passes through
 //! every status, so those keys are spread over [`SHARDS`] partitions by a hash of the lead id;
 //! a query reads every shard and merges.
 
-use crate::domain::{Lead, LeadId, Stage};
+use crate::domain::{Lead, LeadId, LeadStatus, RepRecord, Stage};
 use crate::ports::{
-    AssignChange, Claim, Delivery, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, PendingPage, StoreError,
-    Updated,
+    AssignChange, Claim, Delivery, FactsPage, Inserted, LeadChange, LeadFacts, LeadPage, LeadQuery, LeadStore,
+    PendingPage, StoreError, Turns, Updated,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -41,13 +45,18 @@ const CURSOR_RETRIES: u32 = 60;
 /// TransactWriteItems takes at most 100 actions; one is the cursor.
 const MAX_TX_LEADS: usize = 99;
 
-pub const INDEXES: [(&str, &str); 5] = [
+pub const INDEXES: [(&str, &str); 7] = [
     ("by_status", "by_status_pk"),
     ("by_owner", "by_owner_pk"),
     ("by_source", "by_source_pk"),
     ("all", "all_pk"),
     ("pending", "pending_pk"),
+    ("open", "open_pk"),
+    ("by_account", "by_account_pk"),
 ];
+
+/// The attributes the funnel metrics read of each lead.
+const FACT_ATTRIBUTES: &str = "pk, #src, #st, grade, #ow, received_at, first_assigned_at, accepted_at";
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -128,6 +137,14 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
         item.insert("pending_pk".into(), s(format!("PENDING#{sh}")));
         item.insert("stage".into(), s(stage.as_str()));
     }
+    if lead.is_open()
+        && let Some(o) = &lead.owner
+    {
+        item.insert("open_pk".into(), s(format!("OPEN#{o}")));
+    }
+    if let (Some(_), Some(domain)) = (&lead.owner, lead.account()) {
+        item.insert("by_account_pk".into(), s(format!("ACCOUNT#{domain}")));
+    }
     Ok(item)
 }
 
@@ -177,6 +194,12 @@ impl DynamoStore {
                             .projection_type(ProjectionType::Include)
                             .non_key_attributes("id")
                             .non_key_attributes("stage")
+                            .build()
+                    } else if index == "by_account" {
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .non_key_attributes("id")
+                            .non_key_attributes("owner")
                             .build()
                     } else {
                         // Listing reads the leads themselves; an index write then costs 1 WRU.
@@ -437,6 +460,108 @@ impl LeadStore for DynamoStore {
         Ok(())
     }
 
+    async fn reps(&self) -> Result<Vec<RepRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", s("REPS"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in page.items.unwrap_or_default() {
+                let id = get_s(&item, "sk").unwrap_or("?").to_owned();
+                let doc = get_s(&item, "doc").unwrap_or_default();
+                out.push(serde_json::from_str(doc).map_err(|e| corrupt(&id, e))?);
+            }
+            match page.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn put_rep(&self, rep: RepRecord) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(&rep).map_err(|e| corrupt(&rep.id, e))?;
+        let item = HashMap::from([
+            ("pk".to_owned(), s("REPS")),
+            ("sk".to_owned(), s(format!("REP#{}", rep.id))),
+            ("doc".to_owned(), s(doc)),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn open_leads(&self, rep: &str) -> Result<Vec<LeadId>, StoreError> {
+        let mut out = Vec::new();
+        let mut bound = None;
+        loop {
+            let keys = self.query_index("open", "open_pk", format!("OPEN#{rep}"), bound.clone(), false, 1000).await?;
+            for k in &keys {
+                if let Some(id) = get_s(k, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse) {
+                    out.push(id);
+                }
+                bound = get_s(k, "seq").map(|q| (">", q.to_owned()));
+            }
+            if keys.len() < 1000 {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn account_owner(&self, domain: &str, since: DateTime<Utc>) -> Result<Option<(LeadId, String)>, StoreError> {
+        let from = format!("{:016}", since.timestamp_micros().max(0));
+        let items = self
+            .query_index("by_account", "by_account_pk", format!("ACCOUNT#{domain}"), Some((">=", from)), true, 1)
+            .await?;
+        Ok(items.first().and_then(|i| {
+            let id = get_s(i, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse)?;
+            Some((id, get_s(i, "owner")?.to_owned()))
+        }))
+    }
+
+    async fn facts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<FactsPage, StoreError> {
+        // `after` is `<shard>:<seq>`: shards are read one after another, each in seq order.
+        let (mut sh, mut bound) = match after.as_deref().and_then(|a| a.split_once(':')) {
+            Some((sh, seq)) => (sh.parse::<u8>().unwrap_or(SHARDS), seq.to_owned()),
+            None => (0, format!("{:016}", from.timestamp_micros().max(0))),
+        };
+        let end = format!("{:016}", to.timestamp_micros().max(0));
+        let mut facts = Vec::new();
+        while sh < SHARDS && facts.len() < limit {
+            let want = (limit - facts.len()).min(1000);
+            let keys =
+                self.query_index("all", "all_pk", format!("ALL#{sh}"), Some((">", bound.clone())), false, want).await?;
+            let mut keys: Vec<Item> =
+                keys.into_iter().take_while(|k| get_s(k, "seq").is_some_and(|q| q < end.as_str())).collect();
+            let drained = keys.len() < want;
+            if let Some(last) = keys.last().and_then(|k| get_s(k, "seq")) {
+                bound = last.to_owned();
+            }
+            for chunk in keys.chunks_mut(100) {
+                facts.extend(self.batch_facts(chunk).await?);
+            }
+            if drained {
+                sh += 1;
+                bound = format!("{:016}", from.timestamp_micros().max(0));
+            }
+        }
+        let next = (sh < SHARDS).then(|| format!("{sh}:{bound}"));
+        Ok(FactsPage { facts, next })
+    }
+
     async fn pending(&self, after: Option<String>, limit: usize) -> Result<PendingPage, StoreError> {
         let mut found: Vec<(String, LeadId, Stage)> = Vec::new();
         for sh in 0..SHARDS {
@@ -459,6 +584,56 @@ impl LeadStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// Reads the funnel facts of up to 100 leads (eventually consistent: metrics, not routing).
+    async fn batch_facts(&self, keys: &[Item]) -> Result<Vec<LeadFacts>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut pending: Vec<Item> = keys
+            .iter()
+            .map(|k| ["pk", "sk"].iter().filter_map(|a| k.get(*a).map(|v| (a.to_string(), v.clone()))).collect())
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for attempt in 0..10u32 {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
+            }
+            let ka = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .projection_expression(FACT_ATTRIBUTES)
+                .expression_attribute_names("#src", "source")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#ow", "owner")
+                .build()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            let r = self.client.batch_get_item().request_items(&self.table, ka).send().await.map_err(sdk_error)?;
+            for item in r.responses.and_then(|mut m| m.remove(&self.table)).unwrap_or_default() {
+                let id = get_s(&item, "pk").unwrap_or("?").to_owned();
+                let at =
+                    |k: &str| get_s(&item, k).and_then(|v| DateTime::parse_from_rfc3339(v).ok()).map(|t| t.to_utc());
+                out.push(LeadFacts {
+                    source: get_s(&item, "source").unwrap_or_default().to_owned(),
+                    status: get_s(&item, "status")
+                        .and_then(LeadStatus::parse)
+                        .ok_or_else(|| StoreError::Corrupt { id: id.clone(), source: "no status".into() })?,
+                    grade: get_s(&item, "grade").map(str::to_owned),
+                    owner: get_s(&item, "owner").map(str::to_owned),
+                    received_at: at("received_at").unwrap_or_default(),
+                    first_assigned_at: at("first_assigned_at"),
+                    accepted_at: at("accepted_at"),
+                });
+            }
+            if let Some(left) = r.unprocessed_keys.and_then(|mut m| m.remove(&self.table)) {
+                pending = left.keys;
+            }
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Retryable("metrics: the table kept throttling reads".into()));
+        }
+        Ok(out)
+    }
+
     /// The routing document stored by `leadrouter config push`.
     pub async fn load_routing(&self) -> Result<Option<String>, StoreError> {
         let key = HashMap::from([("pk".to_owned(), s("CONFIG")), ("sk".to_owned(), s("ROUTING"))]);
@@ -549,7 +724,7 @@ impl DynamoStore {
                 tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(1..=cap_ms))).await;
             }
             let start = self.get_item(cursor_key.clone()).await?.and_then(|i| get_n(&i, "turn")).unwrap_or(0);
-            let mut turn = start as u64;
+            let mut turns = Turns { cursor: start as u64, ..Turns::default() };
             let mut results = Vec::with_capacity(ids.len());
             let mut actions = Vec::new();
             for id in ids {
@@ -557,8 +732,7 @@ impl DynamoStore {
                     results.push(Updated::Missing);
                     continue;
                 };
-                if assign(&mut lead, turn) {
-                    turn += 1;
+                if assign(&mut lead, &mut turns) {
                     actions.push(TransactWriteItem::builder().put(self.put_lead(&lead, version)?).build());
                     results.push(Updated::Written(Box::new(lead)));
                 } else {
@@ -569,7 +743,7 @@ impl DynamoStore {
                 return Ok(results);
             }
             let mut cursor = cursor_key.clone();
-            cursor.insert("turn".into(), n(turn));
+            cursor.insert("turn".into(), n(turns.cursor));
             let cursor_put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(cursor))

@@ -100,6 +100,7 @@ pub fn slack_message(n: &Notification) -> serde_json::Value {
         crate::domain::NotificationKind::SlaReassigned => format!("{who} was reassigned"),
         crate::domain::NotificationKind::SlaBreached => format!("{who} was not accepted in time"),
         crate::domain::NotificationKind::Assigned => format!("New lead for you: {who}"),
+        crate::domain::NotificationKind::Unassigned => format!("Nobody could take {who}"),
     };
     let contact = [l.company.as_deref(), l.email.as_deref(), l.phone.as_deref()]
         .into_iter()

@@ -8,10 +8,10 @@
 //! worst a transition is redone, since every stage is guarded and resumable. Reads run on a
 //! pool of read-only connections.
 
-use crate::domain::{Lead, LeadId, Stage};
+use crate::domain::{Lead, LeadId, LeadStatus, RepRecord, Stage};
 use crate::ports::{
-    AssignChange, Claim, Delivery, Inserted, LeadChange, LeadPage, LeadQuery, LeadStore, PendingPage, StoreError,
-    Updated,
+    AssignChange, Claim, Delivery, FactsPage, Inserted, LeadChange, LeadFacts, LeadPage, LeadQuery, LeadStore,
+    PendingPage, StoreError, Turns, Updated,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS leads (
     received_at TEXT NOT NULL,
     doc         TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reps (
+    id  TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS leads_by_status ON leads(status, seq);
 CREATE INDEX IF NOT EXISTS leads_by_owner ON leads(owner, seq) WHERE owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS leads_by_source ON leads(source, seq);
@@ -51,6 +55,25 @@ CREATE TABLE IF NOT EXISTS deliveries (
     doc       TEXT NOT NULL,
     PRIMARY KEY (lead_id, recipient, kind, target)
 ) WITHOUT ROWID;
+"#;
+
+/// Columns the funnel metrics and the routing queries read without decoding the lead, added
+/// to databases made before them and filled from the stored documents.
+const FACT_COLUMNS: &str = r#"
+ALTER TABLE leads ADD COLUMN grade TEXT;
+ALTER TABLE leads ADD COLUMN account TEXT;
+ALTER TABLE leads ADD COLUMN received_ms INTEGER;
+ALTER TABLE leads ADD COLUMN assigned_ms INTEGER;
+ALTER TABLE leads ADD COLUMN accepted_ms INTEGER;
+UPDATE leads SET
+    grade = json_extract(doc, '$.grade'),
+    received_ms = CAST(unixepoch(json_extract(doc, '$.received_at'), 'subsec') * 1000 AS INTEGER),
+    assigned_ms = CAST(unixepoch(json_extract(doc, '$.first_assigned_at'), 'subsec') * 1000 AS INTEGER),
+    accepted_ms = CAST(unixepoch(json_extract(doc, '$.accepted_at'), 'subsec') * 1000 AS INTEGER);
+"#;
+const FACT_INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS leads_by_received ON leads(received_ms);
+CREATE INDEX IF NOT EXISTS leads_by_account ON leads(account, seq) WHERE account IS NOT NULL;
 "#;
 
 /// How many waiting writes one transaction may take.
@@ -130,20 +153,51 @@ fn load(conn: &Connection, id: &LeadId) -> Result<Option<Lead>, StoreError> {
     doc.map(|d| decode(id.as_str(), &d)).transpose()
 }
 
+fn ms(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(|t| t.timestamp_millis())
+}
+
+fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.and_then(DateTime::from_timestamp_millis)
+}
+
+/// The owned lead's account, indexed for owner stickiness.
+fn account(lead: &Lead) -> Option<&str> {
+    lead.owner.as_ref().and(lead.account())
+}
+
 fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
     let doc = encode(lead.id.as_str(), lead)?;
-    conn.prepare_cached("UPDATE leads SET status = ?2, owner = ?3, stage = ?4, doc = ?5 WHERE id = ?1")
-        .and_then(|mut s| {
-            s.execute(params![
-                lead.id.as_str(),
-                lead.status.as_str(),
-                lead.owner,
-                lead.pending_stage().map(Stage::as_str),
-                doc
-            ])
-        })
-        .map_err(sql_error)?;
+    conn.prepare_cached(
+        "UPDATE leads SET status = ?2, owner = ?3, stage = ?4, doc = ?5, grade = ?6, account = ?7, assigned_ms = ?8,
+         accepted_ms = ?9 WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            lead.id.as_str(),
+            lead.status.as_str(),
+            lead.owner,
+            lead.pending_stage().map(Stage::as_str),
+            doc,
+            lead.grade,
+            account(lead),
+            ms(lead.first_assigned_at),
+            ms(lead.accepted_at),
+        ])
+    })
+    .map_err(sql_error)?;
     Ok(())
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_facts: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('leads') WHERE name = 'received_ms'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(sql_error)?;
+    if !has_facts {
+        conn.execute_batch(&format!("BEGIN; {FACT_COLUMNS} COMMIT;")).map_err(sql_error)?;
+    }
+    conn.execute_batch(FACT_INDEXES).map_err(sql_error)
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
@@ -195,6 +249,7 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
             .map_err(sql_error)?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        migrate(&conn)?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -280,7 +335,8 @@ impl LeadStore for SqliteStore {
             let doc = encode(lead.id.as_str(), &lead)?;
             let n = c
                 .prepare_cached(
-                    "INSERT INTO leads (id, status, source, owner, stage, received_at, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    "INSERT INTO leads (id, status, source, owner, stage, received_at, doc, grade, account, received_ms,
+                     assigned_ms, accepted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT(id) DO NOTHING",
                 )
                 .and_then(|mut s| {
@@ -291,7 +347,12 @@ impl LeadStore for SqliteStore {
                         lead.owner,
                         lead.pending_stage().map(Stage::as_str),
                         lead.received_at.to_rfc3339(),
-                        doc
+                        doc,
+                        lead.grade,
+                        account(&lead),
+                        lead.received_at.timestamp_millis(),
+                        ms(lead.first_assigned_at),
+                        ms(lead.accepted_at),
                     ])
                 })
                 .map_err(sql_error)?;
@@ -433,21 +494,21 @@ impl LeadStore for SqliteStore {
                 .and_then(|mut s| s.query_row([&pool], |r| r.get(0)).optional())
                 .map_err(sql_error)?
                 .unwrap_or(0);
-            let mut turn = start as u64;
+            let mut turns = Turns { cursor: start as u64, ..Turns::default() };
             let mut out = Vec::with_capacity(ids.len());
             for id in &ids {
                 let Some(mut lead) = load(c, id)? else {
                     out.push(Updated::Missing);
                     continue;
                 };
-                if assign(&mut lead, turn) {
-                    turn += 1;
+                if assign(&mut lead, &mut turns) {
                     save(c, &lead)?;
                     out.push(Updated::Written(Box::new(lead)));
                 } else {
                     out.push(Updated::Unchanged(Box::new(lead)));
                 }
             }
+            let turn = turns.cursor;
             if turn as i64 != start {
                 c.prepare_cached(
                     "INSERT INTO pool_cursors (pool, turn) VALUES (?1, ?2) ON CONFLICT(pool) DO UPDATE SET turn = ?2",
@@ -481,6 +542,100 @@ impl LeadStore for SqliteStore {
             .and_then(|mut s| s.execute(params![d.lead_id.as_str(), d.recipient, d.kind.as_str(), d.target, doc]))
             .map_err(sql_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn reps(&self) -> Result<Vec<RepRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, doc FROM reps ORDER BY id").map_err(sql_error)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql_error)?;
+            rows.map(|r| r.map_err(sql_error).and_then(|(id, d)| decode(&id, &d))).collect()
+        })
+        .await
+    }
+
+    async fn put_rep(&self, rep: RepRecord) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let doc = encode(&rep.id, &rep)?;
+            c.prepare_cached("INSERT OR REPLACE INTO reps (id, doc) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![rep.id, doc]))
+                .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn open_leads(&self, rep: &str) -> Result<Vec<LeadId>, StoreError> {
+        let rep = rep.to_owned();
+        self.read(move |c| {
+            let open: Vec<String> =
+                LeadStatus::ALL.iter().filter(|s| s.is_open()).map(|s| format!("'{}'", s.as_str())).collect();
+            let sql = format!("SELECT id FROM leads WHERE owner = ?1 AND status IN ({}) ORDER BY seq", open.join(","));
+            let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
+            let rows = stmt.query_map([&rep], |r| r.get::<_, String>(0)).map_err(sql_error)?;
+            Ok(rows.filter_map(|r| r.ok().and_then(|id| LeadId::parse(&id))).collect())
+        })
+        .await
+    }
+
+    async fn account_owner(&self, domain: &str, since: DateTime<Utc>) -> Result<Option<(LeadId, String)>, StoreError> {
+        let domain = domain.to_owned();
+        self.read(move |c| {
+            let row: Option<(String, String)> = c
+                .prepare_cached(
+                    "SELECT id, owner FROM leads WHERE account = ?1 AND received_ms >= ?2 ORDER BY seq DESC LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![domain, since.timestamp_millis()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                })
+                .map_err(sql_error)?;
+            Ok(row.and_then(|(id, owner)| LeadId::parse(&id).map(|id| (id, owner))))
+        })
+        .await
+    }
+
+    async fn facts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<FactsPage, StoreError> {
+        self.read(move |c| {
+            let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(-1);
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, source, status, grade, owner, received_ms, assigned_ms, accepted_ms FROM leads
+                     WHERE received_ms >= ?1 AND received_ms < ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![from.timestamp_millis(), to.timestamp_millis(), after, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        LeadFacts {
+                            source: r.get(1)?,
+                            status: LeadStatus::parse(&r.get::<_, String>(2)?).unwrap_or(LeadStatus::Received),
+                            grade: r.get(3)?,
+                            owner: r.get(4)?,
+                            received_at: from_ms(r.get(5)?).unwrap_or_default(),
+                            first_assigned_at: from_ms(r.get(6)?),
+                            accepted_at: from_ms(r.get(7)?),
+                        },
+                    ))
+                })
+                .map_err(sql_error)?;
+            let mut facts = Vec::new();
+            let mut last = None;
+            for row in rows {
+                let (seq, f) = row.map_err(sql_error)?;
+                last = Some(seq);
+                facts.push(f);
+            }
+            let next = if facts.len() == limit { last.map(|s| s.to_string()) } else { None };
+            Ok(FactsPage { facts, next })
         })
         .await
     }

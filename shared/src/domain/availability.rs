@@ -6,6 +6,7 @@ use chrono_tz::Tz;
 /// `Mon-Fri 08:00-18:00`, or several such spans joined by commas.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkingHours {
+    text: String,
     spans: Vec<Span>,
 }
 
@@ -70,7 +71,12 @@ impl WorkingHours {
             }
             spans.push(Span { days: set, start, end });
         }
-        Ok(WorkingHours { spans })
+        Ok(WorkingHours { text: s.trim().to_owned(), spans })
+    }
+
+    /// As written.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// Whether `at` falls inside these hours, read on the rep's wall clock in `tz`.
@@ -103,6 +109,11 @@ impl DateRange {
             return Err(format!("'{s}' ends before it starts"));
         }
         Ok(DateRange { first, last })
+    }
+
+    /// `2026-12-24/2027-01-02`, as it is parsed.
+    pub fn text(&self) -> String {
+        format!("{}/{}", self.first, self.last)
     }
 
     pub fn contains(&self, at: DateTime<Utc>, tz: Tz) -> bool {

@@ -111,6 +111,39 @@ impl LeadStatus {
     pub fn parse(s: &str) -> Option<LeadStatus> {
         LeadStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
+
+    /// Assigned to a rep and not yet won or lost.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            LeadStatus::Assigned
+                | LeadStatus::Notified
+                | LeadStatus::Accepted
+                | LeadStatus::Contacted
+                | LeadStatus::Qualified
+        )
+    }
+
+    /// Statuses the owner moves a lead to through `POST /v1/leads/{id}/status`.
+    pub const SALES: [LeadStatus; 5] =
+        [LeadStatus::Accepted, LeadStatus::Contacted, LeadStatus::Qualified, LeadStatus::Won, LeadStatus::Lost];
+
+    /// Whether the sales process may move a lead from `self` to `to`: forwards only, any step
+    /// may be skipped, and won or lost is final.
+    pub fn can_move_to(self, to: LeadStatus) -> bool {
+        let rank = |s: LeadStatus| match s {
+            LeadStatus::Assigned | LeadStatus::Notified => Some(0),
+            LeadStatus::Accepted => Some(1),
+            LeadStatus::Contacted => Some(2),
+            LeadStatus::Qualified => Some(3),
+            LeadStatus::Won | LeadStatus::Lost => Some(4),
+            _ => None,
+        };
+        match (rank(self), rank(to)) {
+            (Some(a), Some(b)) => LeadStatus::SALES.contains(&to) && a < b,
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for LeadStatus {
@@ -127,6 +160,8 @@ pub enum NotificationKind {
     ReEngaged,
     SlaReassigned,
     SlaBreached,
+    /// To a pool's manager: nobody could take the lead.
+    Unassigned,
 }
 
 impl NotificationKind {
@@ -136,6 +171,7 @@ impl NotificationKind {
             NotificationKind::ReEngaged => "re_engaged",
             NotificationKind::SlaReassigned => "sla_reassigned",
             NotificationKind::SlaBreached => "sla_breached",
+            NotificationKind::Unassigned => "unassigned",
         }
     }
 
@@ -145,6 +181,7 @@ impl NotificationKind {
             NotificationKind::ReEngaged,
             NotificationKind::SlaReassigned,
             NotificationKind::SlaBreached,
+            NotificationKind::Unassigned,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -315,6 +352,26 @@ pub struct Lead {
     pub fetch_attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fetch_error: Option<String>,
+    /// When the current owner got the lead (the SLA clock starts here).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub assigned_at: Option<DateTime<Utc>>,
+    /// When the lead was first given to a rep.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub first_assigned_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// The owner before the last change of owner.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub previous_owner: Option<String>,
+    /// Changes of owner so far; notifications of a later round get new delivery ids.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
+    /// When the pool's SLA runs out if the owner has not accepted the lead.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sla_due_at: Option<DateTime<Utc>>,
+    /// The current owner let the SLA pass and nobody else could take the lead.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sla_breached_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
 }
@@ -345,6 +402,13 @@ impl Lead {
             notify_pending: None,
             fetch_attempts: 0,
             fetch_error: None,
+            assigned_at: None,
+            first_assigned_at: None,
+            accepted_at: None,
+            previous_owner: None,
+            round: 0,
+            sla_due_at: None,
+            sla_breached_at: None,
             history: vec![HistoryEntry {
                 at: now,
                 from: None,
@@ -371,11 +435,38 @@ impl Lead {
     /// Gives the lead to `rep` in `pool`, with the routing decision in words, and owes the rep
     /// (and the pool's manager) a notification.
     pub fn assign_to(&mut self, pool: &str, rep: String, why: String, now: DateTime<Utc>) {
+        self.give_to(pool, rep, why, NotificationKind::Assigned, now);
+    }
+
+    /// Gives the lead to `rep`, as a first assignment or a change of owner; the notification
+    /// owed is `kind` (`assigned`, or `sla_reassigned` when the SLA moved it).
+    pub fn give_to(&mut self, pool: &str, rep: String, why: String, kind: NotificationKind, now: DateTime<Utc>) {
+        if self.owner.is_some() || self.first_assigned_at.is_some() {
+            self.round += 1;
+        }
+        if let Some(old) = self.owner.take() {
+            self.previous_owner = Some(old);
+        }
         self.pool = Some(pool.to_owned());
         self.owner = Some(rep);
         self.why = Some(why.clone());
-        self.notify_pending = Some(NotificationKind::Assigned);
+        self.notify_pending = Some(kind);
+        self.assigned_at = Some(now);
+        self.first_assigned_at.get_or_insert(now);
+        self.accepted_at = None;
+        self.sla_due_at = None;
+        self.sla_breached_at = None;
         self.transition(LeadStatus::Assigned, why, now);
+    }
+
+    /// The company behind a business email address (its domain); None for free mail.
+    pub fn account(&self) -> Option<&str> {
+        self.contact.email.as_ref().filter(|e| !e.is_free()).map(|e| e.domain())
+    }
+
+    /// Whether a rep is working the lead (it counts against their `max_open_leads`).
+    pub fn is_open(&self) -> bool {
+        self.owner.is_some() && self.status.is_open()
     }
 
     /// The pipeline stage this lead still waits for, if any. The store indexes it so that
@@ -385,8 +476,9 @@ impl Lead {
             LeadStatus::Fetching => Some(Stage::Fetch),
             LeadStatus::Received => Some(Stage::Dedup),
             LeadStatus::Unique => Some(Stage::Score),
-            LeadStatus::Scored => Some(Stage::Assign),
+            LeadStatus::Scored | LeadStatus::Unassigned => Some(Stage::Assign),
             _ if self.notify_pending.is_some() => Some(Stage::Notify),
+            LeadStatus::Assigned | LeadStatus::Notified if self.sla_due_at.is_some() => Some(Stage::Assign),
             _ => None,
         }
     }

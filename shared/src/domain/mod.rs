@@ -7,6 +7,7 @@ pub mod intake;
 pub mod lead;
 pub mod phone;
 pub mod pool;
+pub mod roster;
 pub mod round_robin;
 pub mod scoring;
 
@@ -16,5 +17,6 @@ pub use intake::{FieldError, Intake, IntakeOptions, normalize, normalize_lenient
 pub use lead::{Contact, HistoryEntry, Lead, LeadId, LeadStatus, NotificationKind, RulePoints, Stage, Touch};
 pub use phone::{InvalidPhone, Phone, Region};
 pub use pool::{Manager, Pool, PoolMatch};
+pub use roster::{Rep, RepRecord, Roster, Unavailable};
 pub use round_robin::WeightedRoundRobin;
 pub use scoring::{Condition, Rule, Scored, ScoringRules};

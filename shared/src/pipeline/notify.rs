@@ -3,7 +3,7 @@
 
 use super::{Pipeline, StageError, StageResults};
 use crate::config::Target;
-use crate::domain::{Lead, LeadStatus, NotificationKind};
+use crate::domain::{Lead, LeadStatus, NotificationKind, Roster};
 use crate::notification::{self, Notification, NotifiedLead, NotifiedRep, NotifiedTouch};
 use crate::ports::{Delivery, DeliveryResult, LeadStore, Message, Notifier, Queue};
 use futures::future::join_all;
@@ -11,16 +11,26 @@ use std::collections::HashMap;
 
 struct Recipient {
     id: String,
+    /// What this recipient is told (a manager hears `sla_breached` of an `sla_reassigned`).
+    kind: NotificationKind,
+    /// The rep the notification is about: the recipient if a rep, else the lead's owner.
     rep: Option<NotifiedRep>,
+    /// Only the owner gets a link to accept.
+    owner: bool,
     targets: Vec<String>,
 }
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     pub(super) async fn notify(&self, messages: Vec<Message>) -> StageResults {
-        join_all(messages.into_iter().map(|m| self.notify_one(m))).await
+        let roster = match self.roster().await {
+            Ok(r) => r,
+            Err(e) => return super::all_failed(messages.len(), e),
+        };
+        let roster = &roster;
+        join_all(messages.into_iter().map(|m| self.notify_one(m, roster))).await
     }
 
-    async fn notify_one(&self, message: Message) -> Result<(), StageError> {
+    async fn notify_one(&self, message: Message, roster: &Roster) -> Result<(), StageError> {
         let id = message.lead_id;
         let Some(lead) = self.store.get(&id).await? else {
             tracing::warn!(lead_id = %id, "notify: no such lead; message dropped");
@@ -30,6 +40,17 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         if message.kind.is_some_and(|k| k != kind) {
             return Ok(());
         }
+        let manager = |lead: &Lead, kind: NotificationKind| {
+            let pool = lead.pool.as_deref()?;
+            let m = self.settings.pool(pool)?.manager.as_ref()?;
+            Some(Recipient {
+                id: format!("manager:{pool}"),
+                kind,
+                rep: lead.owner.as_deref().map(|o| rep_of(roster, o)),
+                owner: false,
+                targets: m.notify.clone(),
+            })
+        };
         let (subject, recipients, touch) = match kind {
             NotificationKind::ReEngaged => {
                 let Some(orig_id) = lead.duplicate_of.clone() else {
@@ -49,45 +70,49 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     source: lead.source.clone(),
                     matched_on: lead.history.last().map(|h| h.reason.clone()).unwrap_or_default(),
                 };
-                (orig, vec![self.rep_recipient(&owner)], Some(touch))
+                (orig, vec![rep_recipient(roster, &owner, kind, true)], Some(touch))
             }
-            _ => {
+            NotificationKind::Assigned | NotificationKind::SlaReassigned => {
                 let mut r = Vec::new();
                 if let Some(owner) = &lead.owner {
-                    r.push(self.rep_recipient(owner));
+                    r.push(rep_recipient(roster, owner, kind, true));
                 }
-                if let Some(m) =
-                    lead.pool.as_deref().and_then(|p| self.settings.pool(p)).and_then(|p| p.manager.as_ref())
+                if kind == NotificationKind::SlaReassigned
+                    && let Some(prev) = lead.previous_owner.as_deref().filter(|p| Some(*p) != lead.owner.as_deref())
                 {
-                    r.push(Recipient {
-                        id: format!("manager:{}", lead.pool.as_deref().unwrap_or_default()),
-                        rep: None,
-                        targets: m.notify.clone(),
-                    });
+                    r.push(rep_recipient(roster, prev, kind, false));
                 }
+                let manager_kind =
+                    if kind == NotificationKind::SlaReassigned { NotificationKind::SlaBreached } else { kind };
+                r.extend(manager(&lead, manager_kind));
                 (lead.clone(), r, None)
+            }
+            NotificationKind::SlaBreached | NotificationKind::Unassigned => {
+                (lead.clone(), manager(&lead, kind).into_iter().collect(), None)
             }
         };
         if lead.test && !(lead.source == "google" && self.settings.sources.google_notify_test_leads) {
             return self.settle(&lead, kind, "test lead: reps are not notified").await;
         }
+        // Deliveries of this lead's other notifications (earlier rounds, other kinds) are not ours.
+        let ids: Vec<String> =
+            recipients.iter().map(|r| notification::delivery_id(&lead.id, &r.id, r.kind, lead.round)).collect();
         let existing: HashMap<(String, String), Delivery> = self
             .store
             .deliveries(&lead.id)
             .await?
             .into_iter()
-            .filter(|d| d.kind == kind)
-            .map(|d| ((d.recipient.clone(), d.target.clone()), d))
+            .filter(|d| ids.contains(&d.delivery_id))
+            .map(|d| ((d.delivery_id.clone(), d.target.clone()), d))
             .collect();
         let mut jobs = Vec::new();
-        for r in &recipients {
-            let delivery_id = notification::delivery_id(&lead.id, &r.id, kind);
-            let body = self.body(&subject, kind, r, &delivery_id, touch.clone());
+        for (r, delivery_id) in recipients.iter().zip(&ids) {
+            let body = self.body(&subject, r, delivery_id, touch.clone());
             for t in &r.targets {
-                let d = existing.get(&(r.id.clone(), t.clone())).cloned().unwrap_or_else(|| Delivery {
+                let d = existing.get(&(delivery_id.clone(), t.clone())).cloned().unwrap_or_else(|| Delivery {
                     lead_id: lead.id.clone(),
                     recipient: r.id.clone(),
-                    kind,
+                    kind: r.kind,
                     target: t.clone(),
                     delivery_id: delivery_id.clone(),
                     attempts: 0,
@@ -126,42 +151,23 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         self.settle(&lead, kind, &reason).await
     }
 
-    fn rep_recipient(&self, rep_id: &str) -> Recipient {
-        match self.settings.rep(rep_id) {
-            Some(rep) => Recipient {
-                id: rep.id.clone(),
-                rep: Some(NotifiedRep { id: rep.id.clone(), name: rep.name.clone() }),
-                targets: rep.notify.clone(),
-            },
-            None => Recipient {
-                id: rep_id.to_owned(),
-                rep: Some(NotifiedRep { id: rep_id.into(), name: rep_id.into() }),
-                targets: vec![],
-            },
-        }
-    }
-
-    fn body(
-        &self,
-        subject: &Lead,
-        kind: NotificationKind,
-        r: &Recipient,
-        delivery_id: &str,
-        touch: Option<NotifiedTouch>,
-    ) -> Notification {
-        let rep = r.rep.clone().or_else(|| subject.owner.as_deref().map(|o| self.rep_recipient(o)).and_then(|x| x.rep));
+    fn body(&self, subject: &Lead, r: &Recipient, delivery_id: &str, touch: Option<NotifiedTouch>) -> Notification {
         let server = &self.settings.server;
-        let accept_url =
-            rep.as_ref().filter(|_| kind != NotificationKind::ReEngaged || subject.owner.is_some()).map(|rep| {
-                notification::accept_url(&server.public_url, self.secrets.webhook_secret.expose(), &subject.id, &rep.id)
-            });
+        let accept_url = r.rep.as_ref().filter(|_| r.owner && subject.owner.is_some()).map(|rep| {
+            notification::accept_url(&server.public_url, self.secrets.webhook_secret.expose(), &subject.id, &rep.id)
+        });
         Notification {
             delivery_id: delivery_id.to_owned(),
-            kind,
+            kind: r.kind,
             lead: NotifiedLead::of(subject),
-            rep,
+            rep: r.rep.clone(),
             pool: subject.pool.clone(),
-            why: subject.why.clone(),
+            why: match r.kind {
+                NotificationKind::SlaBreached | NotificationKind::Unassigned => {
+                    subject.history.last().map(|h| h.reason.clone()).or(subject.why.clone())
+                }
+                _ => subject.why.clone(),
+            },
             accept_url,
             sent_at: notification::timestamp(self.clock.now()),
             touch,
@@ -230,7 +236,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     return false;
                 }
                 l.notify_pending = None;
-                if kind == NotificationKind::Assigned && l.status == LeadStatus::Assigned {
+                let assignment = matches!(kind, NotificationKind::Assigned | NotificationKind::SlaReassigned);
+                if assignment && l.status == LeadStatus::Assigned {
                     l.transition(LeadStatus::Notified, reason.clone(), now);
                 } else {
                     let st = l.status;
@@ -240,6 +247,21 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             })
             .await?;
         Ok(())
+    }
+}
+
+fn rep_of(roster: &Roster, id: &str) -> NotifiedRep {
+    NotifiedRep { id: id.to_owned(), name: roster.rep(id).map(|r| r.name.clone()).unwrap_or_else(|| id.to_owned()) }
+}
+
+/// A rep and their targets; a rep no longer on the roster has none (nothing is sent).
+fn rep_recipient(roster: &Roster, id: &str, kind: NotificationKind, owner: bool) -> Recipient {
+    Recipient {
+        id: id.to_owned(),
+        kind,
+        rep: Some(rep_of(roster, id)),
+        owner,
+        targets: roster.rep(id).map(|r| r.notify.clone()).unwrap_or_default(),
     }
 }
 
