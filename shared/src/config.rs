@@ -61,6 +61,8 @@ struct RawDedup {
 struct RawSources {
     meta: Option<RawMeta>,
     google: Option<RawGoogle>,
+    /// Web forms posting to `/v1/leads`: only a spend to set.
+    web: Option<RawWeb>,
     #[serde(default)]
     generic: BTreeMap<String, RawGeneric>,
 }
@@ -75,6 +77,13 @@ struct RawMeta {
     /// Lead field → the form's field name, over Meta's conventional names.
     #[serde(default)]
     fields: BTreeMap<String, String>,
+    monthly_spend: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    monthly_spend: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +91,7 @@ struct RawMeta {
 struct RawGoogle {
     key: Option<Spanned<String>>,
     notify_test_leads: Option<bool>,
+    monthly_spend: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +100,7 @@ struct RawGeneric {
     secret: Option<Spanned<String>>,
     #[serde(default)]
     fields: BTreeMap<String, Spanned<String>>,
+    monthly_spend: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -339,6 +350,8 @@ pub struct Sources {
     /// Google's `is_test` leads reach reps only when this is set.
     pub google_notify_test_leads: bool,
     pub generic: BTreeMap<String, GenericSource>,
+    /// `monthly_spend` per source name (`web`, `meta`, `google`, a generic source's name).
+    pub spend: BTreeMap<String, f64>,
 }
 
 /// The whole routing document, checked.
@@ -528,6 +541,28 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
     };
 
     // [sources]
+    let mut spend = BTreeMap::new();
+    let mut spent = |c: &mut Checker, name: &str, v: &Option<Spanned<f64>>| {
+        if let Some(v) = v {
+            if !v.get_ref().is_finite() || *v.get_ref() < 0.0 {
+                c.at(v, format!("[sources.{name}] monthly_spend must be a number ≥ 0"));
+            } else {
+                spend.insert(name.rsplit('.').next().unwrap_or(name).to_owned(), *v.get_ref());
+            }
+        }
+    };
+    if let Some(w) = &raw.sources.web {
+        spent(c, "web", &w.monthly_spend);
+    }
+    if let Some(m) = &raw.sources.meta {
+        spent(c, "meta", &m.monthly_spend);
+    }
+    if let Some(g) = &raw.sources.google {
+        spent(c, "google", &g.monthly_spend);
+    }
+    for (name, g) in &raw.sources.generic {
+        spent(c, &format!("generic.{name}"), &g.monthly_spend);
+    }
     let meta = raw.sources.meta.map(|m| {
         let graph_base_url = match m.graph_base_url {
             Some(u) => {
@@ -725,7 +760,7 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         server: ServerSettings { listen, admin_token, webhook_secret, max_body_bytes, public_url },
         sqlite: raw.store.sqlite.unwrap_or_else(|| "leadrouter.db".into()),
         dedup: DedupSettings { window_days, fold_gmail: raw.dedup.fold_gmail.unwrap_or(true), default_phone_region },
-        sources: Sources { meta, google_key, google_notify_test_leads, generic },
+        sources: Sources { meta, google_key, google_notify_test_leads, generic, spend },
         scoring,
         reps,
         pools,

@@ -56,7 +56,7 @@ pub const INDEXES: [(&str, &str); 7] = [
 ];
 
 /// The attributes the funnel metrics read of each lead.
-const FACT_ATTRIBUTES: &str = "pk, #src, #st, grade, #ow, received_at, first_assigned_at, accepted_at";
+const FACT_ATTRIBUTES: &str = "pk, #src, #st, grade, #ow, #pl, received_at, first_assigned_at, accepted_at";
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -605,6 +605,7 @@ impl DynamoStore {
                 .expression_attribute_names("#src", "source")
                 .expression_attribute_names("#st", "status")
                 .expression_attribute_names("#ow", "owner")
+                .expression_attribute_names("#pl", "pool")
                 .build()
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             let r = self.client.batch_get_item().request_items(&self.table, ka).send().await.map_err(sdk_error)?;
@@ -619,6 +620,7 @@ impl DynamoStore {
                         .ok_or_else(|| StoreError::Corrupt { id: id.clone(), source: "no status".into() })?,
                     grade: get_s(&item, "grade").map(str::to_owned),
                     owner: get_s(&item, "owner").map(str::to_owned),
+                    pool: get_s(&item, "pool").map(str::to_owned),
                     received_at: at("received_at").unwrap_or_default(),
                     first_assigned_at: at("first_assigned_at"),
                     accepted_at: at("accepted_at"),

@@ -61,12 +61,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
 /// to databases made before them and filled from the stored documents.
 const FACT_COLUMNS: &str = r#"
 ALTER TABLE leads ADD COLUMN grade TEXT;
+ALTER TABLE leads ADD COLUMN pool TEXT;
 ALTER TABLE leads ADD COLUMN account TEXT;
 ALTER TABLE leads ADD COLUMN received_ms INTEGER;
 ALTER TABLE leads ADD COLUMN assigned_ms INTEGER;
 ALTER TABLE leads ADD COLUMN accepted_ms INTEGER;
 UPDATE leads SET
     grade = json_extract(doc, '$.grade'),
+    pool = json_extract(doc, '$.pool'),
     received_ms = CAST(unixepoch(json_extract(doc, '$.received_at'), 'subsec') * 1000 AS INTEGER),
     assigned_ms = CAST(unixepoch(json_extract(doc, '$.first_assigned_at'), 'subsec') * 1000 AS INTEGER),
     accepted_ms = CAST(unixepoch(json_extract(doc, '$.accepted_at'), 'subsec') * 1000 AS INTEGER);
@@ -170,7 +172,7 @@ fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
     let doc = encode(lead.id.as_str(), lead)?;
     conn.prepare_cached(
         "UPDATE leads SET status = ?2, owner = ?3, stage = ?4, doc = ?5, grade = ?6, account = ?7, assigned_ms = ?8,
-         accepted_ms = ?9 WHERE id = ?1",
+         accepted_ms = ?9, pool = ?10 WHERE id = ?1",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -183,6 +185,7 @@ fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
             account(lead),
             ms(lead.first_assigned_at),
             ms(lead.accepted_at),
+            lead.pool,
         ])
     })
     .map_err(sql_error)?;
@@ -336,7 +339,7 @@ impl LeadStore for SqliteStore {
             let n = c
                 .prepare_cached(
                     "INSERT INTO leads (id, status, source, owner, stage, received_at, doc, grade, account, received_ms,
-                     assigned_ms, accepted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     assigned_ms, accepted_ms, pool) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT(id) DO NOTHING",
                 )
                 .and_then(|mut s| {
@@ -353,6 +356,7 @@ impl LeadStore for SqliteStore {
                         lead.received_at.timestamp_millis(),
                         ms(lead.first_assigned_at),
                         ms(lead.accepted_at),
+                        lead.pool,
                     ])
                 })
                 .map_err(sql_error)?;
@@ -607,7 +611,7 @@ impl LeadStore for SqliteStore {
             let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(-1);
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT seq, source, status, grade, owner, received_ms, assigned_ms, accepted_ms FROM leads
+                    "SELECT seq, source, status, grade, owner, received_ms, assigned_ms, accepted_ms, pool FROM leads
                      WHERE received_ms >= ?1 AND received_ms < ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
                 )
                 .map_err(sql_error)?;
@@ -623,6 +627,7 @@ impl LeadStore for SqliteStore {
                             received_at: from_ms(r.get(5)?).unwrap_or_default(),
                             first_assigned_at: from_ms(r.get(6)?),
                             accepted_at: from_ms(r.get(7)?),
+                            pool: r.get(8)?,
                         },
                     ))
                 })

@@ -5,6 +5,7 @@ pub mod email;
 pub mod identity;
 pub mod intake;
 pub mod lead;
+pub mod metrics;
 pub mod phone;
 pub mod pool;
 pub mod roster;
