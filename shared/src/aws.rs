@@ -9,7 +9,7 @@ use crate::adapters::sqs::{SqsQueue, handle_batch};
 use crate::config::{Secret, Settings};
 use crate::domain::Stage;
 use crate::pipeline::{Pipeline, RetryPolicy, Secrets};
-use crate::ports::{Clock, LeadStore, Message, Queue, SystemClock};
+use crate::ports::{Clock, SystemClock};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
@@ -84,46 +84,17 @@ pub async fn run_stage(stage: Stage) -> Result<(), Error> {
     .await
 }
 
-/// The sweep function, on a schedule: every lead still waiting for a stage is sent to it
-/// again (a message lost between two writes, or one parked in a dead-letter queue that was
-/// purged). Stages are guarded, so a lead that was only slow is not harmed.
+/// The sweep function, on a schedule: SLA deadlines, unassigned leads, open leads of reps who
+/// left, and every lead waiting for a stage for over 5 minutes is sent to it again (a message
+/// lost between two writes, or one parked in a dead-letter queue that was purged). Stages are
+/// guarded, so a lead that was only slow is not harmed.
 pub async fn run_sweep() -> Result<(), Error> {
     init_tracing();
     let pipeline = pipeline_from_env().await?;
     let pipeline = &pipeline;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
-        let n = sweep(pipeline, chrono::Duration::minutes(5)).await?;
-        Ok::<serde_json::Value, Error>(serde_json::json!({ "requeued": n }))
+        let swept = pipeline.sweep(Some(chrono::Duration::minutes(5))).await?;
+        Ok::<serde_json::Value, Error>(serde_json::to_value(swept)?)
     }))
     .await
-}
-
-/// Requeues the leads that have waited for a stage longer than `older_than`; returns how many.
-pub async fn sweep<S: LeadStore, Q: Queue, N: crate::ports::Notifier>(
-    p: &Pipeline<S, Q, N>,
-    older_than: chrono::Duration,
-) -> Result<usize, Error> {
-    let cutoff = p.clock.now() - older_than;
-    let mut after = None;
-    let mut total = 0;
-    loop {
-        let page = p.store.pending(after, 500).await?;
-        let mut by_stage: std::collections::HashMap<Stage, Vec<Message>> = std::collections::HashMap::new();
-        for (id, stage) in &page.leads {
-            let Some(lead) = p.store.get(id).await? else { continue };
-            if lead.history.last().is_some_and(|h| h.at < cutoff) {
-                by_stage.entry(*stage).or_default().push(Message { lead_id: id.clone(), kind: lead.notify_pending });
-            }
-        }
-        for (stage, messages) in by_stage {
-            total += messages.len();
-            p.queue.send(stage, messages).await?;
-        }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    tracing::info!(requeued = total, "sweep done");
-    Ok(total)
 }

@@ -488,7 +488,7 @@ fn targets(c: &mut Checker, list: &[Spanned<String>], whose: &str) -> Vec<String
     out
 }
 
-fn valid_id(s: &str) -> bool {
+pub(crate) fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 

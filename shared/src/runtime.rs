@@ -28,6 +28,25 @@ pub struct Embedded {
     pub resumed: usize,
 }
 
+/// How the embedded runtime runs, beyond the routing document.
+pub struct Options {
+    pub retry: RetryPolicy,
+    pub clock: Arc<dyn Clock>,
+    /// How often the sweep looks for SLA deadlines, unassigned leads and reps who left; None
+    /// leaves it to the caller (tests call `Pipeline::sweep`).
+    pub sweep_every: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            retry: RetryPolicy::default(),
+            clock: Arc::new(SystemClock),
+            sweep_every: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << attempt.min(10))).min(Duration::from_secs(300))
 }
@@ -80,9 +99,18 @@ impl Embedded {
         db: &Path,
         retry: RetryPolicy,
     ) -> Result<Embedded, StoreError> {
+        Self::start_with(settings, secrets, db, Options { retry, ..Options::default() }).await
+    }
+
+    pub async fn start_with(
+        settings: Settings,
+        secrets: Secrets,
+        db: &Path,
+        options: Options,
+    ) -> Result<Embedded, StoreError> {
+        let Options { retry, clock, sweep_every } = options;
         let store = SqliteStore::open(db)?;
         let (queue, rx) = ChannelQueue::new();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone());
         let fetcher = Arc::new(match &settings.sources.meta {
             Some(m) => GraphFetcher::new(
@@ -100,6 +128,20 @@ impl Embedded {
         tokio::spawn(worker(Stage::Assign, rx.assign, pipeline.clone(), 1));
         tokio::spawn(worker(Stage::Notify, rx.notify, pipeline.clone(), NOTIFY_BATCHES));
         let resumed = resume(&pipeline).await?;
+        if let Some(every) = sweep_every {
+            let p = pipeline.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = p.sweep(None).await {
+                        tracing::warn!(error = %e, "sweep failed; next pass retries");
+                    }
+                }
+            });
+        }
         if resumed > 0 {
             tracing::info!(leads = resumed, "resumed leads left mid-pipeline");
         }

@@ -312,6 +312,31 @@ reps = [{{ id = "ana" }}, {{ id = "ben" }}]
     )
 }
 
+/// Real time plus an offset the test moves forward (SLA deadlines, working hours).
+#[derive(Default)]
+pub struct TestClock {
+    offset: Mutex<chrono::Duration>,
+}
+
+impl TestClock {
+    /// A clock that starts at `at` and moves with real time.
+    pub fn at(at: chrono::DateTime<chrono::Utc>) -> TestClock {
+        let c = TestClock::default();
+        *c.offset.lock().unwrap() = at - chrono::Utc::now();
+        c
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.offset.lock().unwrap() += by;
+    }
+}
+
+impl leadrouter::ports::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + *self.offset.lock().unwrap()
+    }
+}
+
 /// A leadrouter serving on 127.0.0.1:0 with its own SQLite file.
 pub struct TestApp {
     pub base: String,
@@ -337,18 +362,24 @@ impl TestApp {
     }
 
     pub async fn spawn_with(max_body: usize) -> TestApp {
+        Self::spawn_custom(|r, g| routing_doc_with_graph(r, max_body, g), Arc::new(TestClock::default())).await
+    }
+
+    /// A leadrouter on the document `doc` makes (given the receiver and the fake Graph URL),
+    /// on `clock`; the periodic sweep is off: tests call `sweep()`.
+    pub async fn spawn_custom(doc: impl Fn(&Receiver, &str) -> String, clock: Arc<TestClock>) -> TestApp {
         let receiver = Receiver::start().await;
         let graph = FakeGraph::start().await;
-        let settings = Settings::parse(&routing_doc_with_graph(&receiver, max_body, &graph.url))
-            .unwrap_or_else(|p| panic!("test config: {p}"));
+        let settings = Settings::parse(&doc(&receiver, &graph.url)).unwrap_or_else(|p| panic!("test config: {p}"));
         let dir = tempfile::tempdir().expect("temp dir");
         let secrets = Secrets {
             admin_token: Secret::new(ADMIN_TOKEN),
             webhook_secret: Secret::new(WEBHOOK_SECRET),
             sources: source_secrets(),
         };
+        let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every: None };
         let runtime = Arc::new(
-            Embedded::start(settings, secrets, &dir.path().join("leads.db"), fast_retry())
+            Embedded::start_with(settings, secrets, &dir.path().join("leads.db"), options)
                 .await
                 .expect("start runtime"),
         );
@@ -372,6 +403,24 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// One pass of the sweep, as the runtime's timer would run it.
+    pub async fn sweep(&self) -> leadrouter::pipeline::Swept {
+        self.runtime.pipeline.sweep(None).await.expect("sweep")
+    }
+
+    /// Waits until no message is in flight between stages.
+    pub async fn settle(&self) {
+        assert!(self.runtime.drain(Duration::from_secs(20)).await, "the pipeline did not settle");
+    }
+
+    pub async fn admin_send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> reqwest::Response {
+        let mut r = self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        r.send().await.expect("admin request")
     }
 
     pub async fn post_form(&self, fields: &[(&str, &str)]) -> reqwest::Response {

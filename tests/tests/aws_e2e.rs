@@ -207,7 +207,7 @@ async fn the_sweep_requeues_a_lead_whose_message_was_lost() {
         chrono::Utc::now(),
     );
     pipeline.store.insert(fresh.clone()).await.unwrap();
-    let n = leadrouter::aws::sweep(&pipeline, chrono::Duration::minutes(5)).await.unwrap();
+    let n = pipeline.sweep(Some(chrono::Duration::minutes(5))).await.unwrap().stuck;
     assert_eq!(n, 1, "only the lead waiting longer than 5 minutes is requeued");
     drain_queues(&pipeline, &sqs, &urls, Delivery { twice: false, shuffle: false }).await;
     assert_eq!(pipeline.store.get(&lost.id).await.unwrap().unwrap().status.as_str(), "notified");

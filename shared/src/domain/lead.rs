@@ -476,8 +476,9 @@ impl Lead {
             LeadStatus::Fetching => Some(Stage::Fetch),
             LeadStatus::Received => Some(Stage::Dedup),
             LeadStatus::Unique => Some(Stage::Score),
-            LeadStatus::Scored | LeadStatus::Unassigned => Some(Stage::Assign),
+            LeadStatus::Scored => Some(Stage::Assign),
             _ if self.notify_pending.is_some() => Some(Stage::Notify),
+            LeadStatus::Unassigned => Some(Stage::Assign),
             LeadStatus::Assigned | LeadStatus::Notified if self.sla_due_at.is_some() => Some(Stage::Assign),
             _ => None,
         }
@@ -564,5 +565,14 @@ mod tests {
         l.notify_pending = None;
         assert_eq!(l.pending_stage(), None);
         assert_eq!(l.history.len(), 4);
+        // Waiting for acceptance within an SLA: the assign stage checks the deadline.
+        l.sla_due_at = Some(Utc::now());
+        assert_eq!(l.pending_stage(), Some(Stage::Assign));
+        // Unassigned: the manager is told first, then it waits for a rep.
+        l.transition(LeadStatus::Unassigned, "nobody", Utc::now());
+        l.notify_pending = Some(NotificationKind::Unassigned);
+        assert_eq!(l.pending_stage(), Some(Stage::Notify));
+        l.notify_pending = None;
+        assert_eq!(l.pending_stage(), Some(Stage::Assign));
     }
 }

@@ -219,7 +219,13 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn fact(source: &str, status: LeadStatus, owner: Option<&str>, assign_s: Option<i64>, accept_s: Option<i64>) -> LeadFacts {
+    fn fact(
+        source: &str,
+        status: LeadStatus,
+        owner: Option<&str>,
+        assign_s: Option<i64>,
+        accept_s: Option<i64>,
+    ) -> LeadFacts {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
         LeadFacts {
             source: source.into(),
@@ -239,7 +245,13 @@ mod tests {
         let to = from + chrono::Duration::seconds((30.4375 * 86_400.0) as i64);
         let mut b = MetricsBuilder::new(from, to);
         for i in 1..=10 {
-            b.add(&fact("meta", if i <= 2 { LeadStatus::Won } else { LeadStatus::Accepted }, Some("ana"), Some(i), Some(60 * i)));
+            b.add(&fact(
+                "meta",
+                if i <= 2 { LeadStatus::Won } else { LeadStatus::Accepted },
+                Some("ana"),
+                Some(i),
+                Some(60 * i),
+            ));
         }
         b.add(&fact("meta", LeadStatus::Duplicate, None, None, None));
         b.add(&fact("web", LeadStatus::Rejected, None, None, None));

@@ -215,8 +215,11 @@ impl Roster {
             pools.iter().map(|p| (p.id.clone(), p.rotation.members().to_vec())).collect();
         let pool_ids: Vec<&str> = pools.iter().map(|p| p.id.as_str()).collect();
         for c in changes {
-            out.retain(|r| r.id != c.id);
+            let at = out.iter().position(|r| r.id == c.id);
             if c.removed {
+                if let Some(i) = at {
+                    out.remove(i);
+                }
                 for m in members.values_mut() {
                     m.retain(|(id, _)| *id != c.id);
                 }
@@ -241,7 +244,10 @@ impl Roster {
                     (None, false) => {}
                 }
             }
-            out.push(rep);
+            match at {
+                Some(i) => out[i] = rep,
+                None => out.push(rep),
+            }
         }
         let index = out.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
         Roster { reps: out, index, members }

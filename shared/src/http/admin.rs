@@ -73,7 +73,7 @@ pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
     };
     let cursor = params.cursor.filter(|c| !c.is_empty());
     if let Some(c) = &cursor
-        && c.parse::<u64>().is_err()
+        && (c.len() > 128 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '#'))
     {
         errors.push(FieldError::new("cursor", "is not a cursor this API handed out"));
     }

@@ -4,6 +4,8 @@ mod admin;
 mod ingest;
 pub mod openapi;
 pub mod problem;
+pub mod roster;
+mod sales;
 mod webhooks;
 
 use crate::pipeline::Pipeline;
@@ -21,6 +23,14 @@ pub fn router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>) -> 
     Router::new()
         .route("/v1/leads", post(ingest::post_lead::<S, Q, N>).get(admin::list_leads::<S, Q, N>))
         .route("/v1/leads/{id}", get(admin::get_lead::<S, Q, N>))
+        .route("/v1/leads/{id}/status", post(sales::post_status::<S, Q, N>))
+        .route("/v1/leads/{id}/accept", get(sales::accept_page::<S, Q, N>).post(sales::accept::<S, Q, N>))
+        .route("/v1/reps", get(roster::list_reps::<S, Q, N>))
+        .route(
+            "/v1/reps/{id}",
+            get(roster::get_rep::<S, Q, N>).put(roster::put_rep::<S, Q, N>).delete(roster::delete_rep::<S, Q, N>),
+        )
+        .route("/v1/metrics", get(roster::metrics::<S, Q, N>))
         .route("/healthz", get(admin::healthz::<S, Q, N>))
         .route("/openapi.json", get(openapi::serve))
         .route("/v1/webhooks/meta", get(webhooks::meta_verify::<S, Q, N>).post(webhooks::meta_notify::<S, Q, N>))

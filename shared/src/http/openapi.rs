@@ -3,7 +3,9 @@
 //! `router()` line for line.
 
 use super::problem::Problem;
-use crate::domain::{FieldError, Lead, LeadId};
+use super::roster::{RepList, RepRemoved};
+use crate::domain::metrics::Metrics;
+use crate::domain::{FieldError, Lead, LeadId, RepRecord};
 use crate::ports::Delivery;
 use serde::Serialize;
 use std::sync::LazyLock;
@@ -40,6 +42,27 @@ pub struct LeadList {
     pub items: Vec<Lead>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/leads/{id}/status`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct StatusChange {
+    /// One of accepted, contacted, qualified, won, lost; forwards only.
+    #[schema(pattern = "^(accepted|contacted|qualified|won|lost)$")]
+    pub status: String,
+    /// The rep making the change: the lead's owner.
+    pub by: String,
+    pub note: Option<String>,
+}
+
+/// What a signed accept answers to a client that is not a browser.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct AcceptResult {
+    pub lead_id: String,
+    pub status: crate::domain::LeadStatus,
+    pub owner: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -190,6 +213,12 @@ fn document() -> utoipa::openapi::OpenApi {
         (MetaAccepted::name(), MetaAccepted::schema(), schemas_of::<MetaAccepted>()),
         (Problem::name(), Problem::schema(), schemas_of::<Problem>()),
         (FieldError::name(), FieldError::schema(), schemas_of::<FieldError>()),
+        (RepRecord::name(), RepRecord::schema(), schemas_of::<RepRecord>()),
+        (RepList::name(), RepList::schema(), schemas_of::<RepList>()),
+        (RepRemoved::name(), RepRemoved::schema(), schemas_of::<RepRemoved>()),
+        (Metrics::name(), Metrics::schema(), schemas_of::<Metrics>()),
+        (StatusChange::name(), StatusChange::schema(), schemas_of::<StatusChange>()),
+        (AcceptResult::name(), AcceptResult::schema(), schemas_of::<AcceptResult>()),
     ] {
         schemas.push((name.to_string(), schema));
         schemas.extend(deps);
@@ -243,7 +272,11 @@ fn document() -> utoipa::openapi::OpenApi {
             "cursor",
             ParameterIn::Query,
             false,
-            ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]*$")).into(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(128))
+                .pattern(Some("^[0-9A-Za-z#]*$"))
+                .into(),
             "next_cursor of the previous page; empty means the first page.",
         )
         .ok("200", "A page of leads.", "application/json", reference("LeadList"))
@@ -329,6 +362,86 @@ fn document() -> utoipa::openapi::OpenApi {
                 ("422", "The map found neither email nor phone (the empty pointers are named), or a field is invalid."),
                 STORE_DOWN,
             ]);
+    let unauthorized = ("401", "Missing or wrong bearer token.");
+    let post_status = Op::new("postStatus", "sales", "Move a lead through the sales statuses (its owner only)")
+        .admin()
+        .param("id", ParameterIn::Path, true, string(), "The lead id.")
+        .body(&[("application/json", StatusChange::schema().into_schema())], "")
+        .ok("200", "The lead as changed.", "application/json", reference("LeadDetail"))
+        .problems(&[
+            ("400", "Not JSON."),
+            unauthorized,
+            ("404", "No such lead."),
+            ("409", "by is not the owner (owner names who is), or the lead cannot move there from its status."),
+            TOO_LARGE,
+            ("422", "status or by missing or invalid."),
+            STORE_DOWN,
+        ]);
+    let link = |op: Op| {
+        op.param("id", ParameterIn::Path, true, string(), "The lead id.")
+            .param("rep", ParameterIn::Query, true, string(), "The rep the link was sent to.")
+            .param("sig", ParameterIn::Query, true, string(), "Hex HMAC-SHA256 of the lead id and rep id.")
+    };
+    let accept_page = link(Op::new("acceptPage", "sales", "The accept link: the lead's summary and a confirm button"))
+        .ok("200", "An HTML page.", "text/html", string().into())
+        .problems(&[
+            ("400", "Malformed query string."),
+            ("401", "The link is not valid."),
+            ("404", "No such lead."),
+            ("409", "The rep does not own the lead now (owner names who does); HTML for a browser."),
+            STORE_DOWN,
+        ]);
+    let accept = link(Op::new("accept", "sales", "Accept the lead for the link's rep"))
+        .ok(
+            "200",
+            "Accepted (again, harmlessly, if it was); HTML for a browser.",
+            "application/json",
+            reference("AcceptResult"),
+        )
+        .problems(&[
+            ("400", "Malformed query string."),
+            ("401", "The link is not valid."),
+            ("404", "No such lead."),
+            ("409", "The rep does not own the lead now (owner names who does)."),
+            STORE_DOWN,
+        ]);
+    let list_reps = Op::new("listReps", "roster", "The roster: the routing document's reps with the changes made here")
+        .admin()
+        .ok("200", "Every rep.", "application/json", reference("RepList"))
+        .problems(&[unauthorized, STORE_DOWN]);
+    let rep_id = |op: Op| op.param("id", ParameterIn::Path, true, string(), "The rep id.");
+    let get_rep = rep_id(Op::new("getRep", "roster", "One rep"))
+        .admin()
+        .ok("200", "The rep.", "application/json", reference("RepRecord"))
+        .problems(&[unauthorized, ("404", "No such rep."), STORE_DOWN]);
+    let put_rep = rep_id(Op::new("putRep", "roster", "Add or replace a rep; inactive reps' open leads are reassigned"))
+        .admin()
+        .body(&[("application/json", RepRecord::schema().into_schema())], "")
+        .ok("200", "The rep as the roster has them now.", "application/json", reference("RepRecord"))
+        .problems(&[
+            ("400", "Not JSON, or an unknown field."),
+            unauthorized,
+            TOO_LARGE,
+            ("422", "Every invalid field listed."),
+            STORE_DOWN,
+        ]);
+    let delete_rep =
+        rep_id(Op::new("deleteRep", "roster", "Remove a rep: nothing new for them, open leads reassigned"))
+            .admin()
+            .ok("200", "Removed.", "application/json", reference("RepRemoved"))
+            .problems(&[unauthorized, ("404", "No such rep."), STORE_DOWN]);
+    let metrics =
+        Op::new("metrics", "metrics", "Funnel metrics per source, rep and pool over leads received in a window")
+            .admin()
+            .param("from", ParameterIn::Query, false, string(), "RFC 3339 or YYYY-MM-DD; default 30 days before to.")
+            .param("to", ParameterIn::Query, false, string(), "RFC 3339 or YYYY-MM-DD (exclusive); default now.")
+            .ok("200", "The metrics.", "application/json", reference("Metrics"))
+            .problems(&[
+                ("400", "Malformed query string."),
+                unauthorized,
+                ("422", "from or to invalid, or from ≥ to."),
+                STORE_DOWN,
+            ]);
     let openapi = Op::new("openapi", "ops", "This document").ok(
         "200",
         "OpenAPI 3.1.",
@@ -345,6 +458,24 @@ fn document() -> utoipa::openapi::OpenApi {
                 .build(),
         )
         .path("/v1/leads/{id}", PathItemBuilder::new().operation(HttpMethod::Get, get_lead.b).build())
+        .path("/v1/leads/{id}/status", PathItemBuilder::new().operation(HttpMethod::Post, post_status.b).build())
+        .path(
+            "/v1/leads/{id}/accept",
+            PathItemBuilder::new()
+                .operation(HttpMethod::Get, accept_page.b)
+                .operation(HttpMethod::Post, accept.b)
+                .build(),
+        )
+        .path("/v1/reps", PathItemBuilder::new().operation(HttpMethod::Get, list_reps.b).build())
+        .path(
+            "/v1/reps/{id}",
+            PathItemBuilder::new()
+                .operation(HttpMethod::Get, get_rep.b)
+                .operation(HttpMethod::Put, put_rep.b)
+                .operation(HttpMethod::Delete, delete_rep.b)
+                .build(),
+        )
+        .path("/v1/metrics", PathItemBuilder::new().operation(HttpMethod::Get, metrics.b).build())
         .path("/healthz", PathItemBuilder::new().operation(HttpMethod::Get, health.b).build())
         .path(
             "/v1/webhooks/meta",
@@ -417,6 +548,13 @@ mod tests {
             ("/v1/webhooks/meta", "post"),
             ("/v1/webhooks/google", "post"),
             ("/v1/webhooks/generic/{source}", "post"),
+            ("/v1/leads/{id}/status", "post"),
+            ("/v1/leads/{id}/accept", "get"),
+            ("/v1/leads/{id}/accept", "post"),
+            ("/v1/reps", "get"),
+            ("/v1/reps/{id}", "put"),
+            ("/v1/reps/{id}", "delete"),
+            ("/v1/metrics", "get"),
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }

@@ -15,6 +15,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// On a 409 about who has a lead: the rep who owns it now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Problem {
@@ -25,7 +28,18 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            owner: None,
         }
+    }
+
+    /// 409: the request is fine but the lead is not in a state to take it.
+    pub fn conflict(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+    }
+
+    pub fn with_owner(mut self, owner: Option<String>) -> Problem {
+        self.owner = owner;
+        self
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {

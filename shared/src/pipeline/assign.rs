@@ -30,9 +30,11 @@ pub enum Route {
 }
 
 impl Route {
-    fn from(&self) -> Option<&str> {
+    /// The rep not to give it back to: the one who let the SLA pass (one who left is not
+    /// available anyway).
+    fn exclude(&self) -> Option<&str> {
         match self {
-            Route::Sla { from } | Route::OwnerGone { from, .. } => Some(from),
+            Route::Sla { from } => Some(from),
             _ => None,
         }
     }
@@ -215,7 +217,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let chosen = matching
                 .iter()
                 .copied()
-                .find(|i| matches!(ctx.try_pool(&ctx.pools[*i], 0, &given, route.from()), PoolTry::Picked(..)));
+                .find(|i| matches!(ctx.try_pool(&ctx.pools[*i], 0, &given, route.exclude()), PoolTry::Picked(..)));
             match chosen {
                 Some(i) => by_pool.entry(i).or_default().push(lead.id.clone()),
                 None => singles.push((lead.id.clone(), Single::Nobody)),
@@ -229,12 +231,12 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 let matching = ctx.matching(l);
                 let mut passed = Vec::new();
                 for j in matching.iter().copied().take_while(|j| *j != i) {
-                    if let PoolTry::Nobody(r) = ctx.try_pool(&ctx.pools[j], 0, &turns.given, route.from()) {
+                    if let PoolTry::Nobody(r) = ctx.try_pool(&ctx.pools[j], 0, &turns.given, route.exclude()) {
                         passed.push(r);
                     }
                 }
                 let pool = &ctx.pools[i];
-                match ctx.try_pool(pool, turns.cursor, &turns.given, route.from()) {
+                match ctx.try_pool(pool, turns.cursor, &turns.given, route.exclude()) {
                     PoolTry::Picked(p, weights) => {
                         turns.cursor = p.turn + 1;
                         *turns.given.entry(p.rep.clone()).or_default() += 1;
@@ -345,7 +347,7 @@ impl Single {
             Single::Nobody => {
                 let reasons: Vec<String> = matching
                     .iter()
-                    .filter_map(|i| match ctx.try_pool(&ctx.pools[*i], 0, &HashMap::new(), route.from()) {
+                    .filter_map(|i| match ctx.try_pool(&ctx.pools[*i], 0, &HashMap::new(), route.exclude()) {
                         PoolTry::Nobody(r) => Some(r),
                         PoolTry::Picked(..) => None,
                     })

@@ -10,8 +10,11 @@ mod fetch;
 mod ingest;
 mod notify;
 mod score;
+mod sweep;
 
+pub use assign::{Route, needs_routing};
 pub use ingest::{Accepted, Submission};
+pub use sweep::Swept;
 
 use crate::config::{Secret, SecretRef, Settings};
 use crate::domain::{Lead, Stage};
@@ -187,7 +190,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     }
 }
 
-fn all_failed(n: usize, e: impl std::fmt::Display) -> StageResults {
+pub(crate) fn all_failed(n: usize, e: impl std::fmt::Display) -> StageResults {
     let text = e.to_string();
     tracing::warn!(error = %text, batch = n, "stage failed for the whole batch; it will be retried");
     (0..n).map(|_| Err(StageError::NotYet(text.clone()))).collect()

@@ -1,0 +1,211 @@
+//! The reps roster (`/v1/reps`) and the funnel metrics (`/v1/metrics`), admin token.
+
+use super::{AppState, Problem, authorize};
+use crate::config::Target;
+use crate::domain::metrics::{Metrics, MetricsBuilder};
+use crate::domain::{FieldError, RepRecord, Roster, Stage};
+use crate::ports::{LeadStore, Message, Notifier, Queue, StoreError};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+fn store_down(e: StoreError) -> Problem {
+    tracing::error!(error = %e, "store failed");
+    Problem::unavailable("the store did not answer; try again")
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RepList {
+    pub items: Vec<RepRecord>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RepRemoved {
+    pub id: String,
+    pub removed: bool,
+    /// Open leads sent to be given to someone else.
+    pub reassigning: usize,
+}
+
+async fn record<S: LeadStore, Q: Queue, N: Notifier>(
+    p: &AppState<S, Q, N>,
+    roster: &Roster,
+    id: &str,
+) -> Result<Option<RepRecord>, Problem> {
+    let Some(rep) = roster.rep(id) else { return Ok(None) };
+    let mut r = roster.record(rep);
+    r.open_leads = Some(p.store.open_leads(id).await.map_err(store_down)?.len() as u32);
+    Ok(Some(r))
+}
+
+pub async fn list_reps<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let roster = p.roster().await.map_err(store_down)?;
+    let mut items = Vec::new();
+    for rep in roster.reps() {
+        items.extend(record(&p, &roster, &rep.id).await?);
+    }
+    Ok(Json(RepList { items }).into_response())
+}
+
+fn no_rep(id: &str) -> Problem {
+    Problem::not_found(format!("no rep has the id '{}'", id.chars().take(64).collect::<String>()))
+}
+
+pub async fn get_rep<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let roster = p.roster().await.map_err(store_down)?;
+    let r = record(&p, &roster, &id).await?.ok_or_else(|| no_rep(&id))?;
+    Ok(Json(r).into_response())
+}
+
+/// Sends a rep's open leads to assign, which gives them to someone who can take them.
+async fn reassign<S: LeadStore, Q: Queue, N: Notifier>(p: &AppState<S, Q, N>, rep: &str) -> Result<usize, Problem> {
+    let open = p.store.open_leads(rep).await.map_err(store_down)?;
+    let n = open.len();
+    if n > 0 {
+        // The sweep sends them again if this send is lost.
+        if let Err(e) = p.queue.send(Stage::Assign, open.into_iter().map(Message::lead).collect()).await {
+            tracing::warn!(error = %e, rep, "could not queue the rep's open leads; the sweep will");
+        }
+    }
+    Ok(n)
+}
+
+pub async fn put_rep<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let bytes = super::read_body(&headers, body, p.settings.server.max_body_bytes).await?;
+    let mut rec: RepRecord = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("the body is not a rep this route takes: {e}")))?;
+    let mut errors = Vec::new();
+    if !crate::config::valid_id(&id) {
+        errors.push(FieldError::new("id", "a rep id is 1-64 letters, digits, '-', '_' or '.'"));
+    }
+    if !rec.id.is_empty() && rec.id != id {
+        errors.push(FieldError::new("id", format!("the body names '{}' but the path '{id}'", rec.id)));
+    }
+    rec.id = id.clone();
+    rec.removed = false;
+    rec.open_leads = None;
+    let pool_ids: Vec<&str> = p.settings.pools.iter().map(|p| p.id.as_str()).collect();
+    if let Err(bad) = rec.to_rep(&pool_ids, |t| Target::parse(t).map(|_| ())) {
+        errors.extend(bad.into_iter().map(|e| FieldError::new(e.field, e.message)));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid("the rep is invalid", errors));
+    }
+    rec.updated_at = Some(p.clock.now());
+    let active = rec.active;
+    p.store.put_rep(rec).await.map_err(store_down)?;
+    if !active {
+        reassign(&p, &id).await?;
+    }
+    let roster = p.roster().await.map_err(store_down)?;
+    let r = record(&p, &roster, &id).await?.ok_or_else(|| no_rep(&id))?;
+    tracing::info!(rep = %id, active, "rep updated");
+    Ok(Json(r).into_response())
+}
+
+pub async fn delete_rep<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let roster = p.roster().await.map_err(store_down)?;
+    let Some(rep) = roster.rep(&id) else { return Err(no_rep(&id)) };
+    let mut tombstone = roster.record(rep);
+    tombstone.removed = true;
+    tombstone.updated_at = Some(p.clock.now());
+    p.store.put_rep(tombstone).await.map_err(store_down)?;
+    let reassigning = reassign(&p, &id).await?;
+    tracing::info!(rep = %id, reassigning, "rep removed");
+    Ok(Json(RepRemoved { id, removed: true, reassigning }).into_response())
+}
+
+#[derive(Deserialize)]
+struct Window {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// RFC 3339, or a date (its midnight UTC).
+fn instant(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).ok().or_else(|| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    })
+}
+
+/// Metrics over the leads received in `[from, to)`, read a page at a time.
+pub async fn compute<S: LeadStore, Q: Queue, N: Notifier>(
+    p: &crate::pipeline::Pipeline<S, Q, N>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Metrics, StoreError> {
+    let mut b = MetricsBuilder::new(from, to);
+    let mut after = None;
+    loop {
+        let page = p.store.facts(from, to, after, 20_000).await?;
+        for f in &page.facts {
+            b.add(f);
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let roster = p.roster().await?;
+    let weights: Vec<(String, Vec<(String, u32)>)> = p
+        .settings
+        .pools
+        .iter()
+        .map(|pool| (pool.id.clone(), roster.rotation(&pool.id).map(|r| r.members().to_vec()).unwrap_or_default()))
+        .collect();
+    Ok(b.finish(&p.settings.sources.spend, &weights))
+}
+
+pub async fn metrics<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let w: Window = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
+    let mut errors = Vec::new();
+    let mut parse = |name: &'static str, v: Option<String>| match v.filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => instant(&v).or_else(|| {
+            errors.push(FieldError::new(name, format!("'{v}' is neither an RFC 3339 time nor a date (YYYY-MM-DD)")));
+            None
+        }),
+    };
+    let to = parse("to", w.to);
+    let from = parse("from", w.from);
+    let to = to.unwrap_or_else(|| p.clock.now());
+    let from = from.unwrap_or(to - chrono::Duration::days(30));
+    if errors.is_empty() && from >= to {
+        errors.push(FieldError::new("from", "must be before to"));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid("the window is invalid", errors));
+    }
+    let m = compute(&p, from, to).await.map_err(store_down)?;
+    Ok(Json(m).into_response())
+}

@@ -1,0 +1,262 @@
+//! What reps do with a lead: accept it (a signed link from the notification, no token) and
+//! move it through the sales statuses (`POST /v1/leads/{id}/status`, admin token).
+
+use super::{AppState, Problem, authorize};
+use crate::domain::{FieldError, Lead, LeadId, LeadStatus};
+use crate::notification;
+use crate::ports::{LeadStore, Notifier, Queue, StoreError, Updated};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+fn store_down(e: StoreError) -> Problem {
+    tracing::error!(error = %e, "store failed");
+    Problem::unavailable("the store did not answer; try again")
+}
+
+fn lead_id(id: &str) -> Result<LeadId, Problem> {
+    LeadId::parse(id)
+        .ok_or_else(|| Problem::not_found(format!("no lead has the id '{}'", id.chars().take(64).collect::<String>())))
+}
+
+/// Why a sales change cannot be made to the lead as it is.
+fn refusal(lead: &Lead, by: &str, to: LeadStatus) -> Option<Problem> {
+    if lead.owner.as_deref() != Some(by) {
+        let detail = match &lead.owner {
+            Some(o) => format!("lead {} is owned by {o} now, not {by}", lead.id),
+            None => format!("lead {} has no owner now (it is {})", lead.id, lead.status),
+        };
+        return Some(Problem::conflict(detail).with_owner(lead.owner.clone()));
+    }
+    if !lead.status.can_move_to(to) {
+        return Some(
+            Problem::conflict(format!("lead {} is {}; it cannot move to {to}", lead.id, lead.status))
+                .with_owner(lead.owner.clone()),
+        );
+    }
+    None
+}
+
+fn apply(l: &mut Lead, by: &str, to: LeadStatus, note: Option<&str>, via: &str, now: DateTime<Utc>) -> bool {
+    if refusal(l, by, to).is_some() {
+        return false;
+    }
+    if l.accepted_at.is_none() {
+        l.accepted_at = Some(now);
+    }
+    l.sla_due_at = None;
+    let mut reason = format!("{to} by {by} ({via})");
+    if let Some(n) = note.map(str::trim).filter(|n| !n.is_empty()) {
+        reason.push_str(&format!(": {}", n.chars().take(500).collect::<String>()));
+    }
+    l.transition(to, reason, now);
+    true
+}
+
+/// Applies a sales change; the lead as written, or the problem that stopped it.
+async fn change<S: LeadStore, Q: Queue, N: Notifier>(
+    p: &AppState<S, Q, N>,
+    id: LeadId,
+    by: String,
+    to: LeadStatus,
+    note: Option<String>,
+    via: &'static str,
+) -> Result<Lead, Problem> {
+    let now = p.clock.now();
+    let (b, n) = (by.clone(), note.clone());
+    let r = p
+        .store
+        .update(vec![id.clone()], move |l| apply(l, &b, to, n.as_deref(), via, now))
+        .await
+        .map_err(store_down)?;
+    match r.into_iter().next() {
+        Some(Updated::Written(l)) => {
+            tracing::info!(lead_id = %l.id, status = %to, rep = %by, "sales status");
+            Ok(*l)
+        }
+        Some(Updated::Unchanged(l)) => {
+            Err(refusal(&l, &by, to).unwrap_or_else(|| Problem::conflict("the lead changed meanwhile; try again")))
+        }
+        _ => Err(Problem::not_found(format!("no lead has the id '{id}'"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    status: Option<String>,
+    by: Option<String>,
+    note: Option<String>,
+}
+
+pub async fn post_status<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let bytes = super::read_body(&headers, body, p.settings.server.max_body_bytes).await?;
+    let body: StatusBody = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("the body is not the JSON this route takes: {e}")))?;
+    let mut errors = Vec::new();
+    let to = match body.status.as_deref() {
+        None => {
+            errors.push(FieldError::new("status", "is required"));
+            None
+        }
+        Some(s) => match LeadStatus::parse(s).filter(|st| LeadStatus::SALES.contains(st)) {
+            Some(st) => Some(st),
+            None => {
+                errors.push(FieldError::new(
+                    "status",
+                    format!("'{s}' is not one of accepted, contacted, qualified, won, lost"),
+                ));
+                None
+            }
+        },
+    };
+    let by = body.by.map(|b| b.trim().to_owned()).filter(|b| !b.is_empty());
+    if by.is_none() {
+        errors.push(FieldError::new("by", "the rep id making the change is required"));
+    }
+    let (Some(to), Some(by)) = (to, by) else {
+        return Err(Problem::invalid("the status change is invalid", errors));
+    };
+    let id = lead_id(&id)?;
+    let lead = change(&p, id, by, to, body.note, "status").await?;
+    let deliveries = p.store.deliveries(&lead.id).await.map_err(store_down)?;
+    Ok(Json(super::openapi::LeadDetail { lead, deliveries }).into_response())
+}
+
+#[derive(Deserialize)]
+struct AcceptParams {
+    rep: Option<String>,
+    sig: Option<String>,
+}
+
+/// Checks the link; the lead id and rep it names.
+fn check_link(secret: &str, id: &str, query: Option<&str>) -> Result<(LeadId, String), Problem> {
+    let params: AcceptParams = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
+    let (Some(rep), Some(sig)) = (params.rep.filter(|r| !r.is_empty()), params.sig.filter(|s| !s.is_empty())) else {
+        return Err(Problem::unauthorized("an accept link carries rep and sig"));
+    };
+    let Some(id) = LeadId::parse(id) else { return Err(Problem::unauthorized("this accept link is not valid")) };
+    if !notification::hmac_verify(secret.as_bytes(), format!("accept\0{id}\0{rep}").as_bytes(), &sig) {
+        return Err(Problem::unauthorized("this accept link is not valid"));
+    }
+    Ok((id, rep))
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t}</title><style>body{{font:16px system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}\
+         button{{font-size:1.1rem;padding:.6rem 1.4rem}}</style></head><body><h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    );
+    (status, Html(html)).into_response()
+}
+
+fn summary(l: &Lead) -> String {
+    let mut lines =
+        vec![format!("<strong>{}</strong>", escape(&l.contact.display_name().unwrap_or_else(|| "A lead".into())))];
+    for v in [&l.contact.company, &l.contact.job_title].into_iter().flatten() {
+        lines.push(escape(v));
+    }
+    if let Some(e) = &l.contact.email {
+        lines.push(escape(&e.to_string()));
+    }
+    if let Some(ph) = &l.contact.phone {
+        lines.push(escape(&ph.to_string()));
+    }
+    lines.push(format!(
+        "source {} · score {} · grade {}",
+        escape(&l.source),
+        l.score.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        escape(l.grade.as_deref().unwrap_or("-"))
+    ));
+    if let Some(w) = &l.why {
+        lines.push(format!("<small>{}</small>", escape(w)));
+    }
+    format!("<p>{}</p>", lines.join("<br>"))
+}
+
+/// A 409 about the owner, as a page for a browser and a problem for anything else.
+fn conflict(headers: &HeaderMap, problem: Problem) -> Response {
+    if wants_html(headers) {
+        return page(
+            StatusCode::CONFLICT,
+            "This lead is not yours to accept",
+            &format!("<p>{}</p>", escape(&problem.detail)),
+        );
+    }
+    problem.into_response()
+}
+
+pub async fn accept_page<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Problem> {
+    let (id, rep) = check_link(p.secrets.webhook_secret.expose(), &id, query.as_deref())?;
+    let Some(lead) = p.store.get(&id).await.map_err(store_down)? else {
+        return Err(Problem::not_found(format!("no lead has the id '{id}'")));
+    };
+    if lead.owner.as_deref() == Some(rep.as_str()) && lead.accepted_at.is_some() {
+        return Ok(page(
+            StatusCode::OK,
+            "Already accepted",
+            &format!("{}<p>It is yours ({}).</p>", summary(&lead), lead.status),
+        ));
+    }
+    if let Some(problem) = refusal(&lead, &rep, LeadStatus::Accepted) {
+        return Ok(conflict(&headers, problem));
+    }
+    let action = format!("/v1/leads/{}/accept?{}", lead.id, escape(query.as_deref().unwrap_or("")));
+    Ok(page(
+        StatusCode::OK,
+        "Accept this lead?",
+        &format!(
+            "{}<form method=\"post\" action=\"{action}\"><button type=\"submit\">Accept</button></form>",
+            summary(&lead)
+        ),
+    ))
+}
+
+pub async fn accept<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Problem> {
+    let (id, rep) = check_link(p.secrets.webhook_secret.expose(), &id, query.as_deref())?;
+    let lead = match change(&p, id.clone(), rep.clone(), LeadStatus::Accepted, None, "accept link").await {
+        Ok(l) => l,
+        Err(problem) if problem.status == 409 => {
+            // Accepting twice is not an error: the lead is this rep's either way.
+            match p.store.get(&id).await.map_err(store_down)? {
+                Some(l) if l.owner.as_deref() == Some(rep.as_str()) && l.accepted_at.is_some() => l,
+                _ => return Ok(conflict(&headers, problem)),
+            }
+        }
+        Err(problem) => return Err(problem),
+    };
+    if wants_html(&headers) {
+        return Ok(page(StatusCode::OK, "Accepted", &format!("{}<p>The lead is yours.</p>", summary(&lead))));
+    }
+    Ok(Json(serde_json::json!({ "lead_id": lead.id, "status": lead.status, "owner": lead.owner })).into_response())
+}
