@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use leadrouter::config::{DEMO_DOCUMENT, Settings};
-use leadrouter::pipeline::{RetryPolicy, Secrets};
+use leadrouter::pipeline::Secrets;
 use leadrouter::runtime::Embedded;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -174,7 +174,9 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>, db: Option<PathB
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let runtime = Embedded::start(settings, secrets.clone(), &db, RetryPolicy::default())
+    let mailer = leadrouter::adapters::notifier::mailer_for(&settings, &secrets).map_err(|e| anyhow::anyhow!(e))?;
+    let options = leadrouter::runtime::Options { mailer, ..Default::default() };
+    let runtime = Embedded::start_with(settings, secrets.clone(), &db, options)
         .await
         .with_context(|| format!("cannot open the store {}", db.display()))?;
     if runtime.resumed > 0 {

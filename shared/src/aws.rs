@@ -52,7 +52,8 @@ pub async fn pipeline(
     }
     let secrets = resolved.secrets;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone());
+    let mailer = crate::adapters::notifier::mailer_for(&settings, &secrets)?;
+    let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()).with_mailer(mailer);
     let fetcher = Arc::new(match &settings.sources.meta {
         Some(m) => GraphFetcher::new(
             m.graph_base_url.clone(),

@@ -30,6 +30,14 @@ struct RawConfig {
     reps: Vec<RawRep>,
     #[serde(default)]
     pools: Vec<RawPool>,
+    email: Option<RawEmail>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    from: Spanned<String>,
+    smtp_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -311,6 +319,16 @@ impl Target {
 
 pub use crate::domain::Rep;
 
+/// `[email]`: how `email:` targets are sent. Without it they are written to the log.
+#[derive(Clone, Debug)]
+pub struct EmailSettings {
+    /// The sender, `Name <address>` or an address.
+    pub from: String,
+    /// `smtp://host:port`, `smtps://user:pass@host` (lettre's URL form); usually `env:NAME`.
+    /// Absent on AWS: SES sends from `from`.
+    pub smtp_url: Option<SecretRef>,
+}
+
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
     pub listen: String,
@@ -364,6 +382,7 @@ pub struct Settings {
     pub scoring: ScoringRules,
     pub reps: Vec<Rep>,
     pub pools: Vec<Pool>,
+    pub email: Option<EmailSettings>,
     rep_index: HashMap<String, usize>,
 }
 
@@ -442,6 +461,9 @@ impl Settings {
             if let Some(s) = &g.secret {
                 out.push((format!("generic.{name}"), s));
             }
+        }
+        if let Some(u) = self.email.as_ref().and_then(|e| e.smtp_url.as_ref()) {
+            out.push(("email.smtp_url".to_owned(), u));
         }
         out
     }
@@ -756,6 +778,21 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         c.problems.push(Problem { line: 1, message: "at least one [[pools]] is needed to route leads".into() });
     }
 
+    // [email]
+    let email = raw.email.map(|e| {
+        if e.from.get_ref().parse::<lettre::message::Mailbox>().is_err() {
+            c.at(&e.from, format!("[email] from '{}' is not an address (Name <a@b.c> or a@b.c)", e.from.get_ref()));
+        }
+        let smtp_url = secret(c, &e.smtp_url, "");
+        if let Some(SecretRef::Literal(u)) = &smtp_url
+            && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
+            && let Some(v) = &e.smtp_url
+        {
+            c.at(v, "[email] smtp_url must start with smtp:// or smtps:// (or be env:NAME)");
+        }
+        EmailSettings { from: e.from.into_inner(), smtp_url }
+    });
+
     Settings {
         server: ServerSettings { listen, admin_token, webhook_secret, max_body_bytes, public_url },
         sqlite: raw.store.sqlite.unwrap_or_else(|| "leadrouter.db".into()),
@@ -764,6 +801,7 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         scoring,
         reps,
         pools,
+        email,
         rep_index,
     }
 }

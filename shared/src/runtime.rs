@@ -35,6 +35,8 @@ pub struct Options {
     /// How often the sweep looks for SLA deadlines, unassigned leads and reps who left; None
     /// leaves it to the caller (tests call `Pipeline::sweep`).
     pub sweep_every: Option<Duration>,
+    /// Sends `email:` targets; None writes them to the log.
+    pub mailer: Option<crate::adapters::notifier::Mailer>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
             sweep_every: Some(Duration::from_secs(30)),
+            mailer: None,
         }
     }
 }
@@ -108,10 +111,10 @@ impl Embedded {
         db: &Path,
         options: Options,
     ) -> Result<Embedded, StoreError> {
-        let Options { retry, clock, sweep_every } = options;
+        let Options { retry, clock, sweep_every, mailer } = options;
         let store = SqliteStore::open(db)?;
         let (queue, rx) = ChannelQueue::new();
-        let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone());
+        let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()).with_mailer(mailer);
         let fetcher = Arc::new(match &settings.sources.meta {
             Some(m) => GraphFetcher::new(
                 m.graph_base_url.clone(),

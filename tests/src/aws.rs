@@ -172,8 +172,9 @@ use leadrouter::ports::{
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A store that answers every `every`-th call with a throttling error, as DynamoDB does under
-/// load; everything else goes to the real store.
+/// A store that answers one call in `every` (at random, as DynamoDB does under load; a fixed
+/// period could line up with a stage's calls and fail the same one forever) with a throttling
+/// error; everything else goes to the real store.
 pub struct Throttled<S> {
     pub inner: S,
     every: usize,
@@ -187,7 +188,8 @@ impl<S> Throttled<S> {
     }
 
     fn gate(&self) -> Result<(), StoreError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) % self.every == self.every - 1 {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if rand::random_range(0..self.every) == 0 {
             self.throttled.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::Retryable("ProvisionedThroughputExceededException (injected)".into()));
         }

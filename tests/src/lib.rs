@@ -128,6 +128,8 @@ struct ReceiverState {
     rep_arrivals: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Requests still to answer with 500 before answering 200.
     fail_next: AtomicUsize,
+    /// Per hook, answers to give before answering 200: (status, Retry-After seconds).
+    script: Mutex<std::collections::HashMap<String, std::collections::VecDeque<(u16, Option<u64>)>>>,
 }
 
 /// A local HTTP server that records every webhook POST, as a rep's CRM would.
@@ -142,9 +144,12 @@ async fn record(
     Path(hook): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let failing = s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    let scripted = s.script.lock().unwrap().get_mut(&hook).and_then(|q| q.pop_front());
+    let failing = scripted.is_none()
+        && s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if hook != "manager"
         && parsed["kind"] == "assigned"
@@ -160,7 +165,15 @@ async fn record(
         body: parsed,
         at: std::time::Instant::now(),
     });
-    if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+    if let Some((status, retry_after)) = scripted {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return match retry_after {
+            Some(secs) => (status, [("retry-after", secs.to_string())], "scripted").into_response(),
+            None => (status, "scripted").into_response(),
+        };
+    }
+    // Slack answers `ok`; other receivers an empty 200.
+    if failing { StatusCode::INTERNAL_SERVER_ERROR.into_response() } else { (StatusCode::OK, "ok").into_response() }
 }
 
 impl Receiver {
@@ -175,6 +188,11 @@ impl Receiver {
 
     pub fn hook(&self, name: &str) -> String {
         format!("{}/hook/{name}", self.url)
+    }
+
+    /// The next answers `hook` gives (status, Retry-After seconds), before answering 200 `ok`.
+    pub fn script(&self, hook: &str, answers: &[(u16, Option<u64>)]) {
+        self.state.script.lock().unwrap().insert(hook.to_owned(), answers.iter().copied().collect());
     }
 
     pub fn fail_next(&self, n: usize) {
@@ -372,12 +390,17 @@ impl TestApp {
         let graph = FakeGraph::start().await;
         let settings = Settings::parse(&doc(&receiver, &graph.url)).unwrap_or_else(|p| panic!("test config: {p}"));
         let dir = tempfile::tempdir().expect("temp dir");
-        let secrets = Secrets {
-            admin_token: Secret::new(ADMIN_TOKEN),
-            webhook_secret: Secret::new(WEBHOOK_SECRET),
-            sources: source_secrets(),
-        };
-        let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every: None };
+        let mut sources = source_secrets();
+        // Secrets written inline in the test document (an SMTP URL) resolve as themselves.
+        for (name, r) in settings.source_secret_refs() {
+            if let Some(v) = r.resolve(&|_| None) {
+                sources.insert(name, Secret::new(v));
+            }
+        }
+        let secrets =
+            Secrets { admin_token: Secret::new(ADMIN_TOKEN), webhook_secret: Secret::new(WEBHOOK_SECRET), sources };
+        let mailer = leadrouter::adapters::notifier::mailer_for(&settings, &secrets).expect("mailer");
+        let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every: None, mailer };
         let runtime = Arc::new(
             Embedded::start_with(settings, secrets, &dir.path().join("leads.db"), options)
                 .await
@@ -496,4 +519,85 @@ pub fn signature_valid(header: &str, body: &[u8], secret: &str) -> bool {
     let mut signed = format!("{t}.").into_bytes();
     signed.extend_from_slice(body);
     leadrouter::notification::hmac_verify(secret.as_bytes(), &signed, v1)
+}
+
+/// One message an [`SmtpSink`] took.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// Headers and body as sent (dot-stuffing undone).
+    pub data: String,
+}
+
+/// A local SMTP server that keeps every message, as a mail relay would. A recipient whose
+/// address starts with `dead` is refused for good (550).
+#[derive(Clone)]
+pub struct SmtpSink {
+    pub url: String,
+    mail: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        let url = format!("smtp://{}", listener.local_addr().unwrap());
+        let mail = Arc::new(Mutex::new(Vec::new()));
+        let kept = mail.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+                    let (mut from, mut to) = (String::new(), Vec::new());
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let upper = line.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                            b"250-sink\r\n250 8BITMIME\r\n"
+                        } else if upper.starts_with("MAIL FROM:") {
+                            from = line[10..].trim().trim_matches(['<', '>']).to_owned();
+                            to.clear();
+                            b"250 OK\r\n"
+                        } else if upper.starts_with("RCPT TO:") {
+                            let rcpt = line[8..].trim().trim_matches(['<', '>']).to_owned();
+                            if rcpt.starts_with("dead") {
+                                b"550 5.1.1 no such mailbox\r\n"
+                            } else {
+                                to.push(rcpt);
+                                b"250 OK\r\n"
+                            }
+                        } else if upper == "DATA" {
+                            let _ = w.write_all(b"354 go ahead\r\n").await;
+                            let mut data = String::new();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                data.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(&l));
+                                data.push('\n');
+                            }
+                            kept.lock().unwrap().push(Mail { from: from.clone(), to: to.clone(), data });
+                            b"250 OK queued\r\n"
+                        } else if upper == "QUIT" {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            break;
+                        } else {
+                            b"250 OK\r\n"
+                        };
+                        if w.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        SmtpSink { url, mail }
+    }
+
+    pub fn mail(&self) -> Vec<Mail> {
+        self.mail.lock().unwrap().clone()
+    }
 }

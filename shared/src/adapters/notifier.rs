@@ -1,9 +1,13 @@
-//! Notifiers: signed webhooks, Slack incoming webhooks, and the log. Email is logged locally
-//! until an SMTP or SES sender is configured.
+//! Notifiers: signed webhooks, Slack incoming webhooks, email (SMTP through `lettre`, when
+//! `[email]` names a server), and the log.
 
 use crate::config::{Secret, Target};
+use crate::domain::NotificationKind;
 use crate::notification::{Notification, signature_header};
 use crate::ports::{Clock, DeliveryResult, Notifier};
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +16,118 @@ pub struct HttpNotifier {
     client: reqwest::Client,
     webhook_secret: Secret,
     clock: Arc<dyn Clock>,
+    mailer: Option<Mailer>,
+}
+
+/// Sends `email:` targets.
+pub enum Mailer {
+    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
+}
+
+impl Mailer {
+    /// `url` in lettre's form: `smtp://host:port` (plain, for a local relay), `smtps://…`
+    /// (TLS) or `smtp://…?tls=required` (STARTTLS), with `user:pass@` when the server asks.
+    pub fn smtp(url: &str, from: &str) -> Result<Mailer, String> {
+        let from: Mailbox = from.parse().map_err(|e| format!("[email] from is not an address: {e}"))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| format!("[email] smtp_url is not usable: {e}"))?
+            .timeout(Some(Duration::from_secs(10)))
+            .build();
+        Ok(Mailer::Smtp { transport, from })
+    }
+
+    async fn send(&self, to: &str, n: &Notification) -> DeliveryResult {
+        let Mailer::Smtp { transport, from } = self;
+        let to: Mailbox = match to.parse() {
+            Ok(m) => m,
+            Err(e) => return DeliveryResult::Dead { error: format!("email: the address is not usable: {e}") },
+        };
+        let (subject, text) = email_text(n);
+        let message = Message::builder()
+            .from(from.clone())
+            .to(to)
+            .subject(subject)
+            // Mail clients collapse a retried message with the same id.
+            .message_id(Some(format!("<{}@leadrouter>", n.delivery_id)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(text);
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => return DeliveryResult::Dead { error: format!("email: cannot build the message: {e}") },
+        };
+        match transport.send(message).await {
+            Ok(_) => DeliveryResult::Delivered,
+            Err(e) if e.is_permanent() => DeliveryResult::Dead {
+                error: format!("email refused for good: {}", e.status().map(|c| c.to_string()).unwrap_or_default()),
+            },
+            Err(e) => DeliveryResult::Retry {
+                error: format!(
+                    "email not sent: {}",
+                    e.status().map(|c| c.to_string()).unwrap_or_else(|| "the server could not be reached".into())
+                ),
+                after: None,
+            },
+        }
+    }
+}
+
+/// The mailer `[email]` asks for: SMTP when `smtp_url` resolves; None without `[email]` (the
+/// log), or when the URL's variable is unset (with the warning `Secrets::resolve` gave).
+pub fn mailer_for(
+    settings: &crate::config::Settings,
+    secrets: &crate::pipeline::Secrets,
+) -> Result<Option<Mailer>, String> {
+    match (&settings.email, secrets.source("email.smtp_url")) {
+        (Some(e), Some(url)) => Mailer::smtp(url, &e.from).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The subject and plain-text body of an email notification.
+pub fn email_text(n: &Notification) -> (String, String) {
+    let l = &n.lead;
+    let headline = headline(n);
+    let mut body = vec![headline.clone(), String::new()];
+    let contact = [l.name.as_deref(), l.company.as_deref(), l.email.as_deref(), l.phone.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" · ");
+    body.push(contact);
+    body.push(format!("Source: {}", l.source));
+    body.push(score_line(n));
+    if let Some(why) = &n.why {
+        body.push(format!("Why: {why}"));
+    }
+    if let Some(url) = &n.accept_url {
+        body.push(String::new());
+        body.push(format!("Accept: {url}"));
+    }
+    body.push(String::new());
+    body.push(format!("lead {} · delivery {}", l.id, n.delivery_id));
+    (headline, body.join("\n"))
+}
+
+fn score_line(n: &Notification) -> String {
+    let l = &n.lead;
+    let reasons = l.reasons.iter().map(|r| format!("{} {:+}", r.rule, r.points)).collect::<Vec<_>>().join(", ");
+    format!(
+        "Score {} (grade {}){}",
+        l.score.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        l.grade.as_deref().unwrap_or("-"),
+        if reasons.is_empty() { String::new() } else { format!(": {reasons}") }
+    )
+}
+
+fn headline(n: &Notification) -> String {
+    let who = n.lead.name.clone().unwrap_or_else(|| "A new lead".into());
+    match n.kind {
+        NotificationKind::ReEngaged => format!("{who} is back (a lead you own)"),
+        NotificationKind::SlaReassigned => format!("{who} was reassigned"),
+        NotificationKind::SlaBreached => format!("{who} was not accepted in time"),
+        NotificationKind::Assigned => format!("New lead for you: {who}"),
+        NotificationKind::Unassigned => format!("Nobody could take {who}"),
+    }
 }
 
 impl HttpNotifier {
@@ -23,7 +139,12 @@ impl HttpNotifier {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default();
-        HttpNotifier { client, webhook_secret, clock }
+        HttpNotifier { client, webhook_secret, clock, mailer: None }
+    }
+
+    pub fn with_mailer(mut self, mailer: Option<Mailer>) -> HttpNotifier {
+        self.mailer = mailer;
+        self
     }
 
     async fn webhook(&self, url: &str, n: &Notification) -> DeliveryResult {
@@ -94,26 +215,13 @@ fn clip(s: &str, max: usize) -> String {
 /// A Block Kit message: the lead, its score and reasons, why it was routed, an Accept button.
 pub fn slack_message(n: &Notification) -> serde_json::Value {
     let l = &n.lead;
-    let who = l.name.clone().unwrap_or_else(|| "A new lead".into());
-    let headline = match n.kind {
-        crate::domain::NotificationKind::ReEngaged => format!("{who} is back (a lead you own)"),
-        crate::domain::NotificationKind::SlaReassigned => format!("{who} was reassigned"),
-        crate::domain::NotificationKind::SlaBreached => format!("{who} was not accepted in time"),
-        crate::domain::NotificationKind::Assigned => format!("New lead for you: {who}"),
-        crate::domain::NotificationKind::Unassigned => format!("Nobody could take {who}"),
-    };
+    let headline = headline(n);
     let contact = [l.company.as_deref(), l.email.as_deref(), l.phone.as_deref()]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
         .join(" · ");
-    let reasons = l.reasons.iter().map(|r| format!("{} {:+}", r.rule, r.points)).collect::<Vec<_>>().join(", ");
-    let score = format!(
-        "*Score* {} (grade {}){}",
-        l.score.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-        l.grade.as_deref().unwrap_or("-"),
-        if reasons.is_empty() { String::new() } else { format!(": {reasons}") }
-    );
+    let score = format!("*{}", score_line(n).replacen(' ', "* ", 1));
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&format!("*{headline}*\n{contact}\nsource: {}", l.source), 3000)}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&score, 3000)}}),
@@ -140,11 +248,14 @@ impl Notifier for HttpNotifier {
                     "notification");
                 DeliveryResult::Delivered
             }
-            Ok(Target::Email(_)) => {
-                tracing::info!(lead_id = %n.lead.id, kind = n.kind.as_str(), delivery_id = %n.delivery_id,
-                    "email notification written to the log (no mail sender configured)");
-                DeliveryResult::Delivered
-            }
+            Ok(Target::Email(address)) => match &self.mailer {
+                Some(m) => m.send(&address, n).await,
+                None => {
+                    tracing::info!(lead_id = %n.lead.id, kind = n.kind.as_str(), delivery_id = %n.delivery_id,
+                        "email notification written to the log (no [email] sender configured)");
+                    DeliveryResult::Delivered
+                }
+            },
             Err(e) => DeliveryResult::Dead { error: e },
         }
     }
