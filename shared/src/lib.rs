@@ -9,5 +9,6 @@ pub mod http;
 pub mod notification;
 pub mod pipeline;
 pub mod ports;
+pub mod replay;
 pub mod runtime;
 pub mod sources;

@@ -219,6 +219,15 @@ pub trait LeadStore: Send + Sync + 'static {
         since: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<(LeadId, String)>, StoreError>> + Send;
 
+    /// Leads received at or after `since`, oldest first, a page at a time (`after` is the
+    /// page's `next_cursor`).
+    fn since(
+        &self,
+        since: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<LeadPage, StoreError>> + Send;
+
     /// The funnel facts of leads received in `[from, to)`, a page at a time.
     fn facts(
         &self,

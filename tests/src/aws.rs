@@ -273,6 +273,15 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.account_owner(domain, since).await
     }
+    async fn since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<LeadPage, StoreError> {
+        self.gate()?;
+        self.inner.since(since, after, limit).await
+    }
     async fn facts(
         &self,
         from: chrono::DateTime<chrono::Utc>,

@@ -384,6 +384,18 @@ pub async fn routing_reads<S: LeadStore>(s: S) {
     assert_eq!(facts[1].source, "meta");
     assert_eq!(facts[2].accepted_at, None);
     assert_eq!((facts[0].received_at - a.received_at).num_milliseconds().abs(), 0);
+    // Whole leads since a time, oldest first, across pages.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.since(now - Duration::days(1) - Duration::minutes(1), after, 2).await.unwrap();
+        seen.extend(page.items.into_iter().map(|l| l.id));
+        match page.next_cursor {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![b.id.clone(), c.id.clone(), d.id.clone()]);
 }
 
 #[macro_export]

@@ -526,6 +526,35 @@ impl LeadStore for DynamoStore {
         }))
     }
 
+    async fn since(&self, since: DateTime<Utc>, after: Option<String>, limit: usize) -> Result<LeadPage, StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let bound = after.unwrap_or_else(|| format!("{:016}", since.timestamp_micros().max(0)));
+        let mut keys: Vec<Item> = Vec::new();
+        for sh in 0..SHARDS {
+            keys.extend(
+                self.query_index("all", "all_pk", format!("ALL#{sh}"), Some((">", bound.clone())), false, limit)
+                    .await?,
+            );
+        }
+        // Each shard is in order; merged, the first `limit` are the oldest overall.
+        keys.sort_by(|a, b| get_s(a, "seq").cmp(&get_s(b, "seq")));
+        keys.truncate(limit);
+        let items = futures::future::join_all(keys.iter().map(|k| {
+            let key: Item = ["pk", "sk"].iter().filter_map(|a| k.get(*a).map(|v| (a.to_string(), v.clone()))).collect();
+            self.get_item(key)
+        }))
+        .await;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(item) = item? {
+                out.push(lead_of(item)?.0);
+            }
+        }
+        let next_cursor =
+            if keys.len() == limit { keys.last().and_then(|k| get_s(k, "seq")).map(str::to_owned) } else { None };
+        Ok(LeadPage { items: out, next_cursor })
+    }
+
     async fn facts(
         &self,
         from: DateTime<Utc>,

@@ -600,6 +600,32 @@ impl LeadStore for SqliteStore {
         .await
     }
 
+    async fn since(&self, since: DateTime<Utc>, after: Option<String>, limit: usize) -> Result<LeadPage, StoreError> {
+        self.read(move |c| {
+            let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(-1);
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, id, doc FROM leads WHERE received_ms >= ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![since.timestamp_millis(), after, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(sql_error)?;
+            let mut items = Vec::new();
+            let mut last = None;
+            for row in rows {
+                let (seq, id, doc) = row.map_err(sql_error)?;
+                items.push(decode::<Lead>(&id, &doc)?);
+                last = Some(seq);
+            }
+            let next_cursor = if items.len() == limit { last.map(|s| s.to_string()) } else { None };
+            Ok(LeadPage { items, next_cursor })
+        })
+        .await
+    }
+
     async fn facts(
         &self,
         from: DateTime<Utc>,
