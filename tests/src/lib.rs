@@ -344,6 +344,11 @@ impl TestClock {
         c
     }
 
+    /// Today's date on this clock, `YYYY-MM-DD` (UTC).
+    pub fn now_date(&self) -> String {
+        leadrouter::ports::Clock::now(self).date_naive().to_string()
+    }
+
     pub fn advance(&self, by: chrono::Duration) {
         *self.offset.lock().unwrap() += by;
     }

@@ -213,3 +213,93 @@ async fn the_sweep_requeues_a_lead_whose_message_was_lost() {
     assert_eq!(pipeline.store.get(&lost.id).await.unwrap().unwrap().status.as_str(), "notified");
     assert_eq!(pipeline.store.get(&fresh.id).await.unwrap().unwrap().status.as_str(), "received");
 }
+
+/// Availability and the SLA through the stage handlers: a rep out of office is skipped with the
+/// reason, the sweep finds the lead past its SLA, the assign stage gives it to the next rep, and
+/// the notify stage tells both reps and the manager, once each; with nobody available a lead
+/// waits unassigned and the manager is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn availability_and_sla_through_the_stage_handlers() {
+    use leadrouter::adapters::notifier::HttpNotifier;
+    use leadrouter::domain::RepRecord;
+    use leadrouter::pipeline::Pipeline;
+    use leadrouter_tests::TestClock;
+    let receiver = Receiver::start().await;
+    let doc = routing_doc(&receiver, 65536).replacen(
+        "\n\n[[pools]]\nid = \"everyone\"",
+        "\nsla_minutes = 15\n\n[[pools]]\nid = \"everyone\"",
+        1,
+    );
+    let (p, sqs, urls) = aws_pipeline(&doc).await;
+    let clock = Arc::new(TestClock::default());
+    let pipeline = Arc::new(Pipeline {
+        notifier: HttpNotifier::new(p.secrets.webhook_secret.clone(), clock.clone()),
+        clock: clock.clone(),
+        store: p.store,
+        queue: p.queue,
+        fetcher: p.fetcher,
+        settings: p.settings,
+        secrets: p.secrets,
+        retry: p.retry,
+    });
+    let drain = || drain_queues(&pipeline, &sqs, &urls, Delivery { twice: true, shuffle: true });
+    let today = clock.now_date();
+    let rep = |id: &str, ooo: Vec<String>, active: bool| RepRecord {
+        id: id.into(),
+        name: id.into(),
+        email: None,
+        notify: vec![format!("webhook:{}", receiver.hook(id))],
+        weight: None,
+        active,
+        timezone: None,
+        working_hours: None,
+        out_of_office: ooo,
+        max_open_leads: None,
+        pools: None,
+        open_leads: None,
+        removed: false,
+        updated_at: None,
+    };
+    // ana is out of office today: the lead goes to ben, and says why.
+    pipeline.store.put_rep(rep("ana", vec![today.clone()], true)).await.unwrap();
+    let id = ingest(&pipeline, "email=sla%40slow-corp.com&country=US&job_title=CEO&company_size=900").await;
+    drain().await;
+    let lead = pipeline.store.get(&LeadId::parse(&id).unwrap()).await.unwrap().unwrap();
+    assert_eq!(lead.owner.as_deref(), Some("ben"));
+    assert!(lead.why.as_deref().unwrap().contains(&format!("skipped ana (out of office until {today})")));
+    // ana is back; ben lets the SLA pass: the sweep sends it to assign, which gives it to ana.
+    pipeline.store.put_rep(rep("ana", vec![], true)).await.unwrap();
+    clock.advance(chrono::Duration::minutes(16));
+    let swept = pipeline.sweep(Some(chrono::Duration::minutes(5))).await.unwrap();
+    assert_eq!(swept.sla_due, 1);
+    drain().await;
+    let lead = pipeline.store.get(&lead.id).await.unwrap().unwrap();
+    assert_eq!((lead.owner.as_deref(), lead.previous_owner.as_deref()), (Some("ana"), Some("ben")));
+    let kinds = |hook: &str| -> Vec<String> {
+        receiver
+            .requests()
+            .iter()
+            .filter(|r| r.hook == hook && r.body["lead"]["id"] == id.as_str())
+            .map(|r| r.body["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(kinds("ben"), ["assigned", "sla_reassigned"]);
+    assert_eq!(kinds("ana"), ["sla_reassigned"]);
+    assert_eq!(kinds("manager"), ["assigned", "sla_breached"]);
+    // A second sweep finds nothing due.
+    assert_eq!(pipeline.sweep(Some(chrono::Duration::minutes(5))).await.unwrap().sla_due, 0);
+    drain().await;
+    // Nobody available: the next lead waits unassigned; the manager is told.
+    pipeline.store.put_rep(rep("ana", vec![], false)).await.unwrap();
+    pipeline.store.put_rep(rep("ben", vec![today.clone()], true)).await.unwrap();
+    // ana's open lead goes back to the pool too (ben is away): unassigned.
+    assert_eq!(pipeline.reassign_orphans().await.unwrap(), 1);
+    let waiting = ingest(&pipeline, "email=wait%40waiting-corp.com&country=US&job_title=CEO&company_size=900").await;
+    drain().await;
+    for l in [&id, &waiting] {
+        let l = pipeline.store.get(&LeadId::parse(l).unwrap()).await.unwrap().unwrap();
+        assert_eq!(l.status.as_str(), "unassigned", "{:?}", l.history);
+    }
+    assert_eq!(receiver.requests().iter().filter(|r| r.hook == "manager" && r.body["kind"] == "unassigned").count(), 2);
+    checks_one_delivery_id_each(&receiver);
+}
