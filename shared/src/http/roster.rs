@@ -152,16 +152,19 @@ fn instant(s: &str) -> Option<DateTime<Utc>> {
     })
 }
 
-/// Metrics over the leads received in `[from, to)`, read a page at a time.
-pub async fn compute<S: LeadStore, Q: Queue, N: Notifier>(
-    p: &crate::pipeline::Pipeline<S, Q, N>,
+/// Metrics over the leads received in `[from, to)`, read a page at a time; `roster` gives
+/// each pool's members and weights as they stand.
+pub async fn compute<S: LeadStore>(
+    store: &S,
+    settings: &crate::config::Settings,
+    roster: &Roster,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Metrics, StoreError> {
     let mut b = MetricsBuilder::new(from, to);
     let mut after = None;
     loop {
-        let page = p.store.facts(from, to, after, 20_000).await?;
+        let page = store.facts(from, to, after, 20_000).await?;
         for f in &page.facts {
             b.add(f);
         }
@@ -170,14 +173,12 @@ pub async fn compute<S: LeadStore, Q: Queue, N: Notifier>(
             None => break,
         }
     }
-    let roster = p.roster().await?;
-    let weights: Vec<(String, Vec<(String, u32)>)> = p
-        .settings
+    let weights: Vec<(String, Vec<(String, u32)>)> = settings
         .pools
         .iter()
         .map(|pool| (pool.id.clone(), roster.rotation(&pool.id).map(|r| r.members().to_vec()).unwrap_or_default()))
         .collect();
-    Ok(b.finish(&p.settings.sources.spend, &weights))
+    Ok(b.finish(&settings.sources.spend, &weights))
 }
 
 pub async fn metrics<S: LeadStore, Q: Queue, N: Notifier>(
@@ -206,6 +207,7 @@ pub async fn metrics<S: LeadStore, Q: Queue, N: Notifier>(
     if !errors.is_empty() {
         return Err(Problem::invalid("the window is invalid", errors));
     }
-    let m = compute(&p, from, to).await.map_err(store_down)?;
+    let roster = p.roster().await.map_err(store_down)?;
+    let m = compute(&p.store, &p.settings, &roster, from, to).await.map_err(store_down)?;
     Ok(Json(m).into_response())
 }
