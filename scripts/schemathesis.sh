@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/debug/leadrouter"
-[ -x "$bin" ] || cargo build -q -p leadrouter-cli
+cargo build -q -p leadrouter-cli   # a no-op when the binary is up to date
 if [ ! -x .venv/bin/schemathesis ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q 'schemathesis>=4,<5'
