@@ -212,12 +212,13 @@ pub trait LeadStore: Send + Sync + 'static {
     /// Leads `rep` owns that are open (assigned, not yet won or lost).
     fn open_leads(&self, rep: &str) -> impl Future<Output = Result<Vec<LeadId>, StoreError>> + Send;
 
-    /// The newest owned lead from the account `domain` received at or after `since`.
-    fn account_owner(
+    /// For each account (email domain), the newest owned lead from it received at or after
+    /// `since` and its owner; accounts nobody owns are absent.
+    fn account_owners(
         &self,
-        domain: &str,
+        domains: Vec<String>,
         since: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<(LeadId, String)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, (LeadId, String)>, StoreError>> + Send;
 
     /// Leads received at or after `since`, oldest first, a page at a time (`after` is the
     /// page's `next_cursor`).

@@ -114,7 +114,7 @@ impl<'a> Replayer<'a> {
             };
             let cursor = self.cursors.get(&pool.id).copied().unwrap_or(0);
             let roster = &self.roster;
-            match pick(&rotation, cursor, |rep| match roster.rep(rep) {
+            match pick(rotation, cursor, |rep| match roster.rep(rep) {
                 Some(r) => r.availability(at, 0),
                 None => Err(crate::domain::Unavailable::Inactive),
             }) {

@@ -265,13 +265,13 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.open_leads(rep).await
     }
-    async fn account_owner(
+    async fn account_owners(
         &self,
-        domain: &str,
+        domains: Vec<String>,
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<(leadrouter::domain::LeadId, String)>, StoreError> {
+    ) -> Result<HashMap<String, (leadrouter::domain::LeadId, String)>, StoreError> {
         self.gate()?;
-        self.inner.account_owner(domain, since).await
+        self.inner.account_owners(domains, since).await
     }
     async fn since(
         &self,

@@ -515,15 +515,26 @@ impl LeadStore for DynamoStore {
         }
     }
 
-    async fn account_owner(&self, domain: &str, since: DateTime<Utc>) -> Result<Option<(LeadId, String)>, StoreError> {
+    async fn account_owners(
+        &self,
+        domains: Vec<String>,
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<String, (LeadId, String)>, StoreError> {
         let from = format!("{:016}", since.timestamp_micros().max(0));
-        let items = self
-            .query_index("by_account", "by_account_pk", format!("ACCOUNT#{domain}"), Some((">=", from)), true, 1)
-            .await?;
-        Ok(items.first().and_then(|i| {
-            let id = get_s(i, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse)?;
-            Some((id, get_s(i, "owner")?.to_owned()))
+        let found = futures::future::join_all(domains.iter().map(|d| {
+            self.query_index("by_account", "by_account_pk", format!("ACCOUNT#{d}"), Some((">=", from.clone())), true, 1)
         }))
+        .await;
+        let mut out = HashMap::new();
+        for (d, items) in domains.into_iter().zip(found) {
+            if let Some(owned) = items?.first().and_then(|i| {
+                let id = get_s(i, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse)?;
+                Some((id, get_s(i, "owner")?.to_owned()))
+            }) {
+                out.insert(d, owned);
+            }
+        }
+        Ok(out)
     }
 
     async fn since(&self, since: DateTime<Utc>, after: Option<String>, limit: usize) -> Result<LeadPage, StoreError> {

@@ -128,6 +128,10 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// The roster changes, read on every assign and notify batch: kept until this store
+    /// writes one (it is the only writer of its file). The counter tells a read that raced
+    /// a write not to keep what it read.
+    reps_cache: Arc<Mutex<(u64, Option<Vec<RepRecord>>)>>,
 }
 
 fn sql_error(e: rusqlite::Error) -> StoreError {
@@ -258,7 +262,12 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(SqliteStore { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path })
+        Ok(SqliteStore {
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path,
+            reps_cache: Arc::new(Mutex::new((0, None))),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -551,24 +560,44 @@ impl LeadStore for SqliteStore {
     }
 
     async fn reps(&self) -> Result<Vec<RepRecord>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT id, doc FROM reps ORDER BY id").map_err(sql_error)?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql_error)?;
-            rows.map(|r| r.map_err(sql_error).and_then(|(id, d)| decode(&id, &d))).collect()
-        })
-        .await
+        let generation = match self.reps_cache.lock() {
+            Ok(c) => match &c.1 {
+                Some(reps) => return Ok(reps.clone()),
+                None => c.0,
+            },
+            Err(_) => u64::MAX,
+        };
+        let reps: Vec<RepRecord> = self
+            .read(|c| {
+                let mut stmt = c.prepare_cached("SELECT id, doc FROM reps ORDER BY id").map_err(sql_error)?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql_error)?;
+                rows.map(|r| r.map_err(sql_error).and_then(|(id, d)| decode(&id, &d))).collect()
+            })
+            .await?;
+        if let Ok(mut c) = self.reps_cache.lock()
+            && c.0 == generation
+        {
+            c.1 = Some(reps.clone());
+        }
+        Ok(reps)
     }
 
     async fn put_rep(&self, rep: RepRecord) -> Result<(), StoreError> {
-        self.write(move |c| {
-            let doc = encode(&rep.id, &rep)?;
-            c.prepare_cached("INSERT OR REPLACE INTO reps (id, doc) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(params![rep.id, doc]))
-                .map_err(sql_error)?;
-            Ok(())
-        })
-        .await
+        let r = self
+            .write(move |c| {
+                let doc = encode(&rep.id, &rep)?;
+                c.prepare_cached("INSERT OR REPLACE INTO reps (id, doc) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![rep.id, doc]))
+                    .map_err(sql_error)?;
+                Ok(())
+            })
+            .await;
+        if let Ok(mut c) = self.reps_cache.lock() {
+            c.0 += 1;
+            c.1 = None;
+        }
+        r
     }
 
     async fn open_leads(&self, rep: &str) -> Result<Vec<LeadId>, StoreError> {
@@ -584,18 +613,33 @@ impl LeadStore for SqliteStore {
         .await
     }
 
-    async fn account_owner(&self, domain: &str, since: DateTime<Utc>) -> Result<Option<(LeadId, String)>, StoreError> {
-        let domain = domain.to_owned();
+    async fn account_owners(
+        &self,
+        domains: Vec<String>,
+        since: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<String, (LeadId, String)>, StoreError> {
+        if domains.is_empty() {
+            return Ok(Default::default());
+        }
         self.read(move |c| {
-            let row: Option<(String, String)> = c
+            let mut stmt = c
                 .prepare_cached(
                     "SELECT id, owner FROM leads WHERE account = ?1 AND received_ms >= ?2 ORDER BY seq DESC LIMIT 1",
                 )
-                .and_then(|mut s| {
-                    s.query_row(params![domain, since.timestamp_millis()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
-                })
                 .map_err(sql_error)?;
-            Ok(row.and_then(|(id, owner)| LeadId::parse(&id).map(|id| (id, owner))))
+            let mut out = std::collections::HashMap::new();
+            for d in domains {
+                let row: Option<(String, String)> = stmt
+                    .query_row(params![d, since.timestamp_millis()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(sql_error)?;
+                if let Some((id, owner)) = row
+                    && let Some(id) = LeadId::parse(&id)
+                {
+                    out.insert(d, (id, owner));
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -204,6 +204,8 @@ pub struct Roster {
     index: HashMap<String, usize>,
     /// Per pool id: members and weights, in the document's order, then reps added later.
     members: HashMap<String, Vec<(String, u32)>>,
+    /// Per pool id: its rotation over `members` (absent when nobody is left in it).
+    rotations: HashMap<String, WeightedRoundRobin>,
 }
 
 impl Roster {
@@ -250,7 +252,11 @@ impl Roster {
             }
         }
         let index = out.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
-        Roster { reps: out, index, members }
+        let rotations = members
+            .iter()
+            .filter_map(|(p, m)| WeightedRoundRobin::new(m.clone()).ok().map(|r| (p.clone(), r)))
+            .collect();
+        Roster { reps: out, index, members, rotations }
     }
 
     pub fn rep(&self, id: &str) -> Option<&Rep> {
@@ -262,9 +268,8 @@ impl Roster {
     }
 
     /// The pool's rotation as it stands, or None when nobody is left in it.
-    pub fn rotation(&self, pool: &str) -> Option<WeightedRoundRobin> {
-        let m = self.members.get(pool)?;
-        WeightedRoundRobin::new(m.clone()).ok()
+    pub fn rotation(&self, pool: &str) -> Option<&WeightedRoundRobin> {
+        self.rotations.get(pool)
     }
 
     /// The pools a rep takes leads in, with their weight there.

@@ -80,7 +80,7 @@ impl Context {
     fn try_pool(&self, pool: &Pool, cursor: u64, given: &HashMap<String, u32>, exclude: Option<&str>) -> PoolTry {
         match self.roster.rotation(&pool.id) {
             None => PoolTry::Nobody(format!("pool {} has no reps", pool.id)),
-            Some(rotation) => match pick(&rotation, cursor, |r| self.can_take(r, given, exclude)) {
+            Some(rotation) => match pick(rotation, cursor, |r| self.can_take(r, given, exclude)) {
                 Ok(p) => PoolTry::Picked(p, rotation.describe()),
                 Err(skips) => PoolTry::Nobody(format!("pool {}: {}", pool.id, describe_skips(&skips))),
             },
@@ -176,22 +176,33 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         // Choosing the pool needs no cursor (who is available does not depend on the turn);
         // capacity used by this batch is counted again inside the write.
         let given: HashMap<String, u32> = HashMap::new();
+        let mut leads = Vec::with_capacity(ids.len());
         for (id, l) in ids.iter().zip(loaded) {
-            let lead = match l {
+            match l {
                 Err(e) => {
                     outcome.insert(id.clone(), Err(e.to_string()));
-                    continue;
                 }
-                Ok(None) => {
-                    tracing::warn!(lead_id = %id, "assign: no such lead; message dropped");
-                    continue;
-                }
-                Ok(Some(lead)) => lead,
-            };
-            let Some(route) = needs_routing(&lead, &ctx.roster, now) else {
-                done.push(lead);
-                continue;
-            };
+                Ok(None) => tracing::warn!(lead_id = %id, "assign: no such lead; message dropped"),
+                Ok(Some(lead)) => match needs_routing(&lead, &ctx.roster, now) {
+                    Some(route) => leads.push((lead, route)),
+                    None => done.push(lead),
+                },
+            }
+        }
+        // Owner stickiness: who owns each new lead's company, in one read for the batch.
+        let mut domains: Vec<String> = leads
+            .iter()
+            .filter(|(l, r)| !l.test && matches!(r, Route::New | Route::Retry))
+            .filter_map(|(l, _)| l.account().map(str::to_owned))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        let since = now - chrono::Duration::days(i64::from(self.settings.dedup.window_days));
+        let owners = match self.store.account_owners(domains, since).await {
+            Ok(o) => o,
+            Err(e) => return super::all_failed(ids.len(), e),
+        };
+        for (lead, route) in leads {
             let matching = ctx.matching(&lead);
             if lead.test {
                 singles.push((lead.id.clone(), Single::Test(matching.first().copied())));
@@ -199,19 +210,13 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
             if matches!(route, Route::New | Route::Retry)
                 && let Some(domain) = lead.account()
+                && let Some((other, owner)) = owners.get(domain)
+                && *other != lead.id
+                && ctx.can_take(owner, &given, None).is_ok()
             {
-                let since = now - chrono::Duration::days(i64::from(self.settings.dedup.window_days));
-                match self.store.account_owner(domain, since).await {
-                    Ok(Some((other, owner))) if other != lead.id && ctx.can_take(&owner, &given, None).is_ok() => {
-                        singles.push((lead.id.clone(), Single::Sticky { owner, other, domain: domain.to_owned() }));
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        outcome.insert(lead.id.clone(), Err(e.to_string()));
-                        continue;
-                    }
-                }
+                let single = Single::Sticky { owner: owner.clone(), other: other.clone(), domain: domain.to_owned() };
+                singles.push((lead.id.clone(), single));
+                continue;
             }
             // The first matching pool with someone available; the others are said in history.
             let chosen = matching
