@@ -121,6 +121,9 @@ pub struct Received {
     pub at: std::time::Instant,
 }
 
+/// A scripted answer: status, and `Retry-After` seconds.
+type Answer = (u16, Option<u64>);
+
 #[derive(Default)]
 struct ReceiverState {
     log: Mutex<Vec<Received>>,
@@ -129,7 +132,7 @@ struct ReceiverState {
     /// Requests still to answer with 500 before answering 200.
     fail_next: AtomicUsize,
     /// Per hook, answers to give before answering 200: (status, Retry-After seconds).
-    script: Mutex<std::collections::HashMap<String, std::collections::VecDeque<(u16, Option<u64>)>>>,
+    script: Mutex<std::collections::HashMap<String, std::collections::VecDeque<Answer>>>,
 }
 
 /// A local HTTP server that records every webhook POST, as a rep's CRM would.

@@ -523,3 +523,33 @@ async fn metrics_are_exact_on_known_data() {
     assert_eq!(app.admin_get("/v1/metrics?from=2026-12-01&to=2026-11-01").await.status(), 422);
     assert_eq!(app.client.get(app.url("/v1/metrics")).send().await.unwrap().status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_is_passed_on_once_after_its_sla_then_left_to_the_manager() {
+    let clock = tuesday_morning();
+    let app = app(clock.clone()).await;
+    let id = enterprise(&app, "nobody@ignored-co.com").await;
+    assert_eq!(app.wait_status(&id, &["notified"]).await["owner"], "ana");
+    clock.advance(chrono::Duration::minutes(16));
+    assert_eq!(app.sweep().await.sla_due, 1);
+    app.settle().await;
+    assert_eq!(app.wait_status(&id, &["notified"]).await["owner"], "ben");
+    // ben lets it pass too: it stays with ben and the manager hears of it a second time.
+    clock.advance(chrono::Duration::minutes(16));
+    assert_eq!(app.sweep().await.sla_due, 1);
+    app.settle().await;
+    let reqs = app
+        .receiver
+        .wait_until(WAIT, "the second breach", |r| {
+            kinds(r, "manager", &id) == ["assigned", "sla_breached", "sla_breached"]
+        })
+        .await;
+    let l = app.lead(&id).await;
+    assert_eq!((l["owner"].as_str(), l["sla_due_at"].clone()), (Some("ben"), Value::Null));
+    assert!(history_text(&l).contains("already reassigned once after its SLA"));
+    // No more rounds: later sweeps find nothing due and nobody is told anything new.
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(app.sweep().await.sla_due, 0);
+    app.settle().await;
+    assert_eq!(app.receiver.requests().len(), reqs.len());
+}

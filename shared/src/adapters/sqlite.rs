@@ -74,6 +74,7 @@ UPDATE leads SET
     accepted_ms = CAST(unixepoch(json_extract(doc, '$.accepted_at'), 'subsec') * 1000 AS INTEGER);
 "#;
 const FACT_INDEXES: &str = r#"
+DROP INDEX IF EXISTS leads_facts;
 CREATE INDEX IF NOT EXISTS leads_by_received ON leads(received_ms);
 CREATE INDEX IF NOT EXISTS leads_by_account ON leads(account, seq) WHERE account IS NOT NULL;
 "#;
@@ -678,20 +679,25 @@ impl LeadStore for SqliteStore {
         limit: usize,
     ) -> Result<FactsPage, StoreError> {
         self.read(move |c| {
+            // Keyset paging in arrival order (the rowid); the fact columns are read, never the
+            // lead documents. The scan reads pages in place (mmap) rather than copying them;
+            // only here, since a mapping of a file that keeps growing costs the pipeline's reads.
+            c.execute_batch("PRAGMA mmap_size = 4294967296;").map_err(sql_error)?;
             let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(-1);
             let mut stmt = c
                 .prepare_cached(
                     "SELECT seq, source, status, grade, owner, received_ms, assigned_ms, accepted_ms, pool FROM leads
-                     WHERE received_ms >= ?1 AND received_ms < ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+                     WHERE seq > ?1 AND received_ms >= ?2 AND received_ms < ?3 ORDER BY seq LIMIT ?4",
                 )
                 .map_err(sql_error)?;
             let rows = stmt
-                .query_map(params![from.timestamp_millis(), to.timestamp_millis(), after, limit as i64], |r| {
+                .query_map(params![after, from.timestamp_millis(), to.timestamp_millis(), limit as i64], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         LeadFacts {
                             source: r.get(1)?,
-                            status: LeadStatus::parse(&r.get::<_, String>(2)?).unwrap_or(LeadStatus::Received),
+                            status: LeadStatus::parse(r.get_ref(2)?.as_str().unwrap_or_default())
+                                .unwrap_or(LeadStatus::Received),
                             grade: r.get(3)?,
                             owner: r.get(4)?,
                             received_at: from_ms(r.get(5)?).unwrap_or_default(),
@@ -702,14 +708,16 @@ impl LeadStore for SqliteStore {
                     ))
                 })
                 .map_err(sql_error)?;
-            let mut facts = Vec::new();
+            let mut facts = Vec::with_capacity(limit.min(100_000));
             let mut last = None;
             for row in rows {
                 let (seq, f) = row.map_err(sql_error)?;
                 last = Some(seq);
                 facts.push(f);
             }
-            let next = if facts.len() == limit { last.map(|s| s.to_string()) } else { None };
+            drop(stmt);
+            c.execute_batch("PRAGMA mmap_size = 0;").map_err(sql_error)?;
+            let next = if facts.len() == limit { last.map(|seq| seq.to_string()) } else { None };
             Ok(FactsPage { facts, next })
         })
         .await

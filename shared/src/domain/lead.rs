@@ -363,7 +363,8 @@ pub struct Lead {
     /// The owner before the last change of owner.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub previous_owner: Option<String>,
-    /// Changes of owner so far; notifications of a later round get new delivery ids.
+    /// Changes of owner (and SLA breaches) so far; notifications of a later round get new
+    /// delivery ids.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub round: u32,
     /// When the pool's SLA runs out if the owner has not accepted the lead.

@@ -99,7 +99,13 @@ impl Acc {
             _ => {}
         }
         if f.status != LeadStatus::Duplicate && f.status != LeadStatus::Rejected {
-            *m.grades.entry(f.grade.clone().unwrap_or_else(|| "none".into())).or_default() += 1;
+            let g = f.grade.as_deref().unwrap_or("none");
+            match m.grades.get_mut(g) {
+                Some(n) => *n += 1,
+                None => {
+                    m.grades.insert(g.to_owned(), 1);
+                }
+            }
         }
         if let Some(t) = f.first_assigned_at {
             m.assigned += 1;
@@ -137,6 +143,14 @@ fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
 
+/// The accumulator for `key`, made on first use (without cloning the key every time).
+fn acc<'a>(map: &'a mut BTreeMap<String, Acc>, key: &str) -> &'a mut Acc {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), Acc::new());
+    }
+    map.get_mut(key).unwrap_or_else(|| unreachable!("inserted above"))
+}
+
 /// Gathers facts one at a time; `finish` turns them into [`Metrics`].
 pub struct MetricsBuilder {
     from: DateTime<Utc>,
@@ -162,11 +176,20 @@ impl MetricsBuilder {
 
     pub fn add(&mut self, f: &LeadFacts) {
         self.total.add(f);
-        self.sources.entry(f.source.clone()).or_insert_with(Acc::new).add(f);
+        acc(&mut self.sources, &f.source).add(f);
         if let Some(o) = &f.owner {
-            self.reps.entry(o.clone()).or_insert_with(Acc::new).add(f);
+            acc(&mut self.reps, o).add(f);
             if let Some(p) = &f.pool {
-                *self.shares.entry(p.clone()).or_default().entry(o.clone()).or_default() += 1;
+                let by_rep = match self.shares.get_mut(p) {
+                    Some(m) => m,
+                    None => self.shares.entry(p.clone()).or_default(),
+                };
+                match by_rep.get_mut(o) {
+                    Some(n) => *n += 1,
+                    None => {
+                        by_rep.insert(o.clone(), 1);
+                    }
+                }
             }
         }
     }

@@ -162,14 +162,25 @@ pub async fn compute<S: LeadStore>(
     to: DateTime<Utc>,
 ) -> Result<Metrics, StoreError> {
     let mut b = MetricsBuilder::new(from, to);
-    let mut after = None;
+    const PAGE: usize = 50_000;
+    let mut page = store.facts(from, to, None, PAGE).await?;
     loop {
-        let page = store.facts(from, to, after, 20_000).await?;
-        for f in &page.facts {
-            b.add(f);
-        }
-        match page.next {
-            Some(n) => after = Some(n),
+        // The next page is read (on the store's threads) while this one is counted.
+        let next = page.next.clone();
+        let fetch = async {
+            match next {
+                Some(n) => Some(store.facts(from, to, Some(n), PAGE).await),
+                None => None,
+            }
+        };
+        let count = async {
+            for f in &page.facts {
+                b.add(f);
+            }
+        };
+        let (next, ()) = futures::join!(fetch, count);
+        match next {
+            Some(p) => page = p?,
             None => break,
         }
     }

@@ -18,9 +18,11 @@ pub enum Route {
     New,
     /// Nobody could take it before.
     Retry,
-    /// Its owner did not accept it within the pool's SLA.
+    /// Its owner did not accept it within the pool's SLA. `again`: they got it from an
+    /// earlier SLA reassignment, so it is not passed on a second time (the manager decides).
     Sla {
         from: String,
+        again: bool,
     },
     /// Its owner left the roster or was deactivated.
     OwnerGone {
@@ -34,7 +36,7 @@ impl Route {
     /// available anyway).
     fn exclude(&self) -> Option<&str> {
         match self {
-            Route::Sla { from } => Some(from),
+            Route::Sla { from, .. } => Some(from),
             _ => None,
         }
     }
@@ -55,7 +57,7 @@ pub fn needs_routing(lead: &Lead, roster: &Roster, now: DateTime<Utc>) -> Option
     }
     let waiting = matches!(lead.status, LeadStatus::Assigned | LeadStatus::Notified);
     (waiting && lead.sla_breached_at.is_none() && lead.sla_due_at.is_some_and(|d| d <= now))
-        .then(|| Route::Sla { from: owner.clone() })
+        .then(|| Route::Sla { from: owner.clone(), again: lead.why.as_deref().is_some_and(|w| w.starts_with("sla:")) })
 }
 
 /// Everything a routing decision reads, fixed for one batch.
@@ -104,6 +106,9 @@ fn nobody(l: &mut Lead, route: &Route, first_pool: Option<&str>, reasons: &str, 
         Route::Retry => false,
         Route::Sla { .. } => {
             l.sla_breached_at = Some(now);
+            l.sla_due_at = None;
+            // A new breach is news to the manager: a new round of delivery ids.
+            l.round += 1;
             l.notify_pending = Some(NotificationKind::SlaBreached);
             let st = l.status;
             l.transition(
@@ -140,7 +145,7 @@ fn give(l: &mut Lead, route: &Route, pool: &Pool, p: &Pick, weights: &str, passe
         why.push_str(&format!("; passed over {}", passed.join("; ")));
     }
     let kind = match route {
-        Route::Sla { from } => {
+        Route::Sla { from, .. } => {
             why = format!("sla: {from} did not accept within {} minutes; {why}", pool.sla_minutes.unwrap_or(0));
             NotificationKind::SlaReassigned
         }
@@ -206,6 +211,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let matching = ctx.matching(&lead);
             if lead.test {
                 singles.push((lead.id.clone(), Single::Test(matching.first().copied())));
+                continue;
+            }
+            if matches!(route, Route::Sla { again: true, .. }) {
+                singles.push((lead.id.clone(), Single::SlaAgain));
                 continue;
             }
             if matches!(route, Route::New | Route::Retry)
@@ -313,6 +322,8 @@ enum Single {
     Sticky { owner: String, other: LeadId, domain: String },
     /// No matching pool has anyone available.
     Nobody,
+    /// Past its SLA a second time: it stays, and the manager is told.
+    SlaAgain,
 }
 
 impl Single {
@@ -348,6 +359,13 @@ impl Single {
                 l.sla_due_at =
                     pool.and_then(|p| p.sla_minutes).map(|m| ctx.now + chrono::Duration::minutes(i64::from(m)));
                 true
+            }
+            Single::SlaAgain => {
+                if !matches!(route, Route::Sla { again: true, .. }) {
+                    return false;
+                }
+                let first = matching.first().map(|i| ctx.pools[*i].id.as_str());
+                nobody(l, &route, first, "it was already reassigned once after its SLA; the manager decides", ctx.now)
             }
             Single::Nobody => {
                 let reasons: Vec<String> = matching

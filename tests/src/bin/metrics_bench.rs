@@ -52,7 +52,7 @@ fn lead(i: usize) -> Lead {
     l.transition(LeadStatus::Scored, "scored", at);
     let reps = ["ana", "ben", "cy", "dee", "eve", "fay", "gus", "hal"];
     l.give_to(
-        if i % 3 == 0 { "enterprise-na" } else { "everyone" },
+        if i.is_multiple_of(3) { "enterprise-na" } else { "everyone" },
         reps[i % reps.len()].into(),
         "bench".into(),
         NotificationKind::Assigned,
