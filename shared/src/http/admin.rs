@@ -12,10 +12,7 @@ use serde::Deserialize;
 const MAX_PAGE: usize = 500;
 const DEFAULT_PAGE: usize = 50;
 
-fn store_down(e: crate::ports::StoreError) -> Problem {
-    tracing::error!(error = %e, "store read failed");
-    Problem::unavailable("the store did not answer; try again")
-}
+use super::store_down;
 
 pub async fn get_lead<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,

@@ -67,6 +67,12 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     })
 }
 
+/// A store that did not answer: logged, and a 503 for the client.
+pub(crate) fn store_down(e: crate::ports::StoreError) -> Problem {
+    tracing::error!(error = %e, "store failed");
+    Problem::unavailable("the store did not answer; try again")
+}
+
 /// Checks `Authorization: Bearer <token>` in constant time.
 pub(crate) fn authorize(headers: &HeaderMap, token: &str) -> Result<(), Problem> {
     use subtle::ConstantTimeEq;

@@ -13,10 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-fn store_down(e: StoreError) -> Problem {
-    tracing::error!(error = %e, "store failed");
-    Problem::unavailable("the store did not answer; try again")
-}
+use super::store_down;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RepList {

@@ -4,7 +4,7 @@
 use super::{AppState, Problem, authorize};
 use crate::domain::{FieldError, Lead, LeadId, LeadStatus};
 use crate::notification;
-use crate::ports::{LeadStore, Notifier, Queue, StoreError, Updated};
+use crate::ports::{LeadStore, Notifier, Queue, Updated};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -13,10 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-fn store_down(e: StoreError) -> Problem {
-    tracing::error!(error = %e, "store failed");
-    Problem::unavailable("the store did not answer; try again")
-}
+use super::store_down;
 
 fn lead_id(id: &str) -> Result<LeadId, Problem> {
     LeadId::parse(id)
