@@ -212,6 +212,10 @@ pub trait LeadStore: Send + Sync + 'static {
     /// Leads `rep` owns that are open (assigned, not yet won or lost).
     fn open_leads(&self, rep: &str) -> impl Future<Output = Result<Vec<LeadId>, StoreError>> + Send;
 
+    /// How many leads `rep` has open, counted no further than `up_to` (their cap): what
+    /// every assignment batch asks, so it reads an index and never the leads.
+    fn open_count(&self, rep: &str, up_to: u32) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
     /// For each account (email domain), the newest owned lead from it received at or after
     /// `since` and its owner; accounts nobody owns are absent.
     fn account_owners(
@@ -238,9 +242,12 @@ pub trait LeadStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<FactsPage, StoreError>> + Send;
 
-    /// Leads still waiting for a stage, oldest first, after `after` (an opaque position).
+    /// Leads waiting for a stage whose wait is over by `due_by` (see `Lead::pending_due`: a
+    /// lead waiting for acceptance is due at its SLA deadline, every other one at once), oldest
+    /// first, after `after` (an opaque position).
     fn pending(
         &self,
+        due_by: DateTime<Utc>,
         after: Option<String>,
         limit: usize,
     ) -> impl Future<Output = Result<PendingPage, StoreError>> + Send;

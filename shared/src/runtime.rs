@@ -185,7 +185,7 @@ async fn resume(p: &EmbeddedPipeline) -> Result<usize, StoreError> {
     let mut after = None;
     let mut total = 0;
     loop {
-        let crate::ports::PendingPage { leads: page, next } = p.store.pending(after, 1000).await?;
+        let crate::ports::PendingPage { leads: page, next } = p.store.pending(p.clock.now(), after, 1000).await?;
         total += page.len();
         for stage in Stage::ALL {
             let batch: Vec<Message> =

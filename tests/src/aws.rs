@@ -249,9 +249,14 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.put_delivery(d).await
     }
-    async fn pending(&self, after: Option<String>, limit: usize) -> Result<PendingPage, StoreError> {
+    async fn pending(
+        &self,
+        due_by: chrono::DateTime<chrono::Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<PendingPage, StoreError> {
         self.gate()?;
-        self.inner.pending(after, limit).await
+        self.inner.pending(due_by, after, limit).await
     }
     async fn reps(&self) -> Result<Vec<leadrouter::domain::RepRecord>, StoreError> {
         self.gate()?;
@@ -260,6 +265,10 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
     async fn put_rep(&self, rep: leadrouter::domain::RepRecord) -> Result<(), StoreError> {
         self.gate()?;
         self.inner.put_rep(rep).await
+    }
+    async fn open_count(&self, rep: &str, up_to: u32) -> Result<u32, StoreError> {
+        self.gate()?;
+        self.inner.open_count(rep, up_to).await
     }
     async fn open_leads(&self, rep: &str) -> Result<Vec<leadrouter::domain::LeadId>, StoreError> {
         self.gate()?;

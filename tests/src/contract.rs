@@ -239,24 +239,44 @@ pub async fn pending_finds_unfinished_leads<S: LeadStore>(s: S) {
     })
     .await
     .unwrap();
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let leadrouter::ports::PendingPage { leads: page, next } = s.pending(after, 2).await.unwrap();
-        assert!(page.len() <= 2);
-        seen.extend(page);
-        match next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
+    // Waiting for acceptance: 3 within its SLA, 4 past it.
+    for (i, due) in [(3, now + chrono::Duration::minutes(15)), (4, now - chrono::Duration::minutes(1))] {
+        s.update(vec![ids[i].clone()], move |l| {
+            l.transition(LeadStatus::Assigned, "a", now);
+            l.owner = Some("ana".into());
+            l.sla_due_at = Some(due);
+            true
+        })
+        .await
+        .unwrap();
     }
+    let all_pending = async |due_by| {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let leadrouter::ports::PendingPage { leads: page, next } = s.pending(due_by, after, 2).await.unwrap();
+            assert!(page.len() <= 2);
+            seen.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        seen
+    };
+    let seen = all_pending(now).await;
     let stage_of = |id: &LeadId| seen.iter().find(|(x, _)| x == id).map(|(_, st)| *st);
     assert_eq!(stage_of(&ids[0]), Some(Stage::Score));
     assert_eq!(stage_of(&ids[1]), None, "a rejected lead waits for nothing");
     assert_eq!(stage_of(&ids[2]), Some(Stage::Notify));
+    assert_eq!(stage_of(&ids[3]), None, "not read before its SLA deadline");
+    assert_eq!(stage_of(&ids[4]), Some(Stage::Assign), "past its SLA deadline");
     assert_eq!(stage_of(&ids[6]), Some(Stage::Dedup));
-    assert_eq!(seen.len(), 6);
+    assert_eq!(seen.len(), 5);
     assert_eq!(seen.first().map(|x| &x.0), Some(&ids[0]), "oldest first");
+    let later = all_pending(now + chrono::Duration::minutes(16)).await;
+    assert_eq!(later.len(), 6);
+    assert!(later.contains(&(ids[3].clone(), Stage::Assign)), "due once the deadline passed");
 }
 
 pub async fn list_filters_and_pages_newest_first<S: LeadStore>(s: S) {
@@ -354,6 +374,9 @@ pub async fn routing_reads<S: LeadStore>(s: S) {
     want.sort();
     assert_eq!(open, want, "accepted and assigned leads are open");
     assert!(s.open_leads("ana").await.unwrap().is_empty(), "a won lead is closed");
+    assert_eq!(s.open_count("ben", 40).await.unwrap(), 2);
+    assert_eq!(s.open_count("ben", 1).await.unwrap(), 1, "counted no further than the cap");
+    assert_eq!(s.open_count("ana", 40).await.unwrap(), 0);
     assert_eq!(
         owner_of("acme-widgets.com", now - Duration::days(30)).await,
         Some((b.id.clone(), "ben".into())),

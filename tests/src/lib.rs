@@ -394,6 +394,16 @@ impl TestApp {
     /// A leadrouter on the document `doc` makes (given the receiver and the fake Graph URL),
     /// on `clock`; the periodic sweep is off: tests call `sweep()`.
     pub async fn spawn_custom(doc: impl Fn(&Receiver, &str) -> String, clock: Arc<TestClock>) -> TestApp {
+        Self::spawn_sweeping(doc, clock, None).await
+    }
+
+    /// As `spawn_custom`, with the runtime's own periodic sweep on when `sweep_every` is set
+    /// (tests otherwise sweep by hand, at the moments they choose).
+    pub async fn spawn_sweeping(
+        doc: impl Fn(&Receiver, &str) -> String,
+        clock: Arc<TestClock>,
+        sweep_every: Option<Duration>,
+    ) -> TestApp {
         let receiver = Receiver::start().await;
         let graph = FakeGraph::start().await;
         let settings = Settings::parse(&doc(&receiver, &graph.url)).unwrap_or_else(|p| panic!("test config: {p}"));
@@ -408,7 +418,7 @@ impl TestApp {
         let secrets =
             Secrets { admin_token: Secret::new(ADMIN_TOKEN), webhook_secret: Secret::new(WEBHOOK_SECRET), sources };
         let mailer = leadrouter::adapters::notifier::mailer_for(&settings, &secrets).expect("mailer");
-        let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every: None, mailer };
+        let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every, mailer };
         let runtime = Arc::new(
             Embedded::start_with(settings, secrets, &dir.path().join("leads.db"), options)
                 .await

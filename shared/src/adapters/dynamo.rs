@@ -18,7 +18,8 @@
 //! (`OPEN#<rep>`, only while the rep works the lead: capacity and reassignment read it) and the
 //! sparse `by_account` (`ACCOUNT#<email domain>`, business domains of owned leads, projecting
 //! `owner`: owner stickiness). The listing indexes
-//! project keys only and `pending` only `id` and `stage`, so that each index write is small. Every lead passes through
+//! project keys only and `pending` only `id`, `stage` and `due` (the SLA deadline of a lead
+//! waiting for acceptance, in ms: the sweep reads only leads that are due), so that each index write is small. Every lead passes through
 //! every status, so those keys are spread over [`SHARDS`] partitions by a hash of the lead id;
 //! a query reads every shard and merges.
 
@@ -136,6 +137,9 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
     if let Some(stage) = lead.pending_stage() {
         item.insert("pending_pk".into(), s(format!("PENDING#{sh}")));
         item.insert("stage".into(), s(stage.as_str()));
+        if let Some(due) = lead.pending_due() {
+            item.insert("due".into(), n(due.timestamp_millis()));
+        }
     }
     if lead.is_open()
         && let Some(o) = &lead.owner
@@ -189,11 +193,12 @@ impl DynamoStore {
                     .key_schema(key(pk, KeyType::Hash).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
                     .key_schema(key("seq", KeyType::Range).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
                     .projection(if index == "pending" {
-                        // The sweep and start-up need only which lead and which stage.
+                        // The sweep and start-up need only which lead, which stage and from when.
                         Projection::builder()
                             .projection_type(ProjectionType::Include)
                             .non_key_attributes("id")
                             .non_key_attributes("stage")
+                            .non_key_attributes("due")
                             .build()
                     } else if index == "by_account" {
                         Projection::builder()
@@ -515,6 +520,33 @@ impl LeadStore for DynamoStore {
         }
     }
 
+    async fn open_count(&self, rep: &str, up_to: u32) -> Result<u32, StoreError> {
+        use aws_sdk_dynamodb::types::Select;
+        let mut count = 0u32;
+        let mut start = None;
+        while count < up_to {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("open")
+                .key_condition_expression("open_pk = :p")
+                .expression_attribute_values(":p", s(format!("OPEN#{rep}")))
+                .select(Select::Count)
+                .limit((up_to - count).min(1000) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            count += out.count.max(0) as u32;
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(count.min(up_to))
+    }
+
     async fn account_owners(
         &self,
         domains: Vec<String>,
@@ -602,24 +634,33 @@ impl LeadStore for DynamoStore {
         Ok(FactsPage { facts, next })
     }
 
-    async fn pending(&self, after: Option<String>, limit: usize) -> Result<PendingPage, StoreError> {
-        let mut found: Vec<(String, LeadId, Stage)> = Vec::new();
+    async fn pending(
+        &self,
+        due_by: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<PendingPage, StoreError> {
+        let mut found: Vec<(String, LeadId, Stage, i64)> = Vec::new();
         for sh in 0..SHARDS {
             let bound = after.clone().map(|a| (">", a));
             for item in self.query_index("pending", "pending_pk", format!("PENDING#{sh}"), bound, false, limit).await? {
                 let seq = get_s(&item, "seq").unwrap_or_default().to_owned();
                 let id = get_s(&item, "id").and_then(LeadId::parse);
                 let stage = get_s(&item, "stage").and_then(Stage::parse);
+                let due = item.get("due").and_then(|v| v.as_n().ok()).and_then(|d| d.parse().ok()).unwrap_or(0);
                 if let (Some(id), Some(stage)) = (id, stage) {
-                    found.push((seq, id, stage));
+                    found.push((seq, id, stage, due));
                 }
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let more = found.len() > limit;
         found.truncate(limit);
+        // The position counts what was read; leads not yet due are left out of the page.
         let next = if more || found.len() == limit { found.last().map(|f| f.0.clone()) } else { None };
-        Ok(PendingPage { leads: found.into_iter().map(|(_, id, st)| (id, st)).collect(), next })
+        let due_by = due_by.timestamp_millis();
+        let leads = found.into_iter().filter(|f| f.3 <= due_by).map(|(_, id, st, _)| (id, st)).collect();
+        Ok(PendingPage { leads, next })
     }
 }
 

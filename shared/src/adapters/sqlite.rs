@@ -37,7 +37,6 @@ CREATE TABLE IF NOT EXISTS reps (
 CREATE INDEX IF NOT EXISTS leads_by_status ON leads(status, seq);
 CREATE INDEX IF NOT EXISTS leads_by_owner ON leads(owner, seq) WHERE owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS leads_by_source ON leads(source, seq);
-CREATE INDEX IF NOT EXISTS leads_pending ON leads(seq) WHERE stage IS NOT NULL;
 CREATE TABLE IF NOT EXISTS identities (
     key        TEXT PRIMARY KEY,
     lead_id    TEXT NOT NULL,
@@ -73,7 +72,16 @@ UPDATE leads SET
     assigned_ms = CAST(unixepoch(json_extract(doc, '$.first_assigned_at'), 'subsec') * 1000 AS INTEGER),
     accepted_ms = CAST(unixepoch(json_extract(doc, '$.accepted_at'), 'subsec') * 1000 AS INTEGER);
 "#;
+/// When the sweep should look at a waiting lead (`Lead::pending_due`; 0: now), so that leads
+/// waiting for acceptance within their SLA are not read until their deadline.
+const DUE_COLUMN: &str = r#"
+ALTER TABLE leads ADD COLUMN due_ms INTEGER NOT NULL DEFAULT 0;
+UPDATE leads SET due_ms = COALESCE(CAST(unixepoch(json_extract(doc, '$.sla_due_at'), 'subsec') * 1000 AS INTEGER), 0)
+    WHERE stage = 'assign' AND status IN ('assigned', 'notified') AND json_extract(doc, '$.notify_pending') IS NULL;
+"#;
 const FACT_INDEXES: &str = r#"
+DROP INDEX IF EXISTS leads_pending;
+CREATE INDEX IF NOT EXISTS leads_waiting ON leads(seq, due_ms) WHERE stage IS NOT NULL;
 DROP INDEX IF EXISTS leads_facts;
 CREATE INDEX IF NOT EXISTS leads_by_received ON leads(received_ms);
 CREATE INDEX IF NOT EXISTS leads_by_account ON leads(account, seq) WHERE account IS NOT NULL;
@@ -173,11 +181,15 @@ fn account(lead: &Lead) -> Option<&str> {
     lead.owner.as_ref().and(lead.account())
 }
 
+fn due_ms(lead: &Lead) -> i64 {
+    lead.pending_due().map_or(0, |d| d.timestamp_millis())
+}
+
 fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
     let doc = encode(lead.id.as_str(), lead)?;
     conn.prepare_cached(
         "UPDATE leads SET status = ?2, owner = ?3, stage = ?4, doc = ?5, grade = ?6, account = ?7, assigned_ms = ?8,
-         accepted_ms = ?9, pool = ?10 WHERE id = ?1",
+         accepted_ms = ?9, pool = ?10, due_ms = ?11 WHERE id = ?1",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -191,6 +203,7 @@ fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
             ms(lead.first_assigned_at),
             ms(lead.accepted_at),
             lead.pool,
+            due_ms(lead),
         ])
     })
     .map_err(sql_error)?;
@@ -198,14 +211,28 @@ fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let has_facts: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('leads') WHERE name = 'received_ms'")
-        .and_then(|mut s| s.exists([]))
-        .map_err(sql_error)?;
-    if !has_facts {
-        conn.execute_batch(&format!("BEGIN; {FACT_COLUMNS} COMMIT;")).map_err(sql_error)?;
+    for (column, migration) in [("received_ms", FACT_COLUMNS), ("due_ms", DUE_COLUMN)] {
+        let present: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('leads') WHERE name = ?1")
+            .and_then(|mut s| s.exists([column]))
+            .map_err(sql_error)?;
+        if !present {
+            conn.execute_batch(&format!("BEGIN; {migration} COMMIT;")).map_err(sql_error)?;
+        }
     }
-    conn.execute_batch(FACT_INDEXES).map_err(sql_error)
+    conn.execute_batch(FACT_INDEXES).map_err(sql_error)?;
+    conn.execute_batch(&format!(
+        "CREATE INDEX IF NOT EXISTS leads_open ON leads(owner) WHERE owner IS NOT NULL AND status IN ({});",
+        open_statuses()
+    ))
+    .map_err(sql_error)
+}
+
+/// The statuses in which a rep works a lead, as an SQL list (`LeadStatus::is_open`).
+fn open_statuses() -> String {
+    let open: Vec<String> =
+        LeadStatus::ALL.iter().filter(|s| s.is_open()).map(|s| format!("'{}'", s.as_str())).collect();
+    open.join(",")
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
@@ -349,7 +376,8 @@ impl LeadStore for SqliteStore {
             let n = c
                 .prepare_cached(
                     "INSERT INTO leads (id, status, source, owner, stage, received_at, doc, grade, account, received_ms,
-                     assigned_ms, accepted_ms, pool) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     assigned_ms, accepted_ms, pool, due_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                      ON CONFLICT(id) DO NOTHING",
                 )
                 .and_then(|mut s| {
@@ -367,6 +395,7 @@ impl LeadStore for SqliteStore {
                         ms(lead.first_assigned_at),
                         ms(lead.accepted_at),
                         lead.pool,
+                        due_ms(&lead),
                     ])
                 })
                 .map_err(sql_error)?;
@@ -604,12 +633,27 @@ impl LeadStore for SqliteStore {
     async fn open_leads(&self, rep: &str) -> Result<Vec<LeadId>, StoreError> {
         let rep = rep.to_owned();
         self.read(move |c| {
-            let open: Vec<String> =
-                LeadStatus::ALL.iter().filter(|s| s.is_open()).map(|s| format!("'{}'", s.as_str())).collect();
-            let sql = format!("SELECT id FROM leads WHERE owner = ?1 AND status IN ({}) ORDER BY seq", open.join(","));
+            let sql = format!(
+                "SELECT id FROM leads WHERE owner = ?1 AND owner IS NOT NULL AND status IN ({}) ORDER BY seq",
+                open_statuses()
+            );
             let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
             let rows = stmt.query_map([&rep], |r| r.get::<_, String>(0)).map_err(sql_error)?;
             Ok(rows.filter_map(|r| r.ok().and_then(|id| LeadId::parse(&id))).collect())
+        })
+        .await
+    }
+
+    async fn open_count(&self, rep: &str, up_to: u32) -> Result<u32, StoreError> {
+        let rep = rep.to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM leads INDEXED BY leads_open
+                 WHERE owner = ?1 AND owner IS NOT NULL AND status IN ({}) LIMIT ?2)",
+                open_statuses()
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
+            stmt.query_row(params![rep, up_to], |r| r.get(0)).map_err(sql_error)
         })
         .await
     }
@@ -723,16 +767,22 @@ impl LeadStore for SqliteStore {
         .await
     }
 
-    async fn pending(&self, after: Option<String>, limit: usize) -> Result<PendingPage, StoreError> {
+    async fn pending(
+        &self,
+        due_by: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<PendingPage, StoreError> {
         self.read(move |c| {
             let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(0);
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT seq, id, stage FROM leads WHERE stage IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, id, stage FROM leads INDEXED BY leads_waiting
+                     WHERE stage IS NOT NULL AND seq > ?1 AND due_ms <= ?3 ORDER BY seq LIMIT ?2",
                 )
                 .map_err(sql_error)?;
             let rows = stmt
-                .query_map(params![after, limit as i64], |r| {
+                .query_map(params![after, limit as i64, due_by.timestamp_millis()], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
                 })
                 .map_err(sql_error)?;

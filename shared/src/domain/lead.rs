@@ -485,6 +485,16 @@ impl Lead {
         }
     }
 
+    /// When the sweep should next look at a lead waiting for a stage: its SLA deadline while it
+    /// waits for the owner to accept, None when it is due now (mid-pipeline or unassigned).
+    /// The store keeps it in the pending index so that a sweep reads only what is due.
+    pub fn pending_due(&self) -> Option<DateTime<Utc>> {
+        match self.status {
+            LeadStatus::Assigned | LeadStatus::Notified if self.notify_pending.is_none() => self.sla_due_at,
+            _ => None,
+        }
+    }
+
     /// Field value by name for rules and matches, including the lead's own `source` and `grade`.
     pub fn field(&self, name: &str) -> Option<String> {
         match name {
@@ -567,13 +577,19 @@ mod tests {
         assert_eq!(l.pending_stage(), None);
         assert_eq!(l.history.len(), 4);
         // Waiting for acceptance within an SLA: the assign stage checks the deadline.
-        l.sla_due_at = Some(Utc::now());
+        let due = Utc::now() + chrono::Duration::minutes(15);
+        l.sla_due_at = Some(due);
         assert_eq!(l.pending_stage(), Some(Stage::Assign));
+        assert_eq!(l.pending_due(), Some(due), "not before its deadline");
+        l.notify_pending = Some(NotificationKind::Assigned);
+        assert_eq!(l.pending_due(), None, "the notification is due now");
+        l.notify_pending = None;
         // Unassigned: the manager is told first, then it waits for a rep.
         l.transition(LeadStatus::Unassigned, "nobody", Utc::now());
         l.notify_pending = Some(NotificationKind::Unassigned);
         assert_eq!(l.pending_stage(), Some(Stage::Notify));
         l.notify_pending = None;
         assert_eq!(l.pending_stage(), Some(Stage::Assign));
+        assert_eq!(l.pending_due(), None, "an unassigned lead is tried at every sweep");
     }
 }

@@ -302,12 +302,12 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
 
     async fn context(&self) -> Result<Context, StoreError> {
         let roster = self.roster().await?;
-        let capped: Vec<String> =
-            roster.reps().iter().filter(|r| r.max_open_leads.is_some()).map(|r| r.id.clone()).collect();
-        let counts = join_all(capped.iter().map(|r| self.store.open_leads(r))).await;
+        let capped: Vec<(String, u32)> =
+            roster.reps().iter().filter_map(|r| r.max_open_leads.map(|m| (r.id.clone(), m))).collect();
+        let counts = join_all(capped.iter().map(|(r, max)| self.store.open_count(r, *max))).await;
         let mut open = HashMap::new();
-        for (rep, c) in capped.into_iter().zip(counts) {
-            open.insert(rep, c?.len() as u32);
+        for ((rep, _), c) in capped.into_iter().zip(counts) {
+            open.insert(rep, c?);
         }
         Ok(Context { roster, pools: self.settings.pools.clone(), open, now: self.clock.now() })
     }

@@ -29,7 +29,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let mut swept = Swept::default();
         let mut after = None;
         loop {
-            let page = self.store.pending(after, 500).await?;
+            let page = self.store.pending(now, after, 500).await?;
             let mut by_stage: HashMap<Stage, Vec<Message>> = HashMap::new();
             for (id, stage) in &page.leads {
                 let Some(lead) = self.store.get(id).await? else { continue };

@@ -7,7 +7,7 @@
 use clap::Parser;
 use futures::StreamExt;
 use leadrouter::notification::hmac_hex;
-use leadrouter_tests::{GOOGLE_KEY, META_APP_SECRET, Receiver, TestApp};
+use leadrouter_tests::{GOOGLE_KEY, META_APP_SECRET, Receiver, TestApp, TestClock, routing_doc_with_graph};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +24,24 @@ struct Args {
     /// Concurrent connections for the throughput runs.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Route without availability and SLA checks (no working hours, capacity or SLA, no sweep).
+    #[arg(long)]
+    plain_routing: bool,
+}
+
+/// The test document with every routing check on, as a sales team runs it: each rep has a
+/// timezone, working hours (all week, so that the figures do not depend on the hour the
+/// benchmark runs), a cap on open leads, both pools an SLA, and the sweep runs every 30 s.
+fn full_routing(r: &Receiver, graph: &str) -> String {
+    let doc = routing_doc_with_graph(r, 64 * 1024, graph);
+    let hours = "timezone = \"America/New_York\"\nworking_hours = \"Mon-Sun 00:00-24:00\"\nmax_open_leads = 1000000\n";
+    let doc = doc
+        .replace("name = \"Ana Ortiz\"\n", &format!("name = \"Ana Ortiz\"\n{hours}"))
+        .replace("name = \"Ben Okafor\"\n", &format!("name = \"Ben Okafor\"\n{hours}"))
+        .replace("[[pools]]\n", "[[pools]]\nsla_minutes = 15\n");
+    assert_eq!(doc.matches("sla_minutes").count(), 2, "the benchmark's routing document changed shape");
+    assert_eq!(doc.matches("max_open_leads").count(), 2, "the benchmark's routing document changed shape");
+    doc
 }
 
 fn form(i: u64, run: &str) -> Vec<(&'static str, String)> {
@@ -107,16 +125,25 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let app = TestApp::spawn().await;
+    let app = if args.plain_routing {
+        TestApp::spawn().await
+    } else {
+        TestApp::spawn_sweeping(full_routing, Arc::new(TestClock::default()), Some(Duration::from_secs(30))).await
+    };
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build().unwrap();
     println!(
         "leadrouter load benchmark: embedded runtime, SQLite (WAL, synchronous=FULL), webhook receiver on loopback"
     );
     println!(
-        "{} cores; runs of {} s; {} connections for the throughput runs\n",
+        "{} cores; runs of {} s; {} connections for the throughput runs; routing: {}\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.seconds,
-        args.concurrency
+        args.concurrency,
+        if args.plain_routing {
+            "plain"
+        } else {
+            "working hours, max_open_leads, sla_minutes = 15, owner stickiness, sweep every 30 s"
+        }
     );
 
     // 1. /healthz and POST /v1/leads, back to back in the same process and run.
