@@ -4,7 +4,7 @@
 
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::graph::GraphFetcher;
-use crate::adapters::notifier::HttpNotifier;
+use crate::adapters::notifier::{HttpNotifier, Mailer};
 use crate::adapters::sqs::{SqsQueue, handle_batch};
 use crate::config::{Secret, Settings};
 use crate::domain::Stage;
@@ -32,14 +32,16 @@ pub async fn pipeline_from_env() -> Result<AwsPipeline, Error> {
     let table = env("LEADROUTER_TABLE").ok_or("LEADROUTER_TABLE is not set")?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table);
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&conf), SqsQueue::urls_from_env(env)?);
-    pipeline(store, queue, &env).await
+    pipeline(store, queue, &env, &conf).await
 }
 
-/// The pipeline over a store and queue, with the routing document read from the store.
+/// The pipeline over a store and queue, with the routing document read from the store; `conf`
+/// builds the SES client when `[email]` names no SMTP server.
 pub async fn pipeline(
     store: DynamoStore,
     queue: SqsQueue,
     env: &dyn Fn(&str) -> Option<String>,
+    conf: &aws_config::SdkConfig,
 ) -> Result<AwsPipeline, Error> {
     let doc = store
         .load_routing()
@@ -52,7 +54,10 @@ pub async fn pipeline(
     }
     let secrets = resolved.secrets;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mailer = crate::adapters::notifier::mailer_for(&settings, &secrets)?;
+    let mailer = match &settings.email {
+        Some(e) if e.smtp_url.is_none() => Some(Mailer::ses(aws_sdk_sesv2::Client::new(conf), &e.from)?),
+        _ => crate::adapters::notifier::mailer_for(&settings, &secrets)?,
+    };
     let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()).with_mailer(mailer);
     let fetcher = Arc::new(match &settings.sources.meta {
         Some(m) => GraphFetcher::new(

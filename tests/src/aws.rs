@@ -70,7 +70,7 @@ async fn sqs_client(counter: Option<RequestCounter>) -> aws_sdk_sqs::Client {
 }
 
 /// How the event source mapping is played.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Delivery {
     /// Hand every message to the handler twice (in two batches), as at-least-once allows.
     pub twice: bool,
@@ -162,7 +162,7 @@ pub async fn aws_pipeline_counted(
     let (sqs, urls) = fresh_queues(None).await;
     let queue = SqsQueue::new(sqs_client(counter).await, urls.clone());
     // The test document's [server] secrets are literal; its sources stay off here.
-    let pipeline = leadrouter::aws::pipeline(store, queue, &|_| None).await.expect("pipeline");
+    let pipeline = leadrouter::aws::pipeline(store, queue, &|_| None, &sdk_config().await).await.expect("pipeline");
     (pipeline, sqs, urls)
 }
 

@@ -303,3 +303,69 @@ async fn availability_and_sla_through_the_stage_handlers() {
     assert_eq!(receiver.requests().iter().filter(|r| r.hook == "manager" && r.body["kind"] == "unassigned").count(), 2);
     checks_one_delivery_id_each(&receiver);
 }
+
+/// `email:` on AWS goes through SES (API v2) when `[email]` names no SMTP server: the same MIME
+/// message as over SMTP, its Message-ID the delivery id. A sender SES has not verified is
+/// refused for good: the delivery is recorded dead, not retried, and the webhook still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_through_ses() {
+    let receiver = Receiver::start().await;
+    let run = LeadId::new().as_str().to_ascii_lowercase();
+    let domain = format!("{run}.leadrouter.test");
+    let ana_email = format!("ana@{run}.sales.test");
+    let ana_hook = format!("\"webhook:{}\"", receiver.hook("ana"));
+    let doc = routing_doc(&receiver, 65536).replacen(&ana_hook, &format!("{ana_hook}, \"email:{ana_email}\""), 1)
+        + &format!("\n[email]\nfrom = \"Leads <leads@{domain}>\"\n");
+    let (pipeline, sqs, urls) = aws_pipeline(&doc).await;
+    let pipeline = Arc::new(pipeline);
+    let ses = aws_sdk_sesv2::Client::new(&leadrouter_tests::aws::sdk_config().await);
+    ses.create_email_identity().email_identity(&domain).send().await.expect("verify the sender's domain");
+
+    // Ingest until ana has a lead (weights 2:1, so within three).
+    let ana_lead = async || {
+        for i in 0..3 {
+            let id =
+                ingest(&pipeline, &format!("email=ses{i}%40{run}-buyer.com&country=US&job_title=CEO&company_size=900"))
+                    .await;
+            drain_queues(&pipeline, &sqs, &urls, Delivery::default()).await;
+            let lead = pipeline.store.get(&LeadId::parse(&id).unwrap()).await.unwrap().unwrap();
+            if lead.owner.as_deref() == Some("ana") {
+                return lead;
+            }
+        }
+        panic!("ana got none of three leads");
+    };
+    let lead = ana_lead().await;
+    let deliveries = pipeline.store.deliveries(&lead.id).await.unwrap();
+    let email = deliveries.iter().find(|d| d.target == format!("email:{ana_email}")).expect("an email delivery");
+    assert!(email.delivered_at.is_some() && !email.dead, "{email:?}");
+    assert_eq!(email.attempts, 1);
+    // What SES received: moto keeps the raw messages.
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let data: Value = reqwest::get(format!("{endpoint}/moto-api/data.json")).await.unwrap().json().await.unwrap();
+    let sent: Vec<&Value> = data["ses"]["RawMessage"]
+        .as_array()
+        .expect("moto's SES messages")
+        .iter()
+        .filter(|m| m["destinations"].as_array().is_some_and(|d| d.iter().any(|a| a == ana_email.as_str())))
+        .collect();
+    assert_eq!(sent.len(), 1, "one message to ana: {sent:?}");
+    let raw = sent[0]["raw_data"].as_str().unwrap();
+    assert!(raw.contains(&format!("Message-ID: <{}@leadrouter>", email.delivery_id)), "{raw}");
+    assert!(raw.contains(&format!("From: Leads <leads@{domain}>")), "{raw}");
+    // The body is quoted-printable: soft line breaks and `=3D` for `=`.
+    let body = raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    assert!(body.contains(&format!("/v1/leads/{}/accept?rep=ana", lead.id)), "the accept link: {body}");
+    assert_eq!(sent[0]["source"], format!("Leads <leads@{domain}>"));
+
+    // The sender is no longer verified: refused for good, recorded, not retried.
+    ses.delete_email_identity().email_identity(&domain).send().await.unwrap();
+    let lead = ana_lead().await;
+    let deliveries = pipeline.store.deliveries(&lead.id).await.unwrap();
+    let email = deliveries.iter().find(|d| d.target.starts_with("email:")).expect("an email delivery");
+    assert!(email.dead && email.delivered_at.is_none(), "{email:?}");
+    assert_eq!(email.attempts, 1, "not retried");
+    assert!(email.last_error.as_deref().unwrap().contains("refused for good by SES"), "{email:?}");
+    let hook = deliveries.iter().find(|d| d.target.starts_with("webhook:")).unwrap();
+    assert!(hook.delivered_at.is_some(), "the rep's webhook still went");
+}

@@ -1,5 +1,5 @@
-//! Notifiers: signed webhooks, Slack incoming webhooks, email (SMTP through `lettre`, when
-//! `[email]` names a server), and the log.
+//! Notifiers: signed webhooks, Slack incoming webhooks, email (SMTP through `lettre` when
+//! `[email]` names a server; on AWS without one, SES through `aws-sdk-sesv2`), and the log.
 
 use crate::config::{Secret, Target};
 use crate::domain::NotificationKind;
@@ -21,7 +21,15 @@ pub struct HttpNotifier {
 
 /// Sends `email:` targets.
 pub enum Mailer {
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+    },
+    /// Amazon SES (API v2), sending the same MIME message as SMTP would.
+    Ses {
+        client: aws_sdk_sesv2::Client,
+        from: Mailbox,
+    },
 }
 
 impl Mailer {
@@ -36,8 +44,16 @@ impl Mailer {
         Ok(Mailer::Smtp { transport, from })
     }
 
+    /// SES from `[email] from`, which must be a verified identity in the account.
+    pub fn ses(client: aws_sdk_sesv2::Client, from: &str) -> Result<Mailer, String> {
+        let from: Mailbox = from.parse().map_err(|e| format!("[email] from is not an address: {e}"))?;
+        Ok(Mailer::Ses { client, from })
+    }
+
     async fn send(&self, to: &str, n: &Notification) -> DeliveryResult {
-        let Mailer::Smtp { transport, from } = self;
+        let from = match self {
+            Mailer::Smtp { from, .. } | Mailer::Ses { from, .. } => from,
+        };
         let to: Mailbox = match to.parse() {
             Ok(m) => m,
             Err(e) => return DeliveryResult::Dead { error: format!("email: the address is not usable: {e}") },
@@ -45,7 +61,7 @@ impl Mailer {
         let (subject, text) = email_text(n);
         let message = Message::builder()
             .from(from.clone())
-            .to(to)
+            .to(to.clone())
             .subject(subject)
             // Mail clients collapse a retried message with the same id.
             .message_id(Some(format!("<{}@leadrouter>", n.delivery_id)))
@@ -54,6 +70,10 @@ impl Mailer {
         let message = match message {
             Ok(m) => m,
             Err(e) => return DeliveryResult::Dead { error: format!("email: cannot build the message: {e}") },
+        };
+        let transport = match self {
+            Mailer::Smtp { transport, .. } => transport,
+            Mailer::Ses { client, from } => return ses_send(client, from, &to, &message.formatted()).await,
         };
         match transport.send(message).await {
             Ok(_) => DeliveryResult::Delivered,
@@ -71,8 +91,44 @@ impl Mailer {
     }
 }
 
+/// Sends one raw MIME message through SES. Refusals that a retry cannot change (an
+/// unverified sender, a suspended or paused account, a bad request) are final.
+async fn ses_send(client: &aws_sdk_sesv2::Client, from: &Mailbox, to: &Mailbox, raw: &[u8]) -> DeliveryResult {
+    use aws_sdk_sesv2::operation::send_email::SendEmailError as E;
+    use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+    let raw = match RawMessage::builder().data(aws_sdk_sesv2::primitives::Blob::new(raw)).build() {
+        Ok(r) => r,
+        Err(e) => return DeliveryResult::Dead { error: format!("email: cannot build the message: {e}") },
+    };
+    let sent = client
+        .send_email()
+        .from_email_address(from.to_string())
+        .destination(Destination::builder().to_addresses(to.email.to_string()).build())
+        .content(EmailContent::builder().raw(raw).build())
+        .send()
+        .await;
+    match sent {
+        Ok(_) => DeliveryResult::Delivered,
+        Err(e) => {
+            let text = aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string();
+            match e.as_service_error() {
+                Some(
+                    E::MessageRejected(_)
+                    | E::MailFromDomainNotVerifiedException(_)
+                    | E::AccountSuspendedException(_)
+                    | E::SendingPausedException(_)
+                    | E::BadRequestException(_)
+                    | E::NotFoundException(_),
+                ) => DeliveryResult::Dead { error: format!("email refused for good by SES: {text}") },
+                _ => DeliveryResult::Retry { error: format!("email not sent through SES: {text}"), after: None },
+            }
+        }
+    }
+}
+
 /// The mailer `[email]` asks for: SMTP when `smtp_url` resolves; None without `[email]` (the
 /// log), or when the URL's variable is unset (with the warning `Secrets::resolve` gave).
+/// The AWS runtime uses SES where this gives None and `[email]` is set.
 pub fn mailer_for(
     settings: &crate::config::Settings,
     secrets: &crate::pipeline::Secrets,
