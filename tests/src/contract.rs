@@ -377,6 +377,14 @@ pub async fn routing_reads<S: LeadStore>(s: S) {
     assert_eq!(s.open_count("ben", 40).await.unwrap(), 2);
     assert_eq!(s.open_count("ben", 1).await.unwrap(), 1, "counted no further than the cap");
     assert_eq!(s.open_count("ana", 40).await.unwrap(), 0);
+    // Given to someone else while open: it counts for the new owner only.
+    s.update(vec![c.id.clone()], |l: &mut Lead| {
+        l.give_to("everyone", "ana".into(), "sla".into(), NotificationKind::SlaReassigned, Utc::now());
+        true
+    })
+    .await
+    .unwrap();
+    assert_eq!((s.open_count("ben", 40).await.unwrap(), s.open_count("ana", 40).await.unwrap()), (1, 1));
     assert_eq!(
         owner_of("acme-widgets.com", now - Duration::days(30)).await,
         Some((b.id.clone(), "ben".into())),
