@@ -304,6 +304,22 @@ pub async fn list_filters_and_pages_newest_first<S: LeadStore>(s: S) {
     let assigned =
         s.list(LeadQuery { status: Some(LeadStatus::Assigned), limit: 50, ..LeadQuery::default() }).await.unwrap();
     assert_eq!(assigned.items.len(), 1);
+    // Leads on their way to a rep are listed too (the AWS store reads them from `pending`).
+    let received =
+        s.list(LeadQuery { status: Some(LeadStatus::Received), limit: 3, ..LeadQuery::default() }).await.unwrap();
+    let want: Vec<LeadId> = [4, 2, 1].iter().map(|i| ids[*i].clone()).collect();
+    assert_eq!(received.items.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), want, "newest first");
+    let rest = s
+        .list(LeadQuery {
+            status: Some(LeadStatus::Received),
+            limit: 3,
+            cursor: received.next_cursor.clone(),
+            ..LeadQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.items.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
+    assert!(rest.next_cursor.is_none());
 }
 
 /// Generates one `#[tokio::test]` per contract test, each with a fresh store from `$make`.

@@ -128,7 +128,11 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
     item.extend(lead_key(&lead.id));
     item.insert("version".into(), n(version));
     item.insert("seq".into(), s(seq(lead)));
-    item.insert("by_status_pk".into(), s(format!("STATUS#{}#{sh}", lead.status)));
+    // A lead passes through the statuses before assignment in seconds, each one a delete and a
+    // put in `by_status`: those leads are listed from `pending` instead, which holds every one.
+    if !passing_through(lead.status) {
+        item.insert("by_status_pk".into(), s(format!("STATUS#{}#{sh}", lead.status)));
+    }
     item.insert("by_source_pk".into(), s(format!("SOURCE#{}#{sh}", lead.source)));
     item.insert("all_pk".into(), s(format!("ALL#{sh}")));
     if let Some(o) = &lead.owner {
@@ -303,6 +307,12 @@ impl DynamoStore {
     }
 }
 
+/// Statuses a lead holds only on its way to a rep (each always waiting for a stage): not kept
+/// in `by_status`, to save the index writes of every lead's first steps.
+fn passing_through(status: LeadStatus) -> bool {
+    matches!(status, LeadStatus::Fetching | LeadStatus::Received | LeadStatus::Unique | LeadStatus::Scored)
+}
+
 impl LeadStore for DynamoStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.get_item(HashMap::from([("pk".to_owned(), s("CONFIG")), ("sk".to_owned(), s("PING"))])).await.map(|_| ())
@@ -340,6 +350,9 @@ impl LeadStore for DynamoStore {
             vec![("by_owner", "by_owner_pk", format!("OWNER#{o}"))]
         } else if let Some(src) = &q.source {
             (0..SHARDS).map(|sh| ("by_source", "by_source_pk", format!("SOURCE#{src}#{sh}"))).collect()
+        } else if q.status.is_some_and(passing_through) {
+            // Every lead in one of these statuses waits for a stage (`Lead::pending_stage`).
+            (0..SHARDS).map(|sh| ("pending", "pending_pk", format!("PENDING#{sh}"))).collect()
         } else if let Some(st) = q.status {
             (0..SHARDS).map(|sh| ("by_status", "by_status_pk", format!("STATUS#{st}#{sh}"))).collect()
         } else {
