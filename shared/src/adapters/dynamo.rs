@@ -12,7 +12,8 @@
 //! | roster change | `REPS` | `REP#<id>` | `doc`: the rep's record as `PUT /v1/reps/{id}` stored it |
 //!
 //! Global secondary indexes, each sorted by `seq` (`<received µs>#<id>`, newest last), so that
-//! no request path scans: `by_status` (`STATUS#<status>#<shard>`), `by_owner` (`OWNER#<rep>`),
+//! no request path scans: `by_status` (`STATUS#<status>#<shard>`; not for the statuses before
+//! assignment, which `pending` holds), `by_owner` (`OWNER#<rep>`),
 //! `by_source` (`SOURCE#<source>#<shard>`), `all` (`ALL#<shard>`) and the sparse `pending`
 //! (`PENDING#<shard>`, present only while a lead waits for a stage), the sparse `open`
 //! (`OPEN#<rep>`, only while the rep works the lead: capacity and reassignment read it) and the
