@@ -19,17 +19,16 @@ pub struct HttpNotifier {
     mailer: Option<Mailer>,
 }
 
-/// Sends `email:` targets.
-pub enum Mailer {
-    Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        from: Mailbox,
-    },
+/// Sends `email:` targets from `[email] from`.
+pub struct Mailer {
+    from: Mailbox,
+    via: Via,
+}
+
+enum Via {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
     /// Amazon SES (API v2), sending the same MIME message as SMTP would.
-    Ses {
-        client: aws_sdk_sesv2::Client,
-        from: Mailbox,
-    },
+    Ses(aws_sdk_sesv2::Client),
 }
 
 impl Mailer {
@@ -41,19 +40,17 @@ impl Mailer {
             .map_err(|e| format!("[email] smtp_url is not usable: {e}"))?
             .timeout(Some(Duration::from_secs(10)))
             .build();
-        Ok(Mailer::Smtp { transport, from })
+        Ok(Mailer { from, via: Via::Smtp(transport) })
     }
 
     /// SES from `[email] from`, which must be a verified identity in the account.
     pub fn ses(client: aws_sdk_sesv2::Client, from: &str) -> Result<Mailer, String> {
         let from: Mailbox = from.parse().map_err(|e| format!("[email] from is not an address: {e}"))?;
-        Ok(Mailer::Ses { client, from })
+        Ok(Mailer { from, via: Via::Ses(client) })
     }
 
     async fn send(&self, to: &str, n: &Notification) -> DeliveryResult {
-        let from = match self {
-            Mailer::Smtp { from, .. } | Mailer::Ses { from, .. } => from,
-        };
+        let from = &self.from;
         let to: Mailbox = match to.parse() {
             Ok(m) => m,
             Err(e) => return DeliveryResult::Dead { error: format!("email: the address is not usable: {e}") },
@@ -71,9 +68,9 @@ impl Mailer {
             Ok(m) => m,
             Err(e) => return DeliveryResult::Dead { error: format!("email: cannot build the message: {e}") },
         };
-        let transport = match self {
-            Mailer::Smtp { transport, .. } => transport,
-            Mailer::Ses { client, from } => return ses_send(client, from, &to, &message.formatted()).await,
+        let transport = match &self.via {
+            Via::Smtp(transport) => transport,
+            Via::Ses(client) => return ses_send(client, from, &to, &message.formatted()).await,
         };
         match transport.send(message).await {
             Ok(_) => DeliveryResult::Delivered,
