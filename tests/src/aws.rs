@@ -19,14 +19,17 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// A DynamoDB store on a fresh table of its own.
 pub async fn fresh_dynamo() -> DynamoStore {
-    fresh_dynamo_counted(None).await
+    fresh_dynamo_counted(None, None).await
 }
 
-pub async fn fresh_dynamo_counted(counter: Option<RequestCounter>) -> DynamoStore {
+pub async fn fresh_dynamo_counted(counter: Option<RequestCounter>, meter: Option<CapacityMeter>) -> DynamoStore {
     let conf = sdk_config().await;
     let mut b = aws_sdk_dynamodb::config::Builder::from(&conf);
     if let Some(c) = counter {
         b = b.interceptor(c);
+    }
+    if let Some(m) = meter {
+        b = b.interceptor(m);
     }
     let client = aws_sdk_dynamodb::Client::from_conf(b.build());
     let table = format!("leadrouter-test-{}", leadrouter::domain::LeadId::new().as_str().to_ascii_lowercase());
@@ -148,7 +151,7 @@ pub async fn drain_queues<S: leadrouter::ports::LeadStore, N: leadrouter::ports:
 
 /// The AWS pipeline over fresh emulator resources with `doc` pushed to the table.
 pub async fn aws_pipeline(doc: &str) -> (AwsPipeline, aws_sdk_sqs::Client, HashMap<Stage, String>) {
-    aws_pipeline_counted(doc, None).await
+    aws_pipeline_counted(doc, None, None).await
 }
 
 /// As [`aws_pipeline`], with the pipeline's own clients counting their requests. The test's
@@ -156,8 +159,9 @@ pub async fn aws_pipeline(doc: &str) -> (AwsPipeline, aws_sdk_sqs::Client, HashM
 pub async fn aws_pipeline_counted(
     doc: &str,
     counter: Option<RequestCounter>,
+    meter: Option<CapacityMeter>,
 ) -> (AwsPipeline, aws_sdk_sqs::Client, HashMap<Stage, String>) {
-    let store = fresh_dynamo_counted(counter.clone()).await;
+    let store = fresh_dynamo_counted(counter.clone(), meter).await;
     store.push_routing(doc, chrono::Utc::now()).await.expect("push routing");
     let (sqs, urls) = fresh_queues(None).await;
     let queue = SqsQueue::new(sqs_client(counter).await, urls.clone());
@@ -331,6 +335,188 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
         let target = ctx.request().headers().get("x-amz-target").unwrap_or("unknown").to_owned();
         let name = target.replace("DynamoDB_20120810.", "dynamodb.").replace("AmazonSQS.", "sqs.");
         *self.0.lock().unwrap().entry(name).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// Meters DynamoDB capacity by the documented rules, since the emulator does not: each write
+/// of an item costs 1 WRU per KB of the larger of its old and new size (2 in a transaction,
+/// and a failed condition still costs the write), each global secondary index entry that is
+/// put or deleted 1 WRU (a changed index key is both), a consistent read 1 RRU per 4 KB, a
+/// query page 0.5 RRU (index entries are small and read eventually consistent). It keeps a
+/// shadow of every item it saw written, which is the old image of the next write.
+#[derive(Debug, Clone, Default)]
+pub struct CapacityMeter(Arc<std::sync::Mutex<MeterState>>);
+
+#[derive(Debug, Default)]
+struct MeterState {
+    items: HashMap<(String, String), serde_json::Map<String, serde_json::Value>>,
+    /// Write units by what was written: `item`, `item (transaction)`, `index <name>`.
+    wru: std::collections::BTreeMap<String, f64>,
+    rru: f64,
+}
+
+#[derive(Debug, Clone)]
+struct SentBody(String, Vec<u8>);
+
+impl aws_smithy_types::config_bag::Storable for SentBody {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl CapacityMeter {
+    pub fn reset(&self) {
+        let mut s = self.0.lock().unwrap();
+        s.wru.clear();
+        s.rru = 0.0;
+    }
+
+    /// Write units by what was written.
+    pub fn write_units(&self) -> std::collections::BTreeMap<String, f64> {
+        self.0.lock().unwrap().wru.clone()
+    }
+
+    pub fn read_units(&self) -> f64 {
+        self.0.lock().unwrap().rru
+    }
+
+    /// The metered size of a stored item, by the key it was written under.
+    pub fn item_size(&self, pk: &str, sk: &str) -> Option<usize> {
+        self.0.lock().unwrap().items.get(&(pk.to_owned(), sk.to_owned())).map(item_size)
+    }
+}
+
+fn value_size(v: &serde_json::Value) -> usize {
+    let Some((kind, v)) = v.as_object().and_then(|o| o.iter().next()) else { return 0 };
+    match (kind.as_str(), v) {
+        ("S", serde_json::Value::String(s)) => s.len(),
+        // Numbers: about one byte per two significant digits, plus one.
+        ("N", serde_json::Value::String(s)) => s.len().div_ceil(2) + 1,
+        ("B", serde_json::Value::String(s)) => s.len() * 3 / 4,
+        ("BOOL" | "NULL", _) => 1,
+        ("SS" | "NS" | "BS", serde_json::Value::Array(a)) => a.iter().map(|x| x.as_str().map_or(0, str::len)).sum(),
+        ("L", serde_json::Value::Array(a)) => 3 + a.iter().map(|x| 1 + value_size(x)).sum::<usize>(),
+        ("M", serde_json::Value::Object(m)) => 3 + m.iter().map(|(k, x)| 1 + k.len() + value_size(x)).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+fn item_size(item: &serde_json::Map<String, serde_json::Value>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+impl MeterState {
+    fn key(item: &serde_json::Map<String, serde_json::Value>) -> (String, String) {
+        let s = |k: &str| item.get(k).and_then(|v| v.get("S")).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        (s("pk"), s("sk"))
+    }
+
+    fn add(&mut self, what: &str, units: f64) {
+        *self.wru.entry(what.to_owned()).or_default() += units;
+    }
+
+    /// One put of `new`; `applied` false when its condition failed.
+    fn put(&mut self, new: serde_json::Map<String, serde_json::Value>, transaction: bool, applied: bool) {
+        let key = Self::key(&new);
+        let old = self.items.remove(&key);
+        let old = old.as_ref();
+        let size = item_size(&new).max(old.map_or(0, item_size));
+        let units = size.div_ceil(1024).max(1) as f64;
+        if transaction {
+            self.add("item (transaction)", 2.0 * units);
+        } else {
+            self.add("item", units);
+        }
+        if !applied {
+            if let Some(old) = old {
+                self.items.insert(key, old.clone());
+            }
+            return;
+        }
+        let mut index_writes = Vec::new();
+        for (index, pk) in leadrouter::adapters::dynamo::INDEXES {
+            let entry = |item: Option<&serde_json::Map<String, serde_json::Value>>| {
+                let item = item?;
+                item.get(pk)?;
+                let mut attrs = vec![pk, "seq"];
+                attrs.extend(leadrouter::adapters::dynamo::projected(index));
+                Some(attrs.iter().map(|a| item.get(*a).cloned()).collect::<Vec<_>>())
+            };
+            let (before, after) = (entry(old), entry(Some(&new)));
+            let writes = match (&before, &after) {
+                (None, None) => 0,
+                (Some(_), None) | (None, Some(_)) => 1,
+                // A changed key (the first two) is a delete and a put; a changed projection a put.
+                (Some(b), Some(a)) if b[..2] != a[..2] => 2,
+                (Some(b), Some(a)) => usize::from(b != a),
+            };
+            if writes > 0 {
+                index_writes.push((format!("index {index}"), writes as f64));
+            }
+        }
+        for (what, units) in index_writes {
+            self.add(&what, units);
+        }
+        self.items.insert(key, new);
+    }
+
+    fn record(&mut self, op: &str, body: &serde_json::Value, ok: bool, conditional_failure: bool) {
+        let map = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        match op {
+            "PutItem" => {
+                if ok || conditional_failure {
+                    self.put(map(&body["Item"]), false, ok);
+                }
+            }
+            "TransactWriteItems" => {
+                for action in body["TransactItems"].as_array().into_iter().flatten() {
+                    if let Some(put) = action.get("Put") {
+                        self.put(map(&put["Item"]), true, ok);
+                    }
+                }
+            }
+            "GetItem" if ok => {
+                let key = Self::key(&map(&body["Key"]));
+                let size = self.items.get(&key).map_or(1, item_size);
+                let consistent = body["ConsistentRead"].as_bool().unwrap_or(false);
+                self.rru += size.div_ceil(4096).max(1) as f64 * if consistent { 1.0 } else { 0.5 };
+            }
+            "Query" if ok => self.rru += 0.5,
+            _ => {}
+        }
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CapacityMeter {
+    fn name(&self) -> &'static str {
+        "capacity-meter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let target = ctx.request().headers().get("x-amz-target").unwrap_or_default();
+        let op = target.strip_prefix("DynamoDB_20120810.").unwrap_or_default().to_owned();
+        let body = ctx.request().body().bytes().unwrap_or_default().to_vec();
+        cfg.interceptor_state().store_put(SentBody(op, body));
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some(SentBody(op, body)) = cfg.load::<SentBody>().cloned() else { return Ok(()) };
+        let status = ctx.response().status().as_u16();
+        let ok = status == 200;
+        let response = ctx.response().body().bytes().unwrap_or_default();
+        let conditional_failure = !ok && String::from_utf8_lossy(response).contains("ConditionalCheckFailed");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        self.0.lock().unwrap().record(&op, &body, ok, conditional_failure);
         Ok(())
     }
 }

@@ -157,37 +157,47 @@ async fn throttling_loses_nothing() {
 /// SQS calls, and the Lambda invocations the event source mapping would make at batch size 10.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_routed_lead() {
-    use leadrouter_tests::aws::{RequestCounter, aws_pipeline_counted};
+    use leadrouter_tests::aws::{CapacityMeter, RequestCounter, aws_pipeline_counted};
     let receiver = Receiver::start().await;
     let counter = RequestCounter::default();
-    let (pipeline, sqs, urls) = aws_pipeline_counted(&routing_doc(&receiver, 65536), Some(counter.clone())).await;
+    let meter = CapacityMeter::default();
+    let (pipeline, sqs, urls) =
+        aws_pipeline_counted(&routing_doc(&receiver, 65536), Some(counter.clone()), Some(meter.clone())).await;
     let pipeline = Arc::new(pipeline);
     counter.reset();
+    meter.reset();
     let n = 50;
     for i in 0..n {
         ingest(&pipeline, &format!("email=cost{i}%40corp{i}.com&job_title=VP+Sales&company_size=900&country=US")).await;
     }
     let invocations = drain_queues(&pipeline, &sqs, &urls, Delivery { twice: false, shuffle: false }).await;
-    let counts_before_listing = counter.counts();
+    let counts = counter.counts();
+    let (wru, rru) = (meter.write_units(), meter.read_units());
     let page = pipeline.store.list(leadrouter::ports::LeadQuery { limit: 1, ..Default::default() }).await.unwrap();
-    let size = serde_json::to_vec(&page.items[0]).unwrap().len();
-    println!("a routed lead is about {size} bytes as JSON (its DynamoDB item is about the same)");
-    let counts = counts_before_listing;
+    let lead = &page.items[0];
+    assert_eq!(lead.status.as_str(), "notified", "every lead routed and notified");
+    let size = meter.item_size(&format!("LEAD#{}", lead.id), "A").expect("the lead was written");
+    println!("a routed lead's item is {size} bytes (DynamoDB's size rules)");
+    let per = |c: f64| c / n as f64;
     let total = |service: &str| counts.iter().filter(|(k, _)| k.starts_with(service)).map(|(_, v)| v).sum::<usize>();
     println!("AWS requests for {n} leads routed (rep and manager notified):");
     for (op, c) in &counts {
-        println!("  {op}: {c} ({:.1} per lead)", *c as f64 / n as f64);
+        println!("  {op}: {c} ({:.1} per lead)", per(*c as f64));
     }
-    println!(
-        "  stage Lambda invocations (batches of up to 10): {invocations} ({:.2} per lead)",
-        invocations as f64 / n as f64
-    );
+    println!("  stage Lambda invocations (batches of up to 10): {invocations} ({:.2} per lead)", per(invocations as f64));
     println!("  ingest Lambda invocations: {n} (1 per lead)");
+    println!("DynamoDB capacity per lead (metered by the documented rules):");
+    for (what, units) in &wru {
+        println!("  {what}: {:.2} WRU", per(*units));
+    }
+    let wru_per_lead = per(wru.values().sum::<f64>());
+    println!("  writes: {wru_per_lead:.2} WRU, reads: {:.2} RRU", per(rru));
     let dynamo = total("dynamodb") as f64 / n as f64;
     let sqs_calls = total("sqs") as f64 / n as f64;
-    // Bounds that catch a regression (an extra read per lead shows).
+    // Bounds that catch a regression (an extra write or read per lead shows).
     assert!(dynamo <= 40.0, "{dynamo} DynamoDB requests per lead");
     assert!(sqs_calls <= 4.0, "{sqs_calls} SQS sends per lead");
+    assert!(wru_per_lead <= 24.0, "{wru_per_lead} write units per lead");
 }
 
 /// A lead whose message was lost (stored, never queued) is found by the sweep and routed.

@@ -57,6 +57,16 @@ pub const INDEXES: [(&str, &str); 7] = [
     ("by_account", "by_account_pk"),
 ];
 
+/// The attributes an index holds besides the keys (none: `KEYS_ONLY`). The sweep and start-up
+/// need only which lead, which stage and from when; owner stickiness only the owner.
+pub fn projected(index: &str) -> &'static [&'static str] {
+    match index {
+        "pending" => &["id", "stage", "due"],
+        "by_account" => &["id", "owner"],
+        _ => &[],
+    }
+}
+
 /// The attributes the funnel metrics read of each lead.
 const FACT_ATTRIBUTES: &str = "pk, #src, #st, grade, #ow, #pl, received_at, first_assigned_at, accepted_at";
 
@@ -197,23 +207,13 @@ impl DynamoStore {
                     .index_name(index)
                     .key_schema(key(pk, KeyType::Hash).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
                     .key_schema(key("seq", KeyType::Range).map_err(|e| StoreError::Unavailable(Box::new(e)))?)
-                    .projection(if index == "pending" {
-                        // The sweep and start-up need only which lead, which stage and from when.
-                        Projection::builder()
-                            .projection_type(ProjectionType::Include)
-                            .non_key_attributes("id")
-                            .non_key_attributes("stage")
-                            .non_key_attributes("due")
-                            .build()
-                    } else if index == "by_account" {
-                        Projection::builder()
-                            .projection_type(ProjectionType::Include)
-                            .non_key_attributes("id")
-                            .non_key_attributes("owner")
-                            .build()
-                    } else {
+                    .projection(match projected(index) {
                         // Listing reads the leads themselves; an index write then costs 1 WRU.
-                        Projection::builder().projection_type(ProjectionType::KeysOnly).build()
+                        [] => Projection::builder().projection_type(ProjectionType::KeysOnly).build(),
+                        attrs => Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .set_non_key_attributes(Some(attrs.iter().map(|a| a.to_string()).collect()))
+                            .build(),
                     })
                     .build()
                     .map_err(|e| StoreError::Unavailable(Box::new(e)))?,
