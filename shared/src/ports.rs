@@ -77,10 +77,12 @@ pub struct LeadPage {
     pub next_cursor: Option<String>,
 }
 
-/// Leads waiting for a stage, and where the next page starts.
+/// Leads waiting for a stage, and where the next page starts. Which stage is the lead's own
+/// word (`Lead::pending_stage`): the index holds no more than whether and from when, so that
+/// a lead moving from stage to stage does not rewrite it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingPage {
-    pub leads: Vec<(LeadId, Stage)>,
+    pub leads: Vec<LeadId>,
     pub next: Option<String>,
 }
 

@@ -187,12 +187,14 @@ async fn resume(p: &EmbeddedPipeline) -> Result<usize, StoreError> {
     loop {
         let crate::ports::PendingPage { leads: page, next } = p.store.pending(p.clock.now(), after, 1000).await?;
         total += page.len();
-        for stage in Stage::ALL {
-            let batch: Vec<Message> =
-                page.iter().filter(|(_, s)| *s == stage).map(|(id, _)| Message::lead(id.clone())).collect();
-            if !batch.is_empty() {
-                p.queue.send(stage, batch).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let mut by_stage: std::collections::HashMap<Stage, Vec<Message>> = std::collections::HashMap::new();
+        for id in page {
+            if let Some(stage) = p.store.get(&id).await?.and_then(|l| l.pending_stage()) {
+                by_stage.entry(stage).or_default().push(Message::lead(id));
             }
+        }
+        for (stage, batch) in by_stage {
+            p.queue.send(stage, batch).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
         match next {
             Some(n) => after = Some(n),

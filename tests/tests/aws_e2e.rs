@@ -184,7 +184,10 @@ async fn requests_per_routed_lead() {
     for (op, c) in &counts {
         println!("  {op}: {c} ({:.1} per lead)", per(*c as f64));
     }
-    println!("  stage Lambda invocations (batches of up to 10): {invocations} ({:.2} per lead)", per(invocations as f64));
+    println!(
+        "  stage Lambda invocations (batches of up to 10): {invocations} ({:.2} per lead)",
+        per(invocations as f64)
+    );
     println!("  ingest Lambda invocations: {n} (1 per lead)");
     println!("DynamoDB capacity per lead (metered by the documented rules):");
     for (what, units) in &wru {

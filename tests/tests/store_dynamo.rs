@@ -2,3 +2,67 @@
 //! protocol. Same tests, same assertions as the SQLite run.
 
 leadrouter_tests::store_contract_tests!(leadrouter_tests::aws::fresh_dynamo());
+
+/// The SAM template declares the indexes the adapter writes, each with the projection the
+/// adapter reads (a mismatch fails on AWS only, where the emulator's table is not used).
+#[test]
+fn the_template_declares_the_adapters_indexes() {
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let blocks: Vec<&str> = template.split("- IndexName: ").skip(1).collect();
+    assert_eq!(blocks.len(), leadrouter::adapters::dynamo::INDEXES.len(), "one block per index");
+    for (index, pk) in leadrouter::adapters::dynamo::INDEXES {
+        let block = blocks
+            .iter()
+            .find(|b| b.split_whitespace().next() == Some(index))
+            .unwrap_or_else(|| panic!("the template has no index {index}"));
+        let block = block.split("TimeToLiveSpecification").next().unwrap();
+        assert!(block.contains(&format!("AttributeName: {pk}, KeyType: HASH")), "{index} is keyed by {pk}");
+        assert!(block.contains("AttributeName: seq, KeyType: RANGE"), "{index} is sorted by seq");
+        match leadrouter::adapters::dynamo::projected(index) {
+            [] => assert!(block.contains("ProjectionType: KEYS_ONLY"), "{index} projects keys only"),
+            attrs => assert!(
+                block.contains(&format!("NonKeyAttributes: [{}]", attrs.join(", "))),
+                "{index} projects {attrs:?}"
+            ),
+        }
+    }
+}
+
+/// A lead written before leads were stored as one compressed document (its fields as the
+/// item's attributes) is still read, listed and changed; the change writes the new layout.
+#[tokio::test]
+async fn a_lead_stored_as_attributes_is_still_read() {
+    use leadrouter::domain::{Contact, Email, Lead, LeadId, LeadStatus};
+    use leadrouter::ports::{LeadQuery, LeadStore, Updated};
+    let store = leadrouter_tests::aws::fresh_dynamo().await;
+    let contact = Contact { email: Some(Email::parse("old@layout.com").unwrap()), ..Contact::default() };
+    let lead = Lead::new(LeadId::new(), "web".into(), contact, chrono::Utc::now());
+    let mut item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+        serde_dynamo::to_item(&lead).unwrap();
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_owned());
+    item.insert("pk".into(), s(&format!("LEAD#{}", lead.id)));
+    item.insert("sk".into(), s("A"));
+    item.insert("version".into(), aws_sdk_dynamodb::types::AttributeValue::N("1".into()));
+    item.insert("seq".into(), s(&format!("{:016}#{}", lead.received_at.timestamp_micros(), lead.id)));
+    item.insert("all_pk".into(), s("ALL#0"));
+    store.client().put_item().table_name(store.table()).set_item(Some(item)).send().await.unwrap();
+    assert_eq!(store.get(&lead.id).await.unwrap(), Some(lead.clone()));
+    let page = store.list(LeadQuery { limit: 5, ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(page.items, vec![lead.clone()]);
+    let changed = store
+        .update(vec![lead.id.clone()], |l| {
+            l.transition(LeadStatus::Unique, "first", chrono::Utc::now());
+            true
+        })
+        .await
+        .unwrap();
+    assert!(matches!(&changed[0], Updated::Written(l) if l.status == LeadStatus::Unique));
+    let key = std::collections::HashMap::from([
+        ("pk".to_owned(), s(&format!("LEAD#{}", lead.id))),
+        ("sk".to_owned(), s("A")),
+    ]);
+    let stored = store.client().get_item().table_name(store.table()).set_key(Some(key)).send().await.unwrap();
+    let stored = stored.item.unwrap();
+    assert!(stored.contains_key("doc") && !stored.contains_key("email"), "rewritten as a document: {stored:?}");
+    assert_eq!(store.get(&lead.id).await.unwrap().map(|l| l.status), Some(LeadStatus::Unique));
+}

@@ -58,7 +58,7 @@ async fn a_file_from_before_the_due_column_is_migrated() {
     }
     let store = SqliteStore::open(&path).expect("open a file from before the migration");
     let now_page = store.pending(now, None, 10).await.unwrap();
-    assert_eq!(now_page.leads, vec![(fresh.id.clone(), Stage::Dedup)], "the waiting lead is not due yet");
+    assert_eq!(now_page.leads, vec![fresh.id.clone()], "the waiting lead is not due yet");
     let later = store.pending(now + Duration::minutes(16), None, 10).await.unwrap();
     assert_eq!(later.leads.len(), 2, "past the deadline both are due: {later:?}");
     assert_eq!(store.open_count("ana", 10).await.unwrap(), 1, "the assigned lead is open");

@@ -24,13 +24,14 @@
 //! every status, so those keys are spread over [`SHARDS`] partitions by a hash of the lead id;
 //! a query reads every shard and merges.
 
-use crate::domain::{Lead, LeadId, LeadStatus, RepRecord, Stage};
+use crate::domain::{Lead, LeadId, LeadStatus, RepRecord};
 use crate::ports::{
     AssignChange, Claim, Delivery, FactsPage, Inserted, LeadChange, LeadFacts, LeadPage, LeadQuery, LeadStore,
     PendingPage, StoreError, Turns, Updated,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -61,14 +62,11 @@ pub const INDEXES: [(&str, &str); 7] = [
 /// need only which lead, which stage and from when; owner stickiness only the owner.
 pub fn projected(index: &str) -> &'static [&'static str] {
     match index {
-        "pending" => &["id", "stage", "due"],
-        "by_account" => &["id", "owner"],
+        "pending" => &["due"],
+        "by_account" => &["owner"],
         _ => &[],
     }
 }
-
-/// The attributes the funnel metrics read of each lead.
-const FACT_ATTRIBUTES: &str = "pk, #src, #st, grade, #ow, #pl, received_at, first_assigned_at, accepted_at";
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -124,6 +122,11 @@ fn lead_key(id: &LeadId) -> Item {
     HashMap::from([("pk".to_owned(), s(format!("LEAD#{id}"))), ("sk".to_owned(), s("A"))])
 }
 
+/// The lead an index entry points at (every entry carries the table's keys).
+fn lead_id_of(item: &Item) -> Option<LeadId> {
+    get_s(item, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse)
+}
+
 fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
@@ -132,16 +135,23 @@ fn get_n(item: &Item, k: &str) -> Option<i64> {
     item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
-/// The lead as an item: its fields, keys, index keys and `version`.
+/// Decompressed lead documents larger than this are refused (an item is at most 400 KB).
+const MAX_DOC: usize = 4 << 20;
+
+/// The lead as an item. Its fields travel as one deflated JSON document, `doc`, which keeps a
+/// routed lead under 1 KB, the size of one write unit (a routed lead is about 1.3 KB as
+/// attributes, most of it names repeated in its history). Beside it: the keys, `version`,
+/// the index keys, what the indexes project (`due`, `owner`), and `status` for a person
+/// reading the table.
 fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
-    let mut item: Item = serde_dynamo::to_item(lead).map_err(|e| corrupt(lead.id.as_str(), e))?;
+    let json = serde_json::to_vec(lead).map_err(|e| corrupt(lead.id.as_str(), e))?;
     let sh = shard(&lead.id);
-    item.extend(lead_key(&lead.id));
+    let mut item = lead_key(&lead.id);
+    item.insert("doc".into(), AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(&json, 9))));
+    item.insert("status".into(), s(lead.status.as_str()));
     item.insert("version".into(), n(version));
     item.insert("seq".into(), s(seq(lead)));
-    // A lead passes through the statuses before assignment in seconds, each one a delete and a
-    // put in `by_status`: those leads are listed from `pending` instead, which holds every one.
-    if !passing_through(lead.status) {
+    if listed_by_status(lead) {
         item.insert("by_status_pk".into(), s(format!("STATUS#{}#{sh}", lead.status)));
     }
     item.insert("by_source_pk".into(), s(format!("SOURCE#{}#{sh}", lead.source)));
@@ -149,9 +159,9 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
     if let Some(o) = &lead.owner {
         item.insert("by_owner_pk".into(), s(format!("OWNER#{o}")));
     }
-    if let Some(stage) = lead.pending_stage() {
+    // Constant while the lead moves from stage to stage, so those writes leave the index alone.
+    if lead.pending_stage().is_some() {
         item.insert("pending_pk".into(), s(format!("PENDING#{sh}")));
-        item.insert("stage".into(), s(stage.as_str()));
         if let Some(due) = lead.pending_due() {
             item.insert("due".into(), n(due.timestamp_millis()));
         }
@@ -161,8 +171,9 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
     {
         item.insert("open_pk".into(), s(format!("OPEN#{o}")));
     }
-    if let (Some(_), Some(domain)) = (&lead.owner, lead.account()) {
+    if let (Some(o), Some(domain)) = (&lead.owner, lead.account()) {
         item.insert("by_account_pk".into(), s(format!("ACCOUNT#{domain}")));
+        item.insert("owner".into(), s(o));
     }
     Ok(item)
 }
@@ -170,7 +181,15 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
 fn lead_of(item: Item) -> Result<(Lead, i64), StoreError> {
     let id = get_s(&item, "pk").unwrap_or("?").to_owned();
     let version = get_n(&item, "version").unwrap_or(0);
-    let lead: Lead = serde_dynamo::from_item(item).map_err(|e| corrupt(&id, e))?;
+    let lead: Lead = match item.get("doc") {
+        Some(AttributeValue::B(doc)) => {
+            let json = miniz_oxide::inflate::decompress_to_vec_with_limit(doc.as_ref(), MAX_DOC)
+                .map_err(|e| StoreError::Corrupt { id: id.clone(), source: format!("doc: {e}").into() })?;
+            serde_json::from_slice(&json).map_err(|e| corrupt(&id, e))?
+        }
+        // Written before leads were compressed: the fields are the attributes.
+        _ => serde_dynamo::from_item(item).map_err(|e| corrupt(&id, e))?,
+    };
     Ok((lead, version))
 }
 
@@ -314,6 +333,14 @@ fn passing_through(status: LeadStatus) -> bool {
     matches!(status, LeadStatus::Fetching | LeadStatus::Received | LeadStatus::Unique | LeadStatus::Scored)
 }
 
+/// Whether `by_status` holds the lead. Not on its way to a rep, and not while a new owner is
+/// being told (assigned, a notification owed: it becomes `notified` within a second): those
+/// leads wait in `pending`, which lists them, and each skipped status saves an index delete
+/// and put.
+fn listed_by_status(lead: &Lead) -> bool {
+    !passing_through(lead.status) && !(lead.status == LeadStatus::Assigned && lead.notify_pending.is_some())
+}
+
 impl LeadStore for DynamoStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.get_item(HashMap::from([("pk".to_owned(), s("CONFIG")), ("sk".to_owned(), s("PING"))])).await.map(|_| ())
@@ -355,7 +382,13 @@ impl LeadStore for DynamoStore {
             // Every lead in one of these statuses waits for a stage (`Lead::pending_stage`).
             (0..SHARDS).map(|sh| ("pending", "pending_pk", format!("PENDING#{sh}"))).collect()
         } else if let Some(st) = q.status {
-            (0..SHARDS).map(|sh| ("by_status", "by_status_pk", format!("STATUS#{st}#{sh}"))).collect()
+            let mut p: Vec<_> =
+                (0..SHARDS).map(|sh| ("by_status", "by_status_pk", format!("STATUS#{st}#{sh}"))).collect();
+            if st == LeadStatus::Assigned {
+                // A lead whose new owner is being told is in `pending` only (`listed_by_status`).
+                p.extend((0..SHARDS).map(|sh| ("pending", "pending_pk", format!("PENDING#{sh}"))));
+            }
+            p
         } else {
             (0..SHARDS).map(|sh| ("all", "all_pk", format!("ALL#{sh}"))).collect()
         };
@@ -395,6 +428,7 @@ impl LeadStore for DynamoStore {
             }
         }
         found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.dedup_by(|a, b| a.0 == b.0);
         let more = found.len() > limit;
         found.truncate(limit);
         let next_cursor = if more { found.last().map(|(seq, _)| seq.clone()) } else { None };
@@ -654,16 +688,14 @@ impl LeadStore for DynamoStore {
         after: Option<String>,
         limit: usize,
     ) -> Result<PendingPage, StoreError> {
-        let mut found: Vec<(String, LeadId, Stage, i64)> = Vec::new();
+        let mut found: Vec<(String, LeadId, i64)> = Vec::new();
         for sh in 0..SHARDS {
             let bound = after.clone().map(|a| (">", a));
             for item in self.query_index("pending", "pending_pk", format!("PENDING#{sh}"), bound, false, limit).await? {
                 let seq = get_s(&item, "seq").unwrap_or_default().to_owned();
-                let id = get_s(&item, "id").and_then(LeadId::parse);
-                let stage = get_s(&item, "stage").and_then(Stage::parse);
-                let due = item.get("due").and_then(|v| v.as_n().ok()).and_then(|d| d.parse().ok()).unwrap_or(0);
-                if let (Some(id), Some(stage)) = (id, stage) {
-                    found.push((seq, id, stage, due));
+                let due = get_n(&item, "due").unwrap_or(0);
+                if let Some(id) = lead_id_of(&item) {
+                    found.push((seq, id, due));
                 }
             }
         }
@@ -673,7 +705,7 @@ impl LeadStore for DynamoStore {
         // The position counts what was read; leads not yet due are left out of the page.
         let next = if more || found.len() == limit { found.last().map(|f| f.0.clone()) } else { None };
         let due_by = due_by.timestamp_millis();
-        let leads = found.into_iter().filter(|f| f.3 <= due_by).map(|(_, id, st, _)| (id, st)).collect();
+        let leads = found.into_iter().filter(|f| f.2 <= due_by).map(|(_, id, _)| id).collect();
         Ok(PendingPage { leads, next })
     }
 }
@@ -696,30 +728,12 @@ impl DynamoStore {
             }
             let ka = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut pending)))
-                .projection_expression(FACT_ATTRIBUTES)
-                .expression_attribute_names("#src", "source")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_names("#ow", "owner")
-                .expression_attribute_names("#pl", "pool")
                 .build()
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             let r = self.client.batch_get_item().request_items(&self.table, ka).send().await.map_err(sdk_error)?;
+            // A read costs the whole item whatever is projected: the facts come from the lead.
             for item in r.responses.and_then(|mut m| m.remove(&self.table)).unwrap_or_default() {
-                let id = get_s(&item, "pk").unwrap_or("?").to_owned();
-                let at =
-                    |k: &str| get_s(&item, k).and_then(|v| DateTime::parse_from_rfc3339(v).ok()).map(|t| t.to_utc());
-                out.push(LeadFacts {
-                    source: get_s(&item, "source").unwrap_or_default().to_owned(),
-                    status: get_s(&item, "status")
-                        .and_then(LeadStatus::parse)
-                        .ok_or_else(|| StoreError::Corrupt { id: id.clone(), source: "no status".into() })?,
-                    grade: get_s(&item, "grade").map(str::to_owned),
-                    owner: get_s(&item, "owner").map(str::to_owned),
-                    pool: get_s(&item, "pool").map(str::to_owned),
-                    received_at: at("received_at").unwrap_or_default(),
-                    first_assigned_at: at("first_assigned_at"),
-                    accepted_at: at("accepted_at"),
-                });
+                out.push(LeadFacts::of(&lead_of(item)?.0));
             }
             if let Some(left) = r.unprocessed_keys.and_then(|mut m| m.remove(&self.table)) {
                 pending = left.keys;

@@ -828,25 +828,23 @@ impl LeadStore for SqliteStore {
             let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(0);
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT seq, id, stage FROM leads INDEXED BY leads_waiting
+                    "SELECT seq, id FROM leads INDEXED BY leads_waiting
                      WHERE stage IS NOT NULL AND seq > ?1 AND due_ms <= ?3 ORDER BY seq LIMIT ?2",
                 )
                 .map_err(sql_error)?;
             let rows = stmt
                 .query_map(params![after, limit as i64, due_by.timestamp_millis()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                 })
                 .map_err(sql_error)?;
             let mut out = Vec::new();
             let mut last = None;
             let mut n = 0;
             for row in rows {
-                let (seq, id, stage) = row.map_err(sql_error)?;
+                let (seq, id) = row.map_err(sql_error)?;
                 last = Some(seq);
                 n += 1;
-                if let (Some(id), Some(stage)) = (LeadId::parse(&id), Stage::parse(&stage)) {
-                    out.push((id, stage));
-                }
+                out.extend(LeadId::parse(&id));
             }
             let next = if n == limit { last.map(|s| s.to_string()) } else { None };
             Ok(PendingPage { leads: out, next })

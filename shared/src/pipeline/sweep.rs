@@ -31,8 +31,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         loop {
             let page = self.store.pending(now, after, 500).await?;
             let mut by_stage: HashMap<Stage, Vec<Message>> = HashMap::new();
-            for (id, stage) in &page.leads {
+            for id in &page.leads {
                 let Some(lead) = self.store.get(id).await? else { continue };
+                let Some(stage) = lead.pending_stage() else { continue };
+                let stage = &stage;
                 let stuck = stuck_after.is_some_and(|d| lead.history.last().is_some_and(|h| h.at < now - d));
                 let send = match (lead.status, *stage) {
                     (LeadStatus::Unassigned, Stage::Assign) => {
