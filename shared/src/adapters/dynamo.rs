@@ -338,7 +338,8 @@ fn passing_through(status: LeadStatus) -> bool {
 /// leads wait in `pending`, which lists them, and each skipped status saves an index delete
 /// and put.
 fn listed_by_status(lead: &Lead) -> bool {
-    !passing_through(lead.status) && !(lead.status == LeadStatus::Assigned && lead.notify_pending.is_some())
+    let being_told = lead.status == LeadStatus::Assigned && lead.notify_pending.is_some();
+    !(passing_through(lead.status) || being_told)
 }
 
 impl LeadStore for DynamoStore {
