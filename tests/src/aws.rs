@@ -462,11 +462,7 @@ impl MeterState {
     fn record(&mut self, op: &str, body: &serde_json::Value, ok: bool, conditional_failure: bool) {
         let map = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
         match op {
-            "PutItem" => {
-                if ok || conditional_failure {
-                    self.put(map(&body["Item"]), false, ok);
-                }
-            }
+            "PutItem" if ok || conditional_failure => self.put(map(&body["Item"]), false, ok),
             "TransactWriteItems" => {
                 for action in body["TransactItems"].as_array().into_iter().flatten() {
                     if let Some(put) = action.get("Put") {
