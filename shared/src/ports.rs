@@ -202,8 +202,10 @@ pub trait LeadStore: Send + Sync + 'static {
 
     fn deliveries(&self, lead: &LeadId) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 
-    /// Inserts or replaces the record of one delivery.
-    fn put_delivery(&self, delivery: Delivery) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Inserts or replaces the records of these deliveries of one lead (each known by its
+    /// recipient, kind and target), all in one write where the store can: the notify stage
+    /// records a notification's deliveries together once they are settled.
+    fn put_deliveries(&self, deliveries: Vec<Delivery>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The roster changes made through the API (the routing document holds the rest).
     fn reps(&self) -> impl Future<Output = Result<Vec<RepRecord>, StoreError>> + Send;

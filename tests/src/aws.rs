@@ -249,9 +249,9 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.deliveries(lead).await
     }
-    async fn put_delivery(&self, d: DeliveryRecord) -> Result<(), StoreError> {
+    async fn put_deliveries(&self, d: Vec<DeliveryRecord>) -> Result<(), StoreError> {
         self.gate()?;
-        self.inner.put_delivery(d).await
+        self.inner.put_deliveries(d).await
     }
     async fn pending(
         &self,

@@ -197,18 +197,25 @@ pub async fn deliveries_are_recorded_per_target<S: LeadStore>(s: S) {
         last_error: Some("500".into()),
         dead: false,
     };
-    s.put_delivery(d.clone()).await.unwrap();
+    s.put_deliveries(vec![d.clone()]).await.unwrap();
     d.attempts = 2;
     d.delivered_at = Some(Utc::now());
     d.last_error = None;
-    s.put_delivery(d.clone()).await.unwrap();
     let mut other = d.clone();
     other.target = "log:".into();
-    s.put_delivery(other).await.unwrap();
+    let mut manager = d.clone();
+    manager.recipient = "manager:everyone".into();
+    s.put_deliveries(vec![d.clone(), other, manager.clone()]).await.unwrap();
     let all = s.deliveries(&l.id).await.unwrap();
-    assert_eq!(all.len(), 2);
-    let hook = all.iter().find(|x| x.target == "webhook:http://x").unwrap();
-    assert_eq!((hook.attempts, hook.delivered_at.is_some()), (2, true));
+    assert_eq!(all.len(), 3, "one record per recipient, kind and target: {all:?}");
+    let hook = all.iter().find(|x| x.target == "webhook:http://x" && x.recipient == "ana").unwrap();
+    assert_eq!((hook.attempts, hook.delivered_at.is_some()), (2, true), "replaced, not added");
+    // Another kind for the same recipient and target is another record; the others stay.
+    manager.kind = NotificationKind::SlaBreached;
+    s.put_deliveries(vec![manager]).await.unwrap();
+    let all = s.deliveries(&l.id).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().any(|x| x.kind == NotificationKind::SlaBreached && x.recipient == "manager:everyone"));
     assert!(s.deliveries(&LeadId::new()).await.unwrap().is_empty());
 }
 

@@ -5,7 +5,7 @@
 //! | item | pk | sk | notes |
 //! |---|---|---|---|
 //! | lead | `LEAD#<id>` | `A` | the lead's fields (serde_dynamo), `version` for optimistic writes, index keys below |
-//! | delivery | `LEAD#<id>` | `DELIVERY#<kind>#<recipient>#<target>` | one per (lead, recipient, kind, target) |
+//! | deliveries | `LEAD#<id>` | `DELIVERIES` | every delivery record of the lead, deflated JSON (`doc`), `version` |
 //! | identity claim | `ID#<key>` | `A` | `lead_id`, `claimed_at` (ms) |
 //! | pool cursor | `POOL#<pool>` | `CURSOR` | `turn`: the round-robin counter |
 //! | routing document | `CONFIG` | `ROUTING` | `toml` (written by `leadrouter config push`) |
@@ -135,6 +135,29 @@ fn get_n(item: &Item, k: &str) -> Option<i64> {
     item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
+/// The sort key of the item holding a lead's delivery records.
+const DELIVERIES: &str = "DELIVERIES";
+
+fn deflated(json: &[u8]) -> AttributeValue {
+    AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(json, 9)))
+}
+
+fn inflated(id: &str, doc: &Blob) -> Result<Vec<u8>, StoreError> {
+    miniz_oxide::inflate::decompress_to_vec_with_limit(doc.as_ref(), MAX_DOC)
+        .map_err(|e| StoreError::Corrupt { id: id.to_owned(), source: format!("doc: {e}").into() })
+}
+
+/// A lead's delivery records: one deflated JSON list, so that a notification's deliveries
+/// (the rep's and the manager's, every target) cost one write together.
+fn deliveries_of(lead: &LeadId, item: &Item) -> Result<Vec<Delivery>, StoreError> {
+    match item.get("doc") {
+        Some(AttributeValue::B(doc)) => {
+            serde_json::from_slice(&inflated(lead.as_str(), doc)?).map_err(|e| corrupt(lead.as_str(), e))
+        }
+        _ => Err(StoreError::Corrupt { id: lead.to_string(), source: "deliveries without doc".into() }),
+    }
+}
+
 /// Decompressed lead documents larger than this are refused (an item is at most 400 KB).
 const MAX_DOC: usize = 4 << 20;
 
@@ -147,7 +170,7 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
     let json = serde_json::to_vec(lead).map_err(|e| corrupt(lead.id.as_str(), e))?;
     let sh = shard(&lead.id);
     let mut item = lead_key(&lead.id);
-    item.insert("doc".into(), AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(&json, 9))));
+    item.insert("doc".into(), deflated(&json));
     item.insert("status".into(), s(lead.status.as_str()));
     item.insert("version".into(), n(version));
     item.insert("seq".into(), s(seq(lead)));
@@ -182,11 +205,7 @@ fn lead_of(item: Item) -> Result<(Lead, i64), StoreError> {
     let id = get_s(&item, "pk").unwrap_or("?").to_owned();
     let version = get_n(&item, "version").unwrap_or(0);
     let lead: Lead = match item.get("doc") {
-        Some(AttributeValue::B(doc)) => {
-            let json = miniz_oxide::inflate::decompress_to_vec_with_limit(doc.as_ref(), MAX_DOC)
-                .map_err(|e| StoreError::Corrupt { id: id.clone(), source: format!("doc: {e}").into() })?;
-            serde_json::from_slice(&json).map_err(|e| corrupt(&id, e))?
-        }
+        Some(AttributeValue::B(doc)) => serde_json::from_slice(&inflated(&id, doc)?).map_err(|e| corrupt(&id, e))?,
         // Written before leads were compressed: the fields are the attributes.
         _ => serde_dynamo::from_item(item).map_err(|e| corrupt(&id, e))?,
     };
@@ -488,29 +507,37 @@ impl LeadStore for DynamoStore {
     }
 
     async fn deliveries(&self, lead: &LeadId) -> Result<Vec<Delivery>, StoreError> {
+        // `DELIVERIES` and the one-record items (`DELIVERY#…`) written before it.
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :p AND begins_with(sk, :d)")
             .expression_attribute_values(":p", s(format!("LEAD#{lead}")))
-            .expression_attribute_values(":d", s("DELIVERY#"))
+            .expression_attribute_values(":d", s("DELIVER"))
             .consistent_read(true)
             .send()
             .await
             .map_err(sdk_error)?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| corrupt(lead.as_str(), e)))
-            .collect()
+        let mut all = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            if get_s(&item, "sk") == Some(DELIVERIES) {
+                all.extend(deliveries_of(lead, &item)?);
+            } else {
+                all.push(serde_dynamo::from_item(item).map_err(|e| corrupt(lead.as_str(), e))?);
+            }
+        }
+        Ok(all)
     }
 
-    async fn put_delivery(&self, d: Delivery) -> Result<(), StoreError> {
-        let mut item: Item = serde_dynamo::to_item(&d).map_err(|e| corrupt(d.lead_id.as_str(), e))?;
-        item.insert("pk".into(), s(format!("LEAD#{}", d.lead_id)));
-        item.insert("sk".into(), s(format!("DELIVERY#{}#{}#{}", d.kind.as_str(), d.recipient, d.target)));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+    async fn put_deliveries(&self, deliveries: Vec<Delivery>) -> Result<(), StoreError> {
+        let mut by_lead: std::collections::BTreeMap<LeadId, Vec<Delivery>> = std::collections::BTreeMap::new();
+        for d in deliveries {
+            by_lead.entry(d.lead_id.clone()).or_default().push(d);
+        }
+        for (lead, new) in by_lead {
+            self.merge_deliveries(&lead, new).await?;
+        }
         Ok(())
     }
 
@@ -762,6 +789,45 @@ impl DynamoStore {
         ]);
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
         Ok(())
+    }
+
+    /// Replaces or adds `new` in the lead's delivery records, unless someone wrote them since
+    /// they were read (then reads again).
+    async fn merge_deliveries(&self, lead: &LeadId, new: Vec<Delivery>) -> Result<(), StoreError> {
+        let key = HashMap::from([("pk".to_owned(), s(format!("LEAD#{lead}"))), ("sk".to_owned(), s(DELIVERIES))]);
+        for _ in 0..RACE_RETRIES {
+            let stored = self.get_item(key.clone()).await?;
+            let version = stored.as_ref().and_then(|i| get_n(i, "version")).unwrap_or(0);
+            let mut all = match &stored {
+                Some(item) => deliveries_of(lead, item)?,
+                None => Vec::new(),
+            };
+            for d in &new {
+                match all.iter_mut().find(|x| (x.kind, &x.recipient, &x.target) == (d.kind, &d.recipient, &d.target)) {
+                    Some(x) => *x = d.clone(),
+                    None => all.push(d.clone()),
+                }
+            }
+            let json = serde_json::to_vec(&all).map_err(|e| corrupt(lead.as_str(), e))?;
+            let mut item = key.clone();
+            item.insert("doc".into(), deflated(&json));
+            item.insert("version".into(), n(version + 1));
+            let r = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR version = :v")
+                .expression_attribute_values(":v", n(version))
+                .send()
+                .await;
+            match r {
+                Ok(_) => return Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(sdk_error(e)),
+            }
+        }
+        Err(StoreError::Retryable(format!("lead {lead}: its deliveries kept changing under us").into()))
     }
 
     /// Reads who holds each key, then claims every free key for the first holder found (or for

@@ -629,14 +629,18 @@ impl LeadStore for SqliteStore {
         .await
     }
 
-    async fn put_delivery(&self, d: Delivery) -> Result<(), StoreError> {
+    async fn put_deliveries(&self, deliveries: Vec<Delivery>) -> Result<(), StoreError> {
         self.write(move |c| {
-            let doc = encode(d.lead_id.as_str(), &d)?;
-            c.prepare_cached(
-                "INSERT OR REPLACE INTO deliveries (lead_id, recipient, kind, target, doc) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| s.execute(params![d.lead_id.as_str(), d.recipient, d.kind.as_str(), d.target, doc]))
-            .map_err(sql_error)?;
+            let mut stmt = c
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO deliveries (lead_id, recipient, kind, target, doc) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql_error)?;
+            for d in &deliveries {
+                let doc = encode(d.lead_id.as_str(), d)?;
+                stmt.execute(params![d.lead_id.as_str(), d.recipient, d.kind.as_str(), d.target, doc])
+                    .map_err(sql_error)?;
+            }
             Ok(())
         })
         .await

@@ -3,24 +3,26 @@
 
 use super::{Pipeline, StageError, StageResults};
 use crate::domain::identity::{identity_keys, key_kind};
-use crate::domain::{LeadStatus, NotificationKind, Stage, Touch};
+use crate::domain::{Lead, LeadStatus, NotificationKind, Stage, Touch};
 use crate::ports::{Claim, LeadStore, Message, Notifier, Queue, Updated};
 use chrono::Duration;
 use futures::future::join_all;
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     pub(super) async fn dedup(&self, messages: Vec<Message>) -> StageResults {
-        join_all(messages.into_iter().map(|m| self.dedup_one(m))).await
+        let outcomes = join_all(messages.into_iter().map(|m| self.dedup_one(m))).await;
+        self.forward_batch(Stage::Dedup, outcomes).await
     }
 
-    async fn dedup_one(&self, message: Message) -> Result<(), StageError> {
+    /// The lead to send on, if any.
+    async fn dedup_one(&self, message: Message) -> Result<Option<Lead>, StageError> {
         let id = message.lead_id;
         let Some(lead) = self.store.get(&id).await? else {
             tracing::warn!(lead_id = %id, "dedup: no such lead; message dropped");
-            return Ok(());
+            return Ok(None);
         };
         if lead.status != LeadStatus::Received {
-            return Ok(self.forward(Some(Stage::Dedup), &[&lead]).await?);
+            return Ok(Some(lead));
         }
         let d = &self.settings.dedup;
         let now = self.clock.now();
@@ -80,8 +82,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         };
         tracing::info!(lead_id = %id, "dedup done");
         match updated.into_iter().next() {
-            Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(self.forward(Some(Stage::Dedup), &[&l]).await?),
-            _ => Ok(()),
+            Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(Some(*l)),
+            _ => Ok(None),
         }
     }
 }

@@ -8,14 +8,16 @@ use futures::future::join_all;
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     pub(super) async fn fetch(&self, messages: Vec<Message>) -> StageResults {
-        join_all(messages.into_iter().map(|m| self.fetch_one(m))).await
+        let outcomes = join_all(messages.into_iter().map(|m| self.fetch_one(m))).await;
+        self.forward_batch(Stage::Fetch, outcomes).await
     }
 
-    async fn fetch_one(&self, message: Message) -> Result<(), StageError> {
+    /// The lead to send on, if any.
+    async fn fetch_one(&self, message: Message) -> Result<Option<Lead>, StageError> {
         let id = message.lead_id;
-        let Some(lead) = self.store.get(&id).await? else { return Ok(()) };
+        let Some(lead) = self.store.get(&id).await? else { return Ok(None) };
         if lead.status != LeadStatus::Fetching {
-            return Ok(self.forward(Some(Stage::Fetch), &[&lead]).await?);
+            return Ok(Some(lead));
         }
         let now = self.clock.now();
         let source_ref = lead.source_ref.clone().unwrap_or_default();
@@ -51,10 +53,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     .await?;
                 tracing::info!(lead_id = %id, "lead fields fetched");
                 match updated.into_iter().next() {
-                    Some(Updated::Written(l) | Updated::Unchanged(l)) => {
-                        Ok(self.forward(Some(Stage::Fetch), &[&l]).await?)
-                    }
-                    _ => Ok(()),
+                    Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(Some(*l)),
+                    _ => Ok(None),
                 }
             }
             Err(failure) => {

@@ -167,6 +167,20 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             .collect()
     }
 
+    /// Sends the leads a batch's messages left (one per message, if any) on in one send per
+    /// stage, not one per lead; a message whose lead could not be sent on fails, to be retried.
+    async fn forward_batch(&self, current: Stage, outcomes: Vec<Result<Option<Lead>, StageError>>) -> StageResults {
+        let leads: Vec<&Lead> = outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(Option::as_ref)).collect();
+        let forwarded = self.forward(Some(current), &leads).await.map_err(|e| e.to_string());
+        outcomes
+            .into_iter()
+            .map(|o| match o? {
+                Some(_) => forwarded.clone().map_err(StageError::NotYet),
+                None => Ok(()),
+            })
+            .collect()
+    }
+
     /// Sends each lead on to the stage it now waits for, unless that is `current` (the stage
     /// calling, which would only hand the lead back to itself).
     async fn forward(&self, current: Option<Stage>, leads: &[&Lead]) -> Result<(), QueueError> {

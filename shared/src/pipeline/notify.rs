@@ -1,5 +1,6 @@
 //! Notify: every recipient's targets get the notification under one delivery id per
-//! (lead, recipient, kind); each attempt is recorded before the message is acknowledged.
+//! (lead, recipient, kind); every attempt is recorded before the message is acknowledged: a
+//! failed one at once, the settled ones of a notification together in one write.
 
 use super::{Pipeline, StageError, StageResults};
 use crate::config::Target;
@@ -127,6 +128,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
         }
         let results = join_all(jobs).await;
+        let settled: Vec<Delivery> =
+            results.iter().filter_map(|r| r.as_ref().ok()).filter(|d| d.is_settled()).cloned().collect();
+        if !settled.is_empty() {
+            self.store.put_deliveries(settled).await?;
+        }
         let mut unsettled = 0;
         let mut dead: Vec<String> = existing.values().filter(|d| d.dead).map(|d| d.recipient.clone()).collect();
         for r in results {
@@ -174,7 +180,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         }
     }
 
-    /// Attempts one delivery a few times with backoff, recording every attempt.
+    /// Attempts one delivery a few times with backoff, recording each failed attempt (the
+    /// caller records the last one once it is settled, with the notification's others).
     async fn deliver(&self, mut d: Delivery, mut body: Notification) -> Result<Delivery, StageError> {
         let mut backoff = self.retry.inline_backoff;
         for i in 0..self.retry.inline_attempts {
@@ -208,7 +215,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     wait = Some(after.unwrap_or(backoff).min(std::time::Duration::from_secs(30)));
                 }
             }
-            self.store.put_delivery(d.clone()).await?;
+            if !d.is_settled() {
+                self.store.put_deliveries(vec![d.clone()]).await?;
+            }
             tracing::info!(
                 lead_id = %d.lead_id, recipient = %d.recipient, kind = d.kind.as_str(), target_kind = target_kind(&d.target),
                 attempts = d.attempts, delivered = d.delivered_at.is_some(), dead = d.dead, "delivery attempt"
