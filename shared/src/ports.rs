@@ -263,11 +263,16 @@ pub struct Message {
     pub lead_id: LeadId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<NotificationKind>,
+    /// Dedup found this `received` lead unique at this time (its identity keys are claimed):
+    /// assign writes that, the score and the assignment in one write, saving one per lead.
+    /// A lost finding costs nothing: the lead is still `received`, and dedup finds it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_at: Option<DateTime<Utc>>,
 }
 
 impl Message {
     pub fn lead(lead_id: LeadId) -> Message {
-        Message { lead_id, kind: None }
+        Message { lead_id, kind: None, unique_at: None }
     }
 }
 

@@ -16,9 +16,13 @@ pub async fn messages_reach_their_stage_intact<Q: Queue>(
         .map(|i| Message {
             lead_id: LeadId::new(),
             kind: Some(if i % 2 == 0 { NotificationKind::Assigned } else { NotificationKind::ReEngaged }),
+            unique_at: None,
         })
         .collect();
-    let dedup: Vec<Message> = (0..3).map(|_| Message::lead(LeadId::new())).collect();
+    // Dedup's finding travels with the message, to the millisecond.
+    let found = chrono::DateTime::from_timestamp_millis(1_790_000_000_123);
+    let dedup: Vec<Message> =
+        (0..3).map(|i| Message { unique_at: found.filter(|_| i > 0), ..Message::lead(LeadId::new()) }).collect();
     q.send(Stage::Notify, notify.clone()).await.expect("send to notify");
     q.send(Stage::Dedup, dedup.clone()).await.expect("send to dedup");
     q.send(Stage::Score, Vec::new()).await.expect("an empty send is fine");

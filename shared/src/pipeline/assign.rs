@@ -67,9 +67,24 @@ struct Context {
     /// Open leads per rep with a `max_open_leads`, as the batch started.
     open: HashMap<String, u32>,
     now: DateTime<Utc>,
+    /// Leads dedup found unique (its finding came on their messages) and when.
+    unique: HashMap<LeadId, DateTime<Utc>>,
+    settings: Arc<crate::config::Settings>,
 }
 
 impl Context {
+    /// Writes dedup's finding and the score on a `received` lead that dedup found unique, so
+    /// that the lead is routed as `scored` in the same write. True if it changed the lead.
+    fn prepare(&self, l: &mut Lead) -> bool {
+        match self.unique.get(&l.id) {
+            Some(at) if l.status == LeadStatus::Received => {
+                super::dedup::mark_unique(&self.settings, l, *at);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn can_take(&self, rep: &str, given: &HashMap<String, u32>, exclude: Option<&str>) -> Result<(), Unavailable> {
         if exclude == Some(rep) {
             return Err(Unavailable::PreviousOwner);
@@ -168,7 +183,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
 
     pub(super) async fn assign(&self, messages: Vec<Message>) -> StageResults {
         let ids: Vec<LeadId> = messages.iter().map(|m| m.lead_id.clone()).collect();
-        let ctx = match self.context().await {
+        let unique = messages.iter().filter_map(|m| Some((m.lead_id.clone(), m.unique_at?))).collect();
+        let ctx = match self.context(unique).await {
             Ok(c) => Arc::new(c),
             Err(e) => return super::all_failed(ids.len(), e),
         };
@@ -188,10 +204,15 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     outcome.insert(id.clone(), Err(e.to_string()));
                 }
                 Ok(None) => tracing::warn!(lead_id = %id, "assign: no such lead; message dropped"),
-                Ok(Some(lead)) => match needs_routing(&lead, &ctx.roster, now) {
-                    Some(route) => leads.push((lead, route)),
-                    None => done.push(lead),
-                },
+                Ok(Some(mut lead)) => {
+                    let prepared = ctx.prepare(&mut lead);
+                    match needs_routing(&lead, &ctx.roster, now) {
+                        Some(route) => leads.push((lead, route)),
+                        // Disqualified by its score: written as such.
+                        None if prepared => singles.push((lead.id.clone(), Single::Settle)),
+                        None => done.push(lead),
+                    }
+                }
             }
         }
         // Owner stickiness: who owns each new lead's company, in one read for the batch.
@@ -241,7 +262,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let ctx = ctx.clone();
             let pool_id = ctx.pools[i].id.clone();
             let change = move |l: &mut Lead, turns: &mut Turns| {
-                let Some(route) = needs_routing(l, &ctx.roster, ctx.now) else { return false };
+                let prepared = ctx.prepare(l);
+                let Some(route) = needs_routing(l, &ctx.roster, ctx.now) else { return prepared };
                 let matching = ctx.matching(l);
                 let mut passed = Vec::new();
                 for j in matching.iter().copied().take_while(|j| *j != i) {
@@ -260,7 +282,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     PoolTry::Nobody(r) => {
                         passed.push(r);
                         let first = matching.first().map(|j| ctx.pools[*j].id.as_str());
-                        nobody(l, &route, first, &passed.join("; "), ctx.now)
+                        nobody(l, &route, first, &passed.join("; "), ctx.now) || prepared
                     }
                 }
             };
@@ -300,7 +322,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             .collect()
     }
 
-    async fn context(&self) -> Result<Context, StoreError> {
+    async fn context(&self, unique: HashMap<LeadId, DateTime<Utc>>) -> Result<Context, StoreError> {
         let roster = self.roster().await?;
         let capped: Vec<(String, u32)> =
             roster.reps().iter().filter_map(|r| r.max_open_leads.map(|m| (r.id.clone(), m))).collect();
@@ -309,7 +331,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         for ((rep, _), c) in capped.into_iter().zip(counts) {
             open.insert(rep, c?);
         }
-        Ok(Context { roster, pools: self.settings.pools.clone(), open, now: self.clock.now() })
+        let (pools, settings) = (self.settings.pools.clone(), self.settings.clone());
+        Ok(Context { roster, pools, open, now: self.clock.now(), unique, settings })
     }
 }
 
@@ -324,13 +347,21 @@ enum Single {
     Nobody,
     /// Past its SLA a second time: it stays, and the manager is told.
     SlaAgain,
+    /// Nothing to route: only dedup's finding and the score to write (a disqualified lead).
+    Settle,
 }
 
 impl Single {
     fn apply(&self, l: &mut Lead, ctx: &Context) -> bool {
+        let prepared = ctx.prepare(l);
+        self.decide(l, ctx) || prepared
+    }
+
+    fn decide(&self, l: &mut Lead, ctx: &Context) -> bool {
         let Some(route) = needs_routing(l, &ctx.roster, ctx.now) else { return false };
         let matching = ctx.matching(l);
         match self {
+            Single::Settle => false,
             Single::Test(pool) => {
                 let Some(pool) = pool.map(|i| &ctx.pools[i]) else {
                     return nobody(l, &Route::New, None, "no pool matches this test lead", ctx.now);

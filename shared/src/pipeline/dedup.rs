@@ -1,11 +1,12 @@
 //! Dedup: the first lead to claim an identity key owns it; a later one inside the window
 //! becomes a duplicate, a touch on the original, and news for the original's owner.
 
-use super::{Pipeline, StageError, StageResults};
+use super::{Onward, Pipeline, StageError, StageResults};
+use crate::config::Settings;
 use crate::domain::identity::{identity_keys, key_kind};
 use crate::domain::{Lead, LeadStatus, NotificationKind, Stage, Touch};
 use crate::ports::{Claim, LeadStore, Message, Notifier, Queue, Updated};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
@@ -14,15 +15,15 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         self.forward_batch(Stage::Dedup, outcomes).await
     }
 
-    /// The lead to send on, if any.
-    async fn dedup_one(&self, message: Message) -> Result<Option<Lead>, StageError> {
+    /// What to send on, if anything.
+    async fn dedup_one(&self, message: Message) -> Result<Option<Onward>, StageError> {
         let id = message.lead_id;
         let Some(lead) = self.store.get(&id).await? else {
             tracing::warn!(lead_id = %id, "dedup: no such lead; message dropped");
             return Ok(None);
         };
         if lead.status != LeadStatus::Received {
-            return Ok(Some(lead));
+            return Ok(Some(Onward::Lead(Box::new(lead))));
         }
         let d = &self.settings.dedup;
         let now = self.clock.now();
@@ -32,25 +33,13 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let window = d.window_days;
         let updated = match self.store.claim(&id, keys, now, stale_before).await? {
             Claim::Unique => {
-                let reason = if lead.test {
-                    "unique: a test lead is not deduplicated".to_owned()
-                } else {
-                    format!("unique: no earlier lead within {window} days shares its identity keys")
-                };
-                // Scoring is pure: a unique lead is scored in the same write, which saves a
+                // The claims are the finding's record. Scoring is pure: assign writes the
+                // finding, the score and the owner in one write (`mark_unique`), which saves a
                 // write and a queue hop per lead. The score stage stays for leads resumed in
                 // `unique`.
-                let settings = self.settings.clone();
-                self.store
-                    .update(vec![id.clone()], move |l| {
-                        if l.status != LeadStatus::Received {
-                            return false;
-                        }
-                        l.transition(LeadStatus::Unique, reason.clone(), now);
-                        super::score::apply_score(&settings, l, now);
-                        true
-                    })
-                    .await?
+                tracing::info!(lead_id = %id, "dedup done: unique");
+                let m = Message { unique_at: Some(now), ..Message::lead(id) };
+                return Ok(Some(Onward::Message(Stage::Assign, m)));
             }
             Claim::Taken { key, by } => {
                 let kind = key_kind(&key).to_owned();
@@ -82,8 +71,19 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         };
         tracing::info!(lead_id = %id, "dedup done");
         match updated.into_iter().next() {
-            Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(Some(*l)),
+            Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(Some(Onward::Lead(l))),
             _ => Ok(None),
         }
     }
+}
+
+/// Writes dedup's finding that a `received` lead is unique (made at `at`), and its score.
+pub(super) fn mark_unique(settings: &Settings, l: &mut Lead, at: DateTime<Utc>) {
+    let reason = if l.test {
+        "unique: a test lead is not deduplicated".to_owned()
+    } else {
+        format!("unique: no earlier lead within {} days shares its identity keys", settings.dedup.window_days)
+    };
+    l.transition(LeadStatus::Unique, reason, at);
+    super::score::apply_score(settings, l, at);
 }

@@ -1,7 +1,7 @@
 //! Fetch: a lead announced by its id only (Meta) gets its fields from the platform. Failures
 //! are counted on the lead, which waits visibly in `fetching`; it is never dropped.
 
-use super::{Pipeline, StageError, StageResults};
+use super::{Onward, Pipeline, StageError, StageResults};
 use crate::domain::{IntakeOptions, Lead, LeadStatus, Stage, normalize_lenient};
 use crate::ports::{LeadStore, Message, Notifier, Queue, Updated};
 use futures::future::join_all;
@@ -13,11 +13,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     }
 
     /// The lead to send on, if any.
-    async fn fetch_one(&self, message: Message) -> Result<Option<Lead>, StageError> {
+    async fn fetch_one(&self, message: Message) -> Result<Option<Onward>, StageError> {
         let id = message.lead_id;
         let Some(lead) = self.store.get(&id).await? else { return Ok(None) };
         if lead.status != LeadStatus::Fetching {
-            return Ok(Some(lead));
+            return Ok(Some(Onward::Lead(Box::new(lead))));
         }
         let now = self.clock.now();
         let source_ref = lead.source_ref.clone().unwrap_or_default();
@@ -53,7 +53,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     .await?;
                 tracing::info!(lead_id = %id, "lead fields fetched");
                 match updated.into_iter().next() {
-                    Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(Some(*l)),
+                    Some(Updated::Written(l) | Updated::Unchanged(l)) => Ok(Some(Onward::Lead(l))),
                     _ => Ok(None),
                 }
             }

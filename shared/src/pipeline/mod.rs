@@ -131,6 +131,12 @@ pub struct Pipeline<S, Q, N> {
 
 pub type StageResults = Vec<Result<(), StageError>>;
 
+/// What a message leaves to send on: a lead, to the stage it waits for, or a message as is.
+pub(super) enum Onward {
+    Lead(Box<Lead>),
+    Message(Stage, Message),
+}
+
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// Runs one stage over a batch; one result per message, in order.
     pub async fn run(&self, stage: Stage, messages: Vec<Message>) -> StageResults {
@@ -167,11 +173,25 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             .collect()
     }
 
-    /// Sends the leads a batch's messages left (one per message, if any) on in one send per
-    /// stage, not one per lead; a message whose lead could not be sent on fails, to be retried.
-    async fn forward_batch(&self, current: Stage, outcomes: Vec<Result<Option<Lead>, StageError>>) -> StageResults {
-        let leads: Vec<&Lead> = outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(Option::as_ref)).collect();
-        let forwarded = self.forward(Some(current), &leads).await.map_err(|e| e.to_string());
+    /// Sends on what a batch's messages left (one per message, if any) in one send per stage,
+    /// not one per lead; a message whose lead could not be sent on fails, to be retried.
+    async fn forward_batch(&self, current: Stage, outcomes: Vec<Result<Option<Onward>, StageError>>) -> StageResults {
+        let mut leads: Vec<&Lead> = Vec::new();
+        let mut messages: std::collections::HashMap<Stage, Vec<Message>> = std::collections::HashMap::new();
+        for o in outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(Option::as_ref)) {
+            match o {
+                Onward::Lead(l) => leads.push(l),
+                Onward::Message(stage, m) => messages.entry(*stage).or_default().push(m.clone()),
+            }
+        }
+        let forwarded = async {
+            for (stage, batch) in messages {
+                self.queue.send(stage, batch).await?;
+            }
+            self.forward(Some(current), &leads).await
+        }
+        .await
+        .map_err(|e| e.to_string());
         outcomes
             .into_iter()
             .map(|o| match o? {
@@ -192,6 +212,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 .iter()
                 .filter(|l| l.pending_stage() == Some(stage))
                 .map(|l| Message {
+                    unique_at: None,
                     lead_id: l.id.clone(),
                     kind: if stage == Stage::Notify { l.notify_pending } else { None },
                 })

@@ -53,6 +53,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 };
                 if send {
                     by_stage.entry(*stage).or_default().push(Message {
+                        unique_at: None,
                         lead_id: id.clone(),
                         kind: if *stage == Stage::Notify { lead.notify_pending } else { None },
                     });
