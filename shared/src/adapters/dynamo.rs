@@ -11,18 +11,26 @@
 //! | routing document | `CONFIG` | `ROUTING` | `toml` (written by `leadrouter config push`) |
 //! | roster change | `REPS` | `REP#<id>` | `doc`: the rep's record as `PUT /v1/reps/{id}` stored it |
 //!
+//! A lead item holds the lead as one deflated JSON document (`doc`), so that a routed lead stays
+//! under 1 KB, one write unit; beside it only keys, `version`, `status`, the index keys and
+//! what the indexes project. Leads written before (their fields as attributes) are still read.
+//!
 //! Global secondary indexes, each sorted by `seq` (`<received µs>#<id>`, newest last), so that
-//! no request path scans: `by_status` (`STATUS#<status>#<shard>`; not for the statuses before
-//! assignment, which `pending` holds), `by_owner` (`OWNER#<rep>`),
-//! `by_source` (`SOURCE#<source>#<shard>`), `all` (`ALL#<shard>`) and the sparse `pending`
-//! (`PENDING#<shard>`, present only while a lead waits for a stage), the sparse `open`
-//! (`OPEN#<rep>`, only while the rep works the lead: capacity and reassignment read it) and the
-//! sparse `by_account` (`ACCOUNT#<email domain>`, business domains of owned leads, projecting
-//! `owner`: owner stickiness). The listing indexes
-//! project keys only and `pending` only `id`, `stage` and `due` (the SLA deadline of a lead
-//! waiting for acceptance, in ms: the sweep reads only leads that are due), so that each index write is small. Every lead passes through
-//! every status, so those keys are spread over [`SHARDS`] partitions by a hash of the lead id;
-//! a query reads every shard and merges.
+//! no request path scans:
+//!
+//! | index | partition key | holds | projects |
+//! |---|---|---|---|
+//! | `by_status` | `STATUS#<status>#<shard>` | resting statuses (not those on the way to a rep, nor an assignment being told: `pending` lists them) | keys |
+//! | `by_owner` | `OPEN#<rep>` while the rep works the lead, `OWNER#<rep>` after | owned leads; capacity and reassignment read the open partition | keys |
+//! | `by_source` | `SOURCE#<source>#<shard>` | every lead | keys |
+//! | `all` | `ALL#<shard>` | every lead | keys |
+//! | `pending` | `PENDING#<shard>` | leads waiting for a stage; the key does not change from stage to stage | `due`: the SLA deadline of a lead waiting for acceptance (ms), so the sweep reads only leads that are due |
+//! | `by_account` | `ACCOUNT#<email domain>` | owned leads from business domains | `owner`: owner stickiness |
+//!
+//! An index entry is written only when its key or what it projects changes, so each of those
+//! choices is a write unit saved per lead (the cost test meters them). Keys that every lead
+//! passes through are spread over [`SHARDS`] partitions by a hash of the lead id; a query reads
+//! every shard and merges.
 
 use crate::domain::{Lead, LeadId, LeadStatus, RepRecord};
 use crate::ports::{
@@ -48,13 +56,12 @@ const CURSOR_RETRIES: u32 = 60;
 /// TransactWriteItems takes at most 100 actions; one is the cursor.
 const MAX_TX_LEADS: usize = 99;
 
-pub const INDEXES: [(&str, &str); 7] = [
+pub const INDEXES: [(&str, &str); 6] = [
     ("by_status", "by_status_pk"),
     ("by_owner", "by_owner_pk"),
     ("by_source", "by_source_pk"),
     ("all", "all_pk"),
     ("pending", "pending_pk"),
-    ("open", "open_pk"),
     ("by_account", "by_account_pk"),
 ];
 
@@ -179,8 +186,10 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
     }
     item.insert("by_source_pk".into(), s(format!("SOURCE#{}#{sh}", lead.source)));
     item.insert("all_pk".into(), s(format!("ALL#{sh}")));
+    // Open leads in a partition of their own: capacity and reassignment read only those.
     if let Some(o) = &lead.owner {
-        item.insert("by_owner_pk".into(), s(format!("OWNER#{o}")));
+        let open = if lead.is_open() { "OPEN" } else { "OWNER" };
+        item.insert("by_owner_pk".into(), s(format!("{open}#{o}")));
     }
     // Constant while the lead moves from stage to stage, so those writes leave the index alone.
     if lead.pending_stage().is_some() {
@@ -188,11 +197,6 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
         if let Some(due) = lead.pending_due() {
             item.insert("due".into(), n(due.timestamp_millis()));
         }
-    }
-    if lead.is_open()
-        && let Some(o) = &lead.owner
-    {
-        item.insert("open_pk".into(), s(format!("OPEN#{o}")));
     }
     if let (Some(o), Some(domain)) = (&lead.owner, lead.account()) {
         item.insert("by_account_pk".into(), s(format!("ACCOUNT#{domain}")));
@@ -395,7 +399,7 @@ impl LeadStore for DynamoStore {
         let limit = q.limit.max(1);
         // The most selective key goes to the index; the rest filter what it returns.
         let partitions: Vec<(&str, &str, String)> = if let Some(o) = &q.owner {
-            vec![("by_owner", "by_owner_pk", format!("OWNER#{o}"))]
+            vec![("by_owner", "by_owner_pk", format!("OPEN#{o}")), ("by_owner", "by_owner_pk", format!("OWNER#{o}"))]
         } else if let Some(src) = &q.source {
             (0..SHARDS).map(|sh| ("by_source", "by_source_pk", format!("SOURCE#{src}#{sh}"))).collect()
         } else if q.status.is_some_and(passing_through) {
@@ -583,7 +587,8 @@ impl LeadStore for DynamoStore {
         let mut out = Vec::new();
         let mut bound = None;
         loop {
-            let keys = self.query_index("open", "open_pk", format!("OPEN#{rep}"), bound.clone(), false, 1000).await?;
+            let keys =
+                self.query_index("by_owner", "by_owner_pk", format!("OPEN#{rep}"), bound.clone(), false, 1000).await?;
             for k in &keys {
                 if let Some(id) = get_s(k, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse) {
                     out.push(id);
@@ -605,8 +610,8 @@ impl LeadStore for DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name("open")
-                .key_condition_expression("open_pk = :p")
+                .index_name("by_owner")
+                .key_condition_expression("by_owner_pk = :p")
                 .expression_attribute_values(":p", s(format!("OPEN#{rep}")))
                 .select(Select::Count)
                 .limit((up_to - count).min(1000) as i32)
