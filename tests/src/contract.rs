@@ -398,7 +398,11 @@ pub async fn routing_reads<S: LeadStore>(s: S) {
     let mut c = lead("lu@gmail.com", "web");
     c.received_at = now - Duration::hours(1);
     let d = lead("mo@other-co.com", "web");
-    for l in [&a, &b, &c, &d] {
+    // Unassigned: resting (listed by status) and waiting for a rep at once, counted once.
+    let mut e = lead("ed@else-co.com", "web");
+    e.received_at = now - Duration::minutes(90);
+    e.transition(LeadStatus::Unassigned, "nobody", now);
+    for l in [&a, &b, &e, &c, &d] {
         s.insert(l.clone()).await.unwrap();
     }
     assert_eq!(owner_of("acme-widgets.com", now - Duration::days(30)).await, None, "nobody owns it yet");
@@ -452,13 +456,14 @@ pub async fn routing_reads<S: LeadStore>(s: S) {
         }
     }
     facts.sort_by_key(|f| f.received_at);
-    assert_eq!(facts.len(), 3, "{facts:?}");
+    assert_eq!(facts.len(), 4, "{facts:?}");
     assert_eq!(facts[0].status, LeadStatus::Won);
     assert_eq!(facts[0].owner.as_deref(), Some("ana"));
     assert_eq!(facts[0].grade.as_deref(), Some("B"));
     assert!(facts[0].first_assigned_at.is_some() && facts[0].accepted_at.is_some());
     assert_eq!(facts[1].source, "meta");
-    assert_eq!(facts[2].accepted_at, None);
+    assert_eq!(facts[2].status, LeadStatus::Unassigned);
+    assert_eq!(facts[3].accepted_at, None);
     assert_eq!((facts[0].received_at - a.received_at).num_milliseconds().abs(), 0);
     // Whole leads since a time, oldest first, across pages.
     let mut seen = Vec::new();
@@ -471,7 +476,7 @@ pub async fn routing_reads<S: LeadStore>(s: S) {
             None => break,
         }
     }
-    assert_eq!(seen, vec![b.id.clone(), c.id.clone(), d.id.clone()]);
+    assert_eq!(seen, vec![b.id.clone(), e.id.clone(), c.id.clone(), d.id.clone()]);
 }
 
 #[macro_export]

@@ -44,7 +44,11 @@ async fn a_lead_stored_as_attributes_is_still_read() {
     item.insert("sk".into(), s("A"));
     item.insert("version".into(), aws_sdk_dynamodb::types::AttributeValue::N("1".into()));
     item.insert("seq".into(), s(&format!("{:016}#{}", lead.received_at.timestamp_micros(), lead.id)));
+    // The index keys the earlier layout gave a received lead.
     item.insert("all_pk".into(), s("ALL#0"));
+    item.insert("by_source_pk".into(), s("SOURCE#web#0"));
+    item.insert("pending_pk".into(), s("PENDING#0"));
+    item.insert("stage".into(), s("dedup"));
     store.client().put_item().table_name(store.table()).set_item(Some(item)).send().await.unwrap();
     assert_eq!(store.get(&lead.id).await.unwrap(), Some(lead.clone()));
     let page = store.list(LeadQuery { limit: 5, ..LeadQuery::default() }).await.unwrap();

@@ -20,10 +20,9 @@
 //!
 //! | index | partition key | holds | projects |
 //! |---|---|---|---|
-//! | `by_status` | `STATUS#<status>#<shard>` | resting statuses (not those on the way to a rep, nor an assignment being told: `pending` lists them) | keys |
+//! | `by_status` | `STATUS#<status>#<shard>` | every lead not in `pending` on its way to a rep or while its new owner is told; with `pending`, every lead (listing all, replay, metrics) | keys |
 //! | `by_owner` | `OPEN#<rep>` while the rep works the lead, `OWNER#<rep>` after | owned leads; capacity and reassignment read the open partition | keys |
 //! | `by_source` | `SOURCE#<source>#<shard>` | every lead | keys |
-//! | `all` | `ALL#<shard>` | every lead | keys |
 //! | `pending` | `PENDING#<shard>` | leads waiting for a stage; the key does not change from stage to stage | `due`: the SLA deadline of a lead waiting for acceptance (ms), so the sweep reads only leads that are due |
 //! | `by_account` | `ACCOUNT#<email domain>` | owned leads from business domains | `owner`: owner stickiness |
 //!
@@ -56,11 +55,10 @@ const CURSOR_RETRIES: u32 = 60;
 /// TransactWriteItems takes at most 100 actions; one is the cursor.
 const MAX_TX_LEADS: usize = 99;
 
-pub const INDEXES: [(&str, &str); 6] = [
+pub const INDEXES: [(&str, &str); 5] = [
     ("by_status", "by_status_pk"),
     ("by_owner", "by_owner_pk"),
     ("by_source", "by_source_pk"),
-    ("all", "all_pk"),
     ("pending", "pending_pk"),
     ("by_account", "by_account_pk"),
 ];
@@ -185,7 +183,6 @@ fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
         item.insert("by_status_pk".into(), s(format!("STATUS#{}#{sh}", lead.status)));
     }
     item.insert("by_source_pk".into(), s(format!("SOURCE#{}#{sh}", lead.source)));
-    item.insert("all_pk".into(), s(format!("ALL#{sh}")));
     // Open leads in a partition of their own: capacity and reassignment read only those.
     if let Some(o) = &lead.owner {
         let open = if lead.is_open() { "OPEN" } else { "OWNER" };
@@ -350,19 +347,45 @@ impl DynamoStore {
     }
 }
 
+/// One index partition: index, key attribute, key.
+type Partition = (&'static str, &'static str, String);
+
+fn pending_partitions() -> impl Iterator<Item = Partition> {
+    (0..SHARDS).map(|sh| ("pending", "pending_pk", format!("PENDING#{sh}")))
+}
+
+fn status_partitions(st: LeadStatus) -> impl Iterator<Item = Partition> {
+    (0..SHARDS).map(move |sh| ("by_status", "by_status_pk", format!("STATUS#{st}#{sh}")))
+}
+
+/// Every lead is in `by_status` or in `pending` (`listed_by_status`), so these partitions
+/// together hold every lead: listing all leads, replay and the metrics read them, and no
+/// index of every lead has to be written.
+fn every_partition() -> Vec<Partition> {
+    let mut p: Vec<Partition> =
+        LeadStatus::ALL.into_iter().filter(|s| !passing_through(*s)).flat_map(status_partitions).collect();
+    p.extend(pending_partitions());
+    p
+}
+
+/// The table key of an index entry (every entry carries it).
+fn table_key(k: &Item) -> Item {
+    ["pk", "sk"].iter().filter_map(|a| k.get(*a).map(|v| (a.to_string(), v.clone()))).collect()
+}
+
 /// Statuses a lead holds only on its way to a rep (each always waiting for a stage): not kept
 /// in `by_status`, to save the index writes of every lead's first steps.
 fn passing_through(status: LeadStatus) -> bool {
     matches!(status, LeadStatus::Fetching | LeadStatus::Received | LeadStatus::Unique | LeadStatus::Scored)
 }
 
-/// Whether `by_status` holds the lead. Not on its way to a rep, and not while a new owner is
-/// being told (assigned, a notification owed: it becomes `notified` within a second): those
-/// leads wait in `pending`, which lists them, and each skipped status saves an index delete
-/// and put.
+/// Whether `by_status` holds the lead: unless it waits in `pending` on its way to a rep or
+/// while a new owner is being told (assigned, a notification owed: it becomes `notified`
+/// within a second). Those leads are listed from `pending`, and each status skipped saves an
+/// index delete and put. Every lead is in one of the two.
 fn listed_by_status(lead: &Lead) -> bool {
     let being_told = lead.status == LeadStatus::Assigned && lead.notify_pending.is_some();
-    !(passing_through(lead.status) || being_told)
+    !(lead.pending_stage().is_some() && (passing_through(lead.status) || being_told))
 }
 
 impl LeadStore for DynamoStore {
@@ -398,60 +421,62 @@ impl LeadStore for DynamoStore {
     async fn list(&self, q: LeadQuery) -> Result<LeadPage, StoreError> {
         let limit = q.limit.max(1);
         // The most selective key goes to the index; the rest filter what it returns.
-        let partitions: Vec<(&str, &str, String)> = if let Some(o) = &q.owner {
+        let partitions: Vec<Partition> = if let Some(o) = &q.owner {
             vec![("by_owner", "by_owner_pk", format!("OPEN#{o}")), ("by_owner", "by_owner_pk", format!("OWNER#{o}"))]
         } else if let Some(src) = &q.source {
             (0..SHARDS).map(|sh| ("by_source", "by_source_pk", format!("SOURCE#{src}#{sh}"))).collect()
         } else if q.status.is_some_and(passing_through) {
             // Every lead in one of these statuses waits for a stage (`Lead::pending_stage`).
-            (0..SHARDS).map(|sh| ("pending", "pending_pk", format!("PENDING#{sh}"))).collect()
+            pending_partitions().collect()
         } else if let Some(st) = q.status {
-            let mut p: Vec<_> =
-                (0..SHARDS).map(|sh| ("by_status", "by_status_pk", format!("STATUS#{st}#{sh}"))).collect();
+            let mut p: Vec<_> = status_partitions(st).collect();
             if st == LeadStatus::Assigned {
                 // A lead whose new owner is being told is in `pending` only (`listed_by_status`).
-                p.extend((0..SHARDS).map(|sh| ("pending", "pending_pk", format!("PENDING#{sh}"))));
+                p.extend(pending_partitions());
             }
             p
         } else {
-            (0..SHARDS).map(|sh| ("all", "all_pk", format!("ALL#{sh}"))).collect()
+            every_partition()
         };
         let keep = |l: &Lead| {
             q.status.is_none_or(|s| l.status == s)
                 && q.owner.as_ref().is_none_or(|o| l.owner.as_ref() == Some(o))
                 && q.source.as_ref().is_none_or(|s| &l.source == s)
         };
-        let mut found: Vec<(String, Lead)> = Vec::new();
-        for (index, attr, pk) in partitions {
-            let mut bound = q.cursor.clone().map(|c| ("<", c));
-            let mut taken = 0;
-            // Read each partition until it has `limit` matches or runs dry.
-            loop {
-                let keys = self.query_index(index, attr, pk.clone(), bound.clone(), true, limit + 1).await?;
-                let exhausted = keys.len() <= limit;
-                // The listing indexes hold keys only: read the leads themselves.
-                let items = futures::future::join_all(keys.iter().map(|k| {
-                    let key: Item =
-                        ["pk", "sk"].iter().filter_map(|a| k.get(*a).map(|v| (a.to_string(), v.clone()))).collect();
-                    self.get_item(key)
-                }))
-                .await;
-                for (k, item) in keys.iter().zip(items) {
-                    let seq = get_s(k, "seq").unwrap_or_default().to_owned();
-                    bound = Some(("<", seq.clone()));
-                    let Some(item) = item? else { continue };
-                    let (lead, _) = lead_of(item)?;
-                    if keep(&lead) {
-                        found.push((seq, lead));
-                        taken += 1;
+        let cursor = q.cursor.clone();
+        let reads = futures::future::join_all(partitions.into_iter().map(|(index, attr, pk)| {
+            let cursor = cursor.clone();
+            async move {
+                let mut found: Vec<(String, Lead)> = Vec::new();
+                let mut bound = cursor.map(|c| ("<", c));
+                // Read the partition until it has more than `limit` matches or runs dry.
+                loop {
+                    let keys = self.query_index(index, attr, pk.clone(), bound.clone(), true, limit + 1).await?;
+                    let exhausted = keys.len() <= limit;
+                    // The indexes hold keys only: read the leads themselves.
+                    let items = futures::future::join_all(keys.iter().map(|k| self.get_item(table_key(k)))).await;
+                    for (k, item) in keys.iter().zip(items) {
+                        let seq = get_s(k, "seq").unwrap_or_default().to_owned();
+                        bound = Some(("<", seq.clone()));
+                        let Some(item) = item? else { continue };
+                        let (lead, _) = lead_of(item)?;
+                        if keep(&lead) {
+                            found.push((seq, lead));
+                        }
+                    }
+                    if exhausted || found.len() > limit {
+                        return Ok::<_, StoreError>(found);
                     }
                 }
-                if exhausted || taken > limit {
-                    break;
-                }
             }
+        }))
+        .await;
+        let mut found: Vec<(String, Lead)> = Vec::new();
+        for r in reads {
+            found.extend(r?);
         }
         found.sort_by(|a, b| b.0.cmp(&a.0));
+        // A lead both resting and waiting (unassigned, or within its SLA) is in two partitions.
         found.dedup_by(|a, b| a.0 == b.0);
         let more = found.len() > limit;
         found.truncate(limit);
@@ -653,21 +678,21 @@ impl LeadStore for DynamoStore {
     async fn since(&self, since: DateTime<Utc>, after: Option<String>, limit: usize) -> Result<LeadPage, StoreError> {
         let limit = limit.clamp(1, 1000);
         let bound = after.unwrap_or_else(|| format!("{:016}", since.timestamp_micros().max(0)));
-        let mut keys: Vec<Item> = Vec::new();
-        for sh in 0..SHARDS {
-            keys.extend(
-                self.query_index("all", "all_pk", format!("ALL#{sh}"), Some((">", bound.clone())), false, limit)
-                    .await?,
-            );
-        }
-        // Each shard is in order; merged, the first `limit` are the oldest overall.
-        keys.sort_by(|a, b| get_s(a, "seq").cmp(&get_s(b, "seq")));
-        keys.truncate(limit);
-        let items = futures::future::join_all(keys.iter().map(|k| {
-            let key: Item = ["pk", "sk"].iter().filter_map(|a| k.get(*a).map(|v| (a.to_string(), v.clone()))).collect();
-            self.get_item(key)
-        }))
+        let reads = futures::future::join_all(
+            every_partition()
+                .into_iter()
+                .map(|(index, attr, pk)| self.query_index(index, attr, pk, Some((">", bound.clone())), false, limit)),
+        )
         .await;
+        let mut keys: Vec<Item> = Vec::new();
+        for r in reads {
+            keys.extend(r?);
+        }
+        // Each partition is in order; merged, the first `limit` are the oldest overall.
+        keys.sort_by(|a, b| get_s(a, "seq").cmp(&get_s(b, "seq")));
+        keys.dedup_by(|a, b| get_s(a, "seq") == get_s(b, "seq"));
+        keys.truncate(limit);
+        let items = futures::future::join_all(keys.iter().map(|k| self.get_item(table_key(k)))).await;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if let Some(item) = item? {
@@ -686,32 +711,35 @@ impl LeadStore for DynamoStore {
         after: Option<String>,
         limit: usize,
     ) -> Result<FactsPage, StoreError> {
-        // `after` is `<shard>:<seq>`: shards are read one after another, each in seq order.
-        let (mut sh, mut bound) = match after.as_deref().and_then(|a| a.split_once(':')) {
-            Some((sh, seq)) => (sh.parse::<u8>().unwrap_or(SHARDS), seq.to_owned()),
+        // `after` is `<partition>:<seq>`: partitions are read one after another, each in seq
+        // order. A lead in `pending` that `by_status` also holds is counted there only.
+        let partitions = every_partition();
+        let (mut at, mut bound) = match after.as_deref().and_then(|a| a.split_once(':')) {
+            Some((p, seq)) => (p.parse::<usize>().unwrap_or(partitions.len()), seq.to_owned()),
             None => (0, format!("{:016}", from.timestamp_micros().max(0))),
         };
         let end = format!("{:016}", to.timestamp_micros().max(0));
         let mut facts = Vec::new();
-        while sh < SHARDS && facts.len() < limit {
+        while at < partitions.len() && facts.len() < limit {
+            let (index, attr, pk) = &partitions[at];
             let want = (limit - facts.len()).min(1000);
-            let keys =
-                self.query_index("all", "all_pk", format!("ALL#{sh}"), Some((">", bound.clone())), false, want).await?;
-            let mut keys: Vec<Item> =
+            let keys = self.query_index(index, attr, pk.clone(), Some((">", bound.clone())), false, want).await?;
+            let keys: Vec<Item> =
                 keys.into_iter().take_while(|k| get_s(k, "seq").is_some_and(|q| q < end.as_str())).collect();
             let drained = keys.len() < want;
             if let Some(last) = keys.last().and_then(|k| get_s(k, "seq")) {
                 bound = last.to_owned();
             }
-            for chunk in keys.chunks_mut(100) {
-                facts.extend(self.batch_facts(chunk).await?);
+            for chunk in keys.chunks(100) {
+                let leads = self.batch_leads(chunk).await?;
+                facts.extend(leads.iter().filter(|l| *index != "pending" || !listed_by_status(l)).map(LeadFacts::of));
             }
             if drained {
-                sh += 1;
+                at += 1;
                 bound = format!("{:016}", from.timestamp_micros().max(0));
             }
         }
-        let next = (sh < SHARDS).then(|| format!("{sh}:{bound}"));
+        let next = (at < partitions.len()).then(|| format!("{at}:{bound}"));
         Ok(FactsPage { facts, next })
     }
 
@@ -744,13 +772,10 @@ impl LeadStore for DynamoStore {
 }
 
 impl DynamoStore {
-    /// Reads the funnel facts of up to 100 leads (eventually consistent: metrics, not routing).
-    async fn batch_facts(&self, keys: &[Item]) -> Result<Vec<LeadFacts>, StoreError> {
+    /// Reads up to 100 leads (eventually consistent: metrics, not routing).
+    async fn batch_leads(&self, keys: &[Item]) -> Result<Vec<Lead>, StoreError> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut pending: Vec<Item> = keys
-            .iter()
-            .map(|k| ["pk", "sk"].iter().filter_map(|a| k.get(*a).map(|v| (a.to_string(), v.clone()))).collect())
-            .collect();
+        let mut pending: Vec<Item> = keys.iter().map(table_key).collect();
         let mut out = Vec::with_capacity(keys.len());
         for attempt in 0..10u32 {
             if pending.is_empty() {
@@ -764,9 +789,8 @@ impl DynamoStore {
                 .build()
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             let r = self.client.batch_get_item().request_items(&self.table, ka).send().await.map_err(sdk_error)?;
-            // A read costs the whole item whatever is projected: the facts come from the lead.
             for item in r.responses.and_then(|mut m| m.remove(&self.table)).unwrap_or_default() {
-                out.push(LeadFacts::of(&lead_of(item)?.0));
+                out.push(lead_of(item)?.0);
             }
             if let Some(left) = r.unprocessed_keys.and_then(|mut m| m.remove(&self.table)) {
                 pending = left.keys;
