@@ -72,11 +72,19 @@ pub async fn pipeline(
     Ok(Pipeline { store, queue, notifier, fetcher, clock, settings: Arc::new(settings), secrets, retry })
 }
 
-/// The ingest and admin functions: the one Router behind API Gateway.
+/// The admin function: the one Router behind API Gateway.
 pub async fn run_http() -> Result<(), Error> {
     init_tracing();
     let pipeline = Arc::new(pipeline_from_env().await?);
     lambda_http::run(crate::http::router(pipeline)).await
+}
+
+/// The ingest function: the Router's public routes, behind API Gateway and its own function
+/// URL (the same event format; no API Gateway request charge).
+pub async fn run_ingest() -> Result<(), Error> {
+    init_tracing();
+    let pipeline = Arc::new(pipeline_from_env().await?);
+    lambda_http::run(crate::http::public_router(pipeline)).await
 }
 
 /// A stage function: SQS batches in, partial batch failures out.

@@ -343,7 +343,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
 /// of an item costs 1 WRU per KB of the larger of its old and new size (2 in a transaction,
 /// and a failed condition still costs the write), each global secondary index entry that is
 /// put or deleted 1 WRU (a changed index key is both), a consistent read 1 RRU per 4 KB, a
-/// query page 0.5 RRU (index entries are small and read eventually consistent). It keeps a
+/// query page 1 RRU if consistent and 0.5 if not (pages here are small). It keeps a
 /// shadow of every item it saw written, which is the old image of the next write.
 #[derive(Debug, Clone, Default)]
 pub struct CapacityMeter(Arc<std::sync::Mutex<MeterState>>);
@@ -476,7 +476,16 @@ impl MeterState {
                 let consistent = body["ConsistentRead"].as_bool().unwrap_or(false);
                 self.rru += size.div_ceil(4096).max(1) as f64 * if consistent { 1.0 } else { 0.5 };
             }
-            "Query" if ok => self.rru += 0.5,
+            // Index entries and delivery records are small: one 4 KB unit per page.
+            "Query" if ok => self.rru += if body["ConsistentRead"].as_bool().unwrap_or(false) { 1.0 } else { 0.5 },
+            "BatchGetItem" if ok => {
+                for keys in body["RequestItems"].as_object().into_iter().flat_map(|t| t.values()) {
+                    for key in keys["Keys"].as_array().into_iter().flatten() {
+                        let size = self.items.get(&Self::key(&map(key))).map_or(1, item_size);
+                        self.rru += size.div_ceil(4096).max(1) as f64 * 0.5;
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -1,5 +1,6 @@
 //! The admin function: the bearer-token routes (leads, health, OpenAPI) behind API Gateway.
-//! It serves the same Router as ingest; the template gives it read-only table access.
+//! It serves the whole Router (ingest serves its public routes); the template gives it the
+//! table access the admin routes need.
 
 #[tokio::main]
 async fn main() -> Result<(), leadrouter::aws::Error> {

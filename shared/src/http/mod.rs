@@ -19,23 +19,42 @@ use std::sync::Arc;
 
 pub type AppState<S, Q, N> = Arc<Pipeline<S, Q, N>>;
 
+/// Every route: `leadrouter serve` and the admin function.
 pub fn router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>) -> Router {
-    Router::new()
-        .route("/v1/leads", post(ingest::post_lead::<S, Q, N>).get(admin::list_leads::<S, Q, N>))
-        .route("/v1/leads/{id}", get(admin::get_lead::<S, Q, N>))
-        .route("/v1/leads/{id}/status", post(sales::post_status::<S, Q, N>))
-        .route("/v1/leads/{id}/accept", get(sales::accept_page::<S, Q, N>).post(sales::accept::<S, Q, N>))
-        .route("/v1/reps", get(roster::list_reps::<S, Q, N>))
-        .route(
-            "/v1/reps/{id}",
-            get(roster::get_rep::<S, Q, N>).put(roster::put_rep::<S, Q, N>).delete(roster::delete_rep::<S, Q, N>),
-        )
-        .route("/v1/metrics", get(roster::metrics::<S, Q, N>))
-        .route("/healthz", get(admin::healthz::<S, Q, N>))
-        .route("/openapi.json", get(openapi::serve))
+    routes(state, true)
+}
+
+/// The public routes only (web forms and webhooks): the ingest function, which is also
+/// reachable through its own function URL, serves these and nothing that needs the admin's
+/// table access. The same handlers as [`router`]'s.
+pub fn public_router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>) -> Router {
+    routes(state, false)
+}
+
+fn routes<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>, admin: bool) -> Router {
+    let leads = post(ingest::post_lead::<S, Q, N>);
+    let public = Router::new()
         .route("/v1/webhooks/meta", get(webhooks::meta_verify::<S, Q, N>).post(webhooks::meta_notify::<S, Q, N>))
         .route("/v1/webhooks/google", post(webhooks::google::<S, Q, N>))
-        .route("/v1/webhooks/generic/{source}", post(webhooks::generic::<S, Q, N>))
+        .route("/v1/webhooks/generic/{source}", post(webhooks::generic::<S, Q, N>));
+    let routes = if !admin {
+        public.route("/v1/leads", leads)
+    } else {
+        public
+            .route("/v1/leads", leads.get(admin::list_leads::<S, Q, N>))
+            .route("/v1/leads/{id}", get(admin::get_lead::<S, Q, N>))
+            .route("/v1/leads/{id}/status", post(sales::post_status::<S, Q, N>))
+            .route("/v1/leads/{id}/accept", get(sales::accept_page::<S, Q, N>).post(sales::accept::<S, Q, N>))
+            .route("/v1/reps", get(roster::list_reps::<S, Q, N>))
+            .route(
+                "/v1/reps/{id}",
+                get(roster::get_rep::<S, Q, N>).put(roster::put_rep::<S, Q, N>).delete(roster::delete_rep::<S, Q, N>),
+            )
+            .route("/v1/metrics", get(roster::metrics::<S, Q, N>))
+            .route("/healthz", get(admin::healthz::<S, Q, N>))
+            .route("/openapi.json", get(openapi::serve))
+    };
+    routes
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
