@@ -93,6 +93,17 @@ pub async fn claims_first_wins_within_window<S: LeadStore>(s: S) {
         s.claim(&b, keys(&["email:x@acme.com"]), later, later - Duration::days(90)).await.unwrap(),
         Claim::Taken { key: "email:x@acme.com".into(), by: c.clone() }
     );
+    // A free key before a taken one goes to the lead that was first, not to the newcomer.
+    let (d, e) = (LeadId::new(), LeadId::new());
+    let stale = later - Duration::days(90);
+    assert_eq!(
+        s.claim(&d, keys(&["phone:+14155550199", "email:x@acme.com"]), later, stale).await.unwrap(),
+        Claim::Taken { key: "email:x@acme.com".into(), by: c.clone() }
+    );
+    assert_eq!(
+        s.claim(&e, keys(&["phone:+14155550199"]), later, stale).await.unwrap(),
+        Claim::Taken { key: "phone:+14155550199".into(), by: c.clone() }
+    );
 }
 
 pub async fn assign_advances_cursor_atomically<S: LeadStore>(s: S) {

@@ -859,8 +859,11 @@ impl DynamoStore {
         Err(StoreError::Retryable(format!("lead {lead}: its deliveries kept changing under us").into()))
     }
 
-    /// Reads who holds each key, then claims every free key for the first holder found (or for
-    /// `lead`), each only if still free. None when a claim lost a race and must be read again.
+    /// Claims each key for `lead` in turn without reading first; a key held by another lead
+    /// inside the window fails its condition and the write returns who holds it. Then `lead` is
+    /// that lead's duplicate: the keys it took in this call go to the holder, and so do the free
+    /// ones left (so the person is recognized by them next time). A new person (the common
+    /// case) costs one write per key and no read. None when the answer was unreadable.
     async fn claim_once(
         &self,
         lead: &LeadId,
@@ -868,51 +871,66 @@ impl DynamoStore {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Option<Claim>, StoreError> {
-        let claim_key = |k: &str| HashMap::from([("pk".to_owned(), s(format!("ID#{k}"))), ("sk".to_owned(), s("A"))]);
-        let mut holders: Vec<Option<String>> = Vec::with_capacity(keys.len());
+        let mut mine: Vec<&String> = Vec::new();
+        let mut taken: Option<(String, String)> = None;
         for k in keys {
-            let item = self.get_item(claim_key(k)).await?;
-            let holder = item
-                .filter(|i| get_n(i, "claimed_at").unwrap_or(0) >= stale_before.timestamp_millis())
-                .and_then(|i| get_s(&i, "lead_id").map(str::to_owned));
-            holders.push(holder);
+            let holder = taken.as_ref().map_or(lead.as_str(), |(_, by)| by.as_str());
+            match self.put_claim(k, holder, holder, now, stale_before).await? {
+                None if taken.is_none() => mine.push(k),
+                None => {}
+                // Held by someone else: if we were claiming for ourselves, they were first.
+                Some(by) if taken.is_none() => taken = Some((k.clone(), by)),
+                // Claiming for the holder, a key held by a third lead stays theirs.
+                Some(_) => {}
+            }
         }
-        let taken = keys.iter().zip(&holders).find(|(_, h)| h.as_deref().is_some_and(|h| h != lead.as_str()));
-        let (owner, result) = match taken {
-            Some((k, Some(by))) => {
-                (by.clone(), Claim::Taken { key: k.clone(), by: LeadId::parse(by).unwrap_or_else(|| lead.clone()) })
-            }
-            _ => (lead.to_string(), Claim::Unique),
-        };
-        for (k, holder) in keys.iter().zip(&holders) {
-            if holder.is_some() {
-                continue;
-            }
-            let mut item = claim_key(k);
-            item.insert("lead_id".into(), s(owner.clone()));
-            item.insert("claimed_at".into(), n(now.timestamp_millis()));
-            let r = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR claimed_at < :stale OR lead_id = :me")
-                .expression_attribute_values(":stale", n(stale_before.timestamp_millis()))
-                .expression_attribute_values(":me", s(owner.clone()))
-                .send()
-                .await;
-            match r {
-                Ok(_) => {}
-                // Someone claimed it between our read and our write: they were first.
-                Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
-                    if matches!(result, Claim::Unique) {
-                        return Ok(None);
-                    }
+        let Some((key, by)) = taken else { return Ok(Some(Claim::Unique)) };
+        for k in mine {
+            // Ours since a moment ago: it goes to the lead that was first.
+            self.put_claim(k, &by, lead.as_str(), now, stale_before).await?;
+        }
+        Ok(LeadId::parse(&by).map(|by| Claim::Taken { key, by }))
+    }
+
+    /// Writes `key` as claimed by `holder` if it is free, stale or held by `allowed`; otherwise
+    /// the lead holding it.
+    async fn put_claim(
+        &self,
+        key: &str,
+        holder: &str,
+        allowed: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+        let item = HashMap::from([
+            ("pk".to_owned(), s(format!("ID#{key}"))),
+            ("sk".to_owned(), s("A")),
+            ("lead_id".to_owned(), s(holder)),
+            ("claimed_at".to_owned(), n(now.timestamp_millis())),
+        ]);
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR claimed_at < :stale OR lead_id = :me")
+            .expression_attribute_values(":stale", n(stale_before.timestamp_millis()))
+            .expression_attribute_values(":me", s(allowed))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                    let by = c.item().and_then(|i| get_s(i, "lead_id")).map(str::to_owned);
+                    by.map(Some).ok_or_else(|| corrupt(key, std::io::Error::other("a claim without lead_id")))
                 }
-                Err(e) => return Err(sdk_error(e)),
-            }
+                _ => Err(sdk_error(e)),
+            },
         }
-        Ok(Some(result))
     }
 
     /// One TransactWriteItems: the cursor moves from what we read to that plus the leads
