@@ -485,26 +485,22 @@ impl LeadStore for DynamoStore {
     }
 
     async fn update<F: LeadChange>(&self, ids: Vec<LeadId>, change: F) -> Result<Vec<Updated>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let mut result = None;
+        // Each lead is its own conditional write: they go concurrently.
+        let change = &change;
+        let results = futures::future::join_all(ids.iter().map(|id| async move {
             for _ in 0..RACE_RETRIES {
-                let Some((mut lead, version)) = self.load(id).await? else {
-                    result = Some(Updated::Missing);
-                    break;
-                };
+                let Some((mut lead, version)) = self.load(id).await? else { return Ok(Updated::Missing) };
                 if !change(&mut lead) {
-                    result = Some(Updated::Unchanged(Box::new(lead)));
-                    break;
+                    return Ok(Updated::Unchanged(Box::new(lead)));
                 }
                 if self.save(&lead, version).await? {
-                    result = Some(Updated::Written(Box::new(lead)));
-                    break;
+                    return Ok(Updated::Written(Box::new(lead)));
                 }
             }
-            out.push(result.ok_or_else(|| StoreError::Retryable(format!("lead {id} kept changing under us").into()))?);
-        }
-        Ok(out)
+            Err(StoreError::Retryable(format!("lead {id} kept changing under us").into()))
+        }))
+        .await;
+        results.into_iter().collect()
     }
 
     async fn claim(

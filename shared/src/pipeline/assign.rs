@@ -302,16 +302,22 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 }
             }
         }
-        for (id, single) in singles {
+        // The leads decided one by one are still written together: one store call (one
+        // transaction on SQLite), each lead guarded on its own.
+        if !singles.is_empty() {
+            let ids: Vec<LeadId> = singles.iter().map(|(id, _)| id.clone()).collect();
+            let decided: HashMap<LeadId, Single> = singles.into_iter().collect();
             let ctx = ctx.clone();
-            let r = self.store.update(vec![id.clone()], move |l| single.apply(l, &ctx)).await;
+            let r = self.store.update(ids.clone(), move |l| decided.get(&l.id).is_some_and(|s| s.apply(l, &ctx))).await;
             match r {
                 Ok(u) => done.extend(u.into_iter().filter_map(|u| match u {
                     Updated::Written(l) | Updated::Unchanged(l) => Some(*l),
                     Updated::Missing => None,
                 })),
                 Err(e) => {
-                    outcome.insert(id, Err(e.to_string()));
+                    for id in ids {
+                        outcome.insert(id, Err(e.to_string()));
+                    }
                 }
             }
         }

@@ -168,7 +168,9 @@ async fn main() {
         client.post(&meta_url).header("x-hub-signature-256", sig).header("content-type", "application/json").body(body)
     })
     .await;
+    let meta_started = Instant::now() - Duration::from_secs(args.seconds);
     app.runtime.drain(Duration::from_secs(600)).await;
+    let meta_routed = meta_rps * 100.0 * args.seconds as f64 / meta_started.elapsed().as_secs_f64();
     let google_url = app.url("/v1/webhooks/google");
     let (google_rps, _) = closed_loop(&client, args.concurrency, args.seconds, |i| {
         let body = serde_json::json!({
@@ -234,6 +236,7 @@ async fn main() {
         meta_rps,
         meta_rps * 100.0
     );
+    println!("| Meta leads fetched and routed per second (the run and its drain) | {meta_routed:.0} |");
     println!("| `POST /v1/webhooks/google` requests/s ({} conns) | {:.0} |", args.concurrency, google_rps);
     println!(
         "| leads routed end to end per second (202 → rep's webhook), saturated | {:.0} ({} leads) |",
