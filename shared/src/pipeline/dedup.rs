@@ -35,8 +35,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             Claim::Unique => {
                 // The claims are the finding's record. Scoring is pure: assign writes the
                 // finding, the score and the owner in one write (`mark_unique`), which saves a
-                // write and a queue hop per lead. The score stage stays for leads resumed in
-                // `unique`.
+                // write per lead, and the score stage's queue hop. The score stage stays for
+                // leads resumed in `unique`.
                 tracing::info!(lead_id = %id, "dedup done: unique");
                 let m = Message { unique_at: Some(now), ..Message::lead(id) };
                 return Ok(Some(Onward::Message(Stage::Assign, m)));
