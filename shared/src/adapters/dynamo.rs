@@ -611,7 +611,7 @@ impl LeadStore for DynamoStore {
             let keys =
                 self.query_index("by_owner", "by_owner_pk", format!("OPEN#{rep}"), bound.clone(), false, 1000).await?;
             for k in &keys {
-                if let Some(id) = get_s(k, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse) {
+                if let Some(id) = lead_id_of(k) {
                     out.push(id);
                 }
                 bound = get_s(k, "seq").map(|q| (">", q.to_owned()));
@@ -662,7 +662,7 @@ impl LeadStore for DynamoStore {
         let mut out = HashMap::new();
         for (d, items) in domains.into_iter().zip(found) {
             if let Some(owned) = items?.first().and_then(|i| {
-                let id = get_s(i, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse)?;
+                let id = lead_id_of(i)?;
                 Some((id, get_s(i, "owner")?.to_owned()))
             }) {
                 out.insert(d, owned);

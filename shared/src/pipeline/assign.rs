@@ -63,7 +63,6 @@ pub fn needs_routing(lead: &Lead, roster: &Roster, now: DateTime<Utc>) -> Option
 /// Everything a routing decision reads, fixed for one batch.
 struct Context {
     roster: Roster,
-    pools: Vec<Pool>,
     /// Open leads per rep with a `max_open_leads`, as the batch started.
     open: HashMap<String, u32>,
     now: DateTime<Utc>,
@@ -105,7 +104,7 @@ impl Context {
     }
 
     fn matching(&self, lead: &Lead) -> Vec<usize> {
-        (0..self.pools.len()).filter(|i| self.pools[*i].rule.matches(lead)).collect()
+        (0..self.settings.pools.len()).filter(|i| self.settings.pools[*i].rule.matches(lead)).collect()
     }
 }
 
@@ -249,10 +248,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 continue;
             }
             // The first matching pool with someone available; the others are said in history.
-            let chosen = matching
-                .iter()
-                .copied()
-                .find(|i| matches!(ctx.try_pool(&ctx.pools[*i], 0, &given, route.exclude()), PoolTry::Picked(..)));
+            let chosen = matching.iter().copied().find(|i| {
+                matches!(ctx.try_pool(&ctx.settings.pools[*i], 0, &given, route.exclude()), PoolTry::Picked(..))
+            });
             match chosen {
                 Some(i) => by_pool.entry(i).or_default().push(lead.id.clone()),
                 None => singles.push((lead.id.clone(), Single::Nobody)),
@@ -260,18 +258,18 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         }
         for (i, pool_ids) in by_pool {
             let ctx = ctx.clone();
-            let pool_id = ctx.pools[i].id.clone();
+            let pool_id = ctx.settings.pools[i].id.clone();
             let change = move |l: &mut Lead, turns: &mut Turns| {
                 let prepared = ctx.prepare(l);
                 let Some(route) = needs_routing(l, &ctx.roster, ctx.now) else { return prepared };
                 let matching = ctx.matching(l);
                 let mut passed = Vec::new();
                 for j in matching.iter().copied().take_while(|j| *j != i) {
-                    if let PoolTry::Nobody(r) = ctx.try_pool(&ctx.pools[j], 0, &turns.given, route.exclude()) {
+                    if let PoolTry::Nobody(r) = ctx.try_pool(&ctx.settings.pools[j], 0, &turns.given, route.exclude()) {
                         passed.push(r);
                     }
                 }
-                let pool = &ctx.pools[i];
+                let pool = &ctx.settings.pools[i];
                 match ctx.try_pool(pool, turns.cursor, &turns.given, route.exclude()) {
                     PoolTry::Picked(p, weights) => {
                         turns.cursor = p.turn + 1;
@@ -281,7 +279,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     }
                     PoolTry::Nobody(r) => {
                         passed.push(r);
-                        let first = matching.first().map(|j| ctx.pools[*j].id.as_str());
+                        let first = matching.first().map(|j| ctx.settings.pools[*j].id.as_str());
                         nobody(l, &route, first, &passed.join("; "), ctx.now) || prepared
                     }
                 }
@@ -337,8 +335,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         for ((rep, _), c) in capped.into_iter().zip(counts) {
             open.insert(rep, c?);
         }
-        let (pools, settings) = (self.settings.pools.clone(), self.settings.clone());
-        Ok(Context { roster, pools, open, now: self.clock.now(), unique, settings })
+        Ok(Context { roster, open, now: self.clock.now(), unique, settings: self.settings.clone() })
     }
 }
 
@@ -369,7 +366,7 @@ impl Single {
         match self {
             Single::Settle => false,
             Single::Test(pool) => {
-                let Some(pool) = pool.map(|i| &ctx.pools[i]) else {
+                let Some(pool) = pool.map(|i| &ctx.settings.pools[i]) else {
                     return nobody(l, &Route::New, None, "no pool matches this test lead", ctx.now);
                 };
                 let rep = ctx.roster.rotation(&pool.id).map(|r| r.pick(0).to_owned()).unwrap_or_default();
@@ -387,9 +384,9 @@ impl Single {
                 }
                 let pool = matching
                     .iter()
-                    .map(|i| &ctx.pools[*i])
+                    .map(|i| &ctx.settings.pools[*i])
                     .find(|p| ctx.roster.rotation(&p.id).is_some_and(|r| r.members().iter().any(|m| m.0 == *owner)))
-                    .or_else(|| matching.first().map(|i| &ctx.pools[*i]));
+                    .or_else(|| matching.first().map(|i| &ctx.settings.pools[*i]));
                 let pool_id = pool.map(|p| p.id.clone()).unwrap_or_default();
                 let why = format!("existing owner: {owner} owns {domain} (lead {other}); no round-robin turn taken");
                 l.give_to(&pool_id, owner.clone(), why, NotificationKind::Assigned, ctx.now);
@@ -401,13 +398,13 @@ impl Single {
                 if !matches!(route, Route::Sla { again: true, .. }) {
                     return false;
                 }
-                let first = matching.first().map(|i| ctx.pools[*i].id.as_str());
+                let first = matching.first().map(|i| ctx.settings.pools[*i].id.as_str());
                 nobody(l, &route, first, "it was already reassigned once after its SLA; the manager decides", ctx.now)
             }
             Single::Nobody => {
                 let reasons: Vec<String> = matching
                     .iter()
-                    .filter_map(|i| match ctx.try_pool(&ctx.pools[*i], 0, &HashMap::new(), route.exclude()) {
+                    .filter_map(|i| match ctx.try_pool(&ctx.settings.pools[*i], 0, &HashMap::new(), route.exclude()) {
                         PoolTry::Nobody(r) => Some(r),
                         PoolTry::Picked(..) => None,
                     })
@@ -426,7 +423,7 @@ impl Single {
                 } else {
                     reasons.join("; ")
                 };
-                let first = matching.first().map(|i| ctx.pools[*i].id.as_str());
+                let first = matching.first().map(|i| ctx.settings.pools[*i].id.as_str());
                 nobody(l, &route, first, &reasons, ctx.now)
             }
         }
