@@ -284,6 +284,8 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>, db: Option<PathB
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    let mut settings = settings;
+    settings.server.listening_on(addr);
     let mailer = leadrouter::adapters::notifier::mailer_for(&settings, &secrets).map_err(|e| anyhow::anyhow!(e))?;
     let options = leadrouter::runtime::Options { mailer, ..Default::default() };
     let runtime = Embedded::start_with(settings, secrets.clone(), &db, options)

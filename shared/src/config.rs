@@ -23,6 +23,8 @@ struct RawConfig {
     #[serde(default)]
     dedup: RawDedup,
     #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
     sources: RawSources,
     #[serde(default)]
     scoring: RawScoring,
@@ -48,6 +50,11 @@ struct RawServer {
     webhook_secret: Option<Spanned<String>>,
     max_body_bytes: Option<Spanned<i64>>,
     public_url: Option<Spanned<String>>,
+    accept_secret: Option<Spanned<String>>,
+    accept_link_days: Option<Spanned<i64>>,
+    allow_private_targets: Option<bool>,
+    rate_limit_per_minute: Option<Spanned<i64>>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -62,6 +69,14 @@ struct RawDedup {
     window_days: Option<Spanned<i64>>,
     fold_gmail: Option<bool>,
     default_phone_region: Option<Spanned<String>>,
+    re_engaged_every_minutes: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    personal_data_days: Option<Spanned<i64>>,
+    delete_after_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -335,7 +350,36 @@ pub struct ServerSettings {
     pub admin_token: SecretRef,
     pub webhook_secret: SecretRef,
     pub max_body_bytes: usize,
+    /// Where accept links and signed URIs point. Without `public_url` in the document it is
+    /// `http://` + `listen`, and `serve` sets it to the address it really listens on
+    /// ([`ServerSettings::listening_on`]).
     pub public_url: String,
+    pub public_url_set: bool,
+    /// Signs accept links; None: a key derived from the admin token (never the webhook secret).
+    pub accept_secret: Option<SecretRef>,
+    pub accept_link_days: u32,
+    /// Notification targets set through `/v1/reps` may be loopback, private or link-local.
+    pub allow_private_targets: bool,
+    /// Per client on `POST /v1/leads`; 0 is off.
+    pub rate_limit_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl ServerSettings {
+    /// Points `public_url` at the address the server listens on, unless the document set it:
+    /// the real port when asked for port 0, and 127.0.0.1 for an unspecified address.
+    pub fn listening_on(&mut self, addr: std::net::SocketAddr) {
+        if self.public_url_set {
+            return;
+        }
+        let ip = match addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        self.public_url = format!("http://{}", std::net::SocketAddr::new(ip, addr.port()));
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -343,6 +387,17 @@ pub struct DedupSettings {
     pub window_days: u32,
     pub fold_gmail: bool,
     pub default_phone_region: Region,
+    /// At most one `re_engaged` per original lead and rep in this many minutes.
+    pub re_engaged_every_minutes: u32,
+}
+
+/// `[retention]`: how long personal data and the anonymous facts are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// A lead with no activity this long has its personal data erased; 0 keeps it forever.
+    pub personal_data_days: u32,
+    /// A lead with no activity this long is deleted; 0 never deletes.
+    pub delete_after_days: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -378,6 +433,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub sqlite: String,
     pub dedup: DedupSettings,
+    pub retention: RetentionSettings,
     pub sources: Sources,
     pub scoring: ScoringRules,
     pub reps: Vec<Rep>,
@@ -510,6 +566,18 @@ fn targets(c: &mut Checker, list: &[Spanned<String>], whose: &str) -> Vec<String
     out
 }
 
+/// A whole number setting in `[lo, hi]`, or `default` when absent.
+fn days(c: &mut Checker, v: &Option<Spanned<i64>>, name: &str, lo: u32, hi: u32, default: u32) -> u32 {
+    match v {
+        Some(n) if *n.get_ref() < i64::from(lo) || *n.get_ref() > i64::from(hi) => {
+            c.at(n, format!("{name} must be between {lo} and {hi}"));
+            default
+        }
+        Some(n) => *n.get_ref() as u32,
+        None => default,
+    }
+}
+
 pub(crate) fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
@@ -535,6 +603,7 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         None => DEFAULT_MAX_BODY,
     };
     let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let public_url_set = raw.server.public_url.is_some();
     let public_url = match raw.server.public_url {
         Some(u) => {
             if Target::parse(&format!("webhook:{}", u.get_ref())).is_err() {
@@ -544,6 +613,29 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         }
         None => format!("http://{listen}"),
     };
+    let accept_secret = secret(c, &raw.server.accept_secret, "");
+    let accept_link_days = days(c, &raw.server.accept_link_days, "accept_link_days", 1, 365, 7);
+    let rate_limit_per_minute = days(c, &raw.server.rate_limit_per_minute, "rate_limit_per_minute", 0, 1_000_000, 0);
+    let mut trusted_proxies = Vec::new();
+    for p in raw.server.trusted_proxies.unwrap_or_default() {
+        match crate::domain::net::parse_cidr(p.get_ref()) {
+            Some(cidr) => trusted_proxies.push(cidr),
+            None => c.at(&p, format!("trusted_proxies: '{}' is not an address or CIDR (10.0.0.0/8)", p.get_ref())),
+        }
+    }
+
+    // [retention]
+    let retention = RetentionSettings {
+        personal_data_days: days(c, &raw.retention.personal_data_days, "personal_data_days", 0, 36500, 365),
+        delete_after_days: days(c, &raw.retention.delete_after_days, "delete_after_days", 0, 36500, 0),
+    };
+    if retention.delete_after_days > 0
+        && retention.personal_data_days > 0
+        && retention.delete_after_days < retention.personal_data_days
+        && let Some(d) = &raw.retention.delete_after_days
+    {
+        c.at(d, "delete_after_days must be 0 (never) or at least personal_data_days");
+    }
 
     // [dedup]
     let window_days = match &raw.dedup.window_days {
@@ -554,6 +646,8 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         Some(w) => *w.get_ref() as u32,
         None => 90,
     };
+    let re_engaged_every_minutes =
+        days(c, &raw.dedup.re_engaged_every_minutes, "re_engaged_every_minutes", 0, 525_600, 60);
     let default_phone_region = match &raw.dedup.default_phone_region {
         Some(r) => Region::parse(r.get_ref()).unwrap_or_else(|| {
             c.at(r, format!("default_phone_region '{}' is not a two-letter country code", r.get_ref()));
@@ -794,9 +888,27 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
     });
 
     Settings {
-        server: ServerSettings { listen, admin_token, webhook_secret, max_body_bytes, public_url },
+        server: ServerSettings {
+            listen,
+            admin_token,
+            webhook_secret,
+            max_body_bytes,
+            public_url,
+            public_url_set,
+            accept_secret,
+            accept_link_days,
+            allow_private_targets: raw.server.allow_private_targets.unwrap_or(false),
+            rate_limit_per_minute,
+            trusted_proxies,
+        },
         sqlite: raw.store.sqlite.unwrap_or_else(|| "leadrouter.db".into()),
-        dedup: DedupSettings { window_days, fold_gmail: raw.dedup.fold_gmail.unwrap_or(true), default_phone_region },
+        dedup: DedupSettings {
+            window_days,
+            fold_gmail: raw.dedup.fold_gmail.unwrap_or(true),
+            default_phone_region,
+            re_engaged_every_minutes,
+        },
+        retention,
         sources: Sources { meta, google_key, google_notify_test_leads, generic, spend },
         scoring,
         reps,

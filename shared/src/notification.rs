@@ -98,13 +98,23 @@ pub fn signature_header(secret: &str, at: DateTime<Utc>, body: &[u8]) -> String 
     format!("t={t},v1={}", hmac_hex(secret.as_bytes(), &signed))
 }
 
-/// The accept link's signature: an HMAC of lead id and rep id.
-pub fn accept_sig(secret: &str, lead: &LeadId, rep: &str) -> String {
-    hmac_hex(secret.as_bytes(), format!("accept\0{lead}\0{rep}").as_bytes())
+/// The accept link's signature: an HMAC of lead id, rep id and the link's expiry (unix seconds).
+pub fn accept_sig(secret: &str, lead: &LeadId, rep: &str, exp: i64) -> String {
+    hmac_hex(secret.as_bytes(), accept_signed(lead, rep, exp).as_bytes())
 }
 
-pub fn accept_url(public_url: &str, secret: &str, lead: &LeadId, rep: &str) -> String {
-    format!("{public_url}/v1/leads/{lead}/accept?rep={rep}&sig={}", accept_sig(secret, lead, rep))
+fn accept_signed(lead: &LeadId, rep: &str, exp: i64) -> String {
+    format!("accept\0{lead}\0{rep}\0{exp}")
+}
+
+/// Whether `sig` is this link's signature (constant time).
+pub fn accept_sig_valid(secret: &str, lead: &LeadId, rep: &str, exp: i64, sig: &str) -> bool {
+    hmac_verify(secret.as_bytes(), accept_signed(lead, rep, exp).as_bytes(), sig)
+}
+
+/// A link that accepts `lead` for `rep` until `exp` (unix seconds). Rep ids are URL-safe.
+pub fn accept_url(public_url: &str, secret: &str, lead: &LeadId, rep: &str, exp: i64) -> String {
+    format!("{public_url}/v1/leads/{lead}/accept?rep={rep}&exp={exp}&sig={}", accept_sig(secret, lead, rep, exp))
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> String {

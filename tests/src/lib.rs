@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+pub const ACCEPT_SECRET: &str = "test-accept-secret";
 pub const META_VERIFY_TOKEN: &str = "test-meta-verify";
 pub const META_APP_SECRET: &str = "test-meta-app-secret";
 pub const META_PAGE_TOKEN: &str = "test-meta-page-token";
@@ -415,8 +416,12 @@ impl TestApp {
                 sources.insert(name, Secret::new(v));
             }
         }
-        let secrets =
-            Secrets { admin_token: Secret::new(ADMIN_TOKEN), webhook_secret: Secret::new(WEBHOOK_SECRET), sources };
+        let secrets = Secrets {
+            admin_token: Secret::new(ADMIN_TOKEN),
+            webhook_secret: Secret::new(WEBHOOK_SECRET),
+            accept_secret: Secret::new(ACCEPT_SECRET),
+            sources,
+        };
         let mailer = leadrouter::adapters::notifier::mailer_for(&settings, &secrets).expect("mailer");
         let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every, mailer };
         let runtime = Arc::new(

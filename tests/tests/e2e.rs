@@ -120,7 +120,7 @@ async fn a_form_lead_is_scored_assigned_and_notified_once() {
     assert_eq!(b["pool"], "enterprise-na");
     assert_eq!(b["why"], lead["why"]);
     let accept = b["accept_url"].as_str().unwrap();
-    assert!(accept.starts_with(&format!("http://leadrouter.test/v1/leads/{id}/accept?rep=ana&sig=")), "{accept}");
+    assert!(accept.starts_with(&format!("http://leadrouter.test/v1/leads/{id}/accept?rep=ana&exp=")), "{accept}");
     assert!(chrono::DateTime::parse_from_rfc3339(b["sent_at"].as_str().unwrap()).is_ok());
 }
 

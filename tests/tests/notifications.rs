@@ -105,7 +105,7 @@ async fn slack_gets_block_kit_and_its_retry_after_is_honoured_and_email_goes_out
         button["url"]
             .as_str()
             .unwrap()
-            .starts_with(&format!("http://leadrouter.test/v1/leads/{id}/accept?rep=ana&sig="))
+            .starts_with(&format!("http://leadrouter.test/v1/leads/{id}/accept?rep=ana&exp="))
     );
 
     let l = app.wait_status(&id, &["notified"]).await;
@@ -121,7 +121,7 @@ async fn slack_gets_block_kit_and_its_retry_after_is_honoured_and_email_goes_out
     let data = &quoted_printable(&mail[0].data);
     assert!(data.contains("Subject: New lead for you: Jo Doe"), "{data}");
     assert!(data.contains(&format!("Message-ID: <{}@leadrouter>", slack["delivery_id"].as_str().unwrap())), "{data}");
-    assert!(data.contains(&format!("Accept: http://leadrouter.test/v1/leads/{id}/accept?rep=ana&sig=")), "{data}");
+    assert!(data.contains(&format!("Accept: http://leadrouter.test/v1/leads/{id}/accept?rep=ana&exp=")), "{data}");
     let email = d.iter().find(|d| d["target"] == "email:ana@example.com").unwrap();
     assert_eq!((email["attempts"].clone(), email["dead"].clone()), (json!(1), json!(false)));
 }

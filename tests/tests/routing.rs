@@ -267,7 +267,7 @@ async fn sla_reassigns_once_tells_everyone_and_accept_links_follow_the_owner() {
     assert!(r.text().await.unwrap().contains("owned by ben"));
     // A forged link is refused.
     let r = app.client.post(ana_link.replace("rep=ana", "rep=ben")).send().await.unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 403);
 
     // ben's link: a page with a confirm button, then the POST accepts (twice is harmless).
     let ben_link = ben_notice["accept_url"].as_str().unwrap().replace("http://leadrouter.test", &app.base);

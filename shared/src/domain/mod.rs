@@ -6,6 +6,7 @@ pub mod identity;
 pub mod intake;
 pub mod lead;
 pub mod metrics;
+pub mod net;
 pub mod phone;
 pub mod pool;
 pub mod roster;

@@ -380,15 +380,22 @@ fn document() -> utoipa::openapi::OpenApi {
     let link = |op: Op| {
         op.param("id", ParameterIn::Path, true, string(), "The lead id.")
             .param("rep", ParameterIn::Query, true, string(), "The rep the link was sent to.")
-            .param("sig", ParameterIn::Query, true, string(), "Hex HMAC-SHA256 of the lead id and rep id.")
+            .param("exp", ParameterIn::Query, true, string(), "When the link expires, in unix seconds.")
+            .param(
+                "sig",
+                ParameterIn::Query,
+                true,
+                string(),
+                "Hex HMAC-SHA256 of the lead id, rep id and exp, keyed with [server] accept_secret.",
+            )
     };
     let accept_page = link(Op::new("acceptPage", "sales", "The accept link: the lead's summary and a confirm button"))
         .ok("200", "An HTML page.", "text/html", string().into())
         .problems(&[
-            ("400", "Malformed query string."),
-            ("401", "The link is not valid."),
+            ("403", "The link was tampered with or not issued here; HTML for a browser."),
             ("404", "No such lead."),
             ("409", "The rep does not own the lead now (owner names who does); HTML for a browser."),
+            ("410", "The link has expired; HTML for a browser."),
             STORE_DOWN,
         ]);
     let accept = link(Op::new("accept", "sales", "Accept the lead for the link's rep"))
@@ -399,10 +406,10 @@ fn document() -> utoipa::openapi::OpenApi {
             reference("AcceptResult"),
         )
         .problems(&[
-            ("400", "Malformed query string."),
-            ("401", "The link is not valid."),
+            ("403", "The link was tampered with or not issued here; HTML for a browser."),
             ("404", "No such lead."),
             ("409", "The rep does not own the lead now (owner names who does)."),
+            ("410", "The link has expired; HTML for a browser."),
             STORE_DOWN,
         ]);
     let list_reps = Op::new("listReps", "roster", "The roster: the routing document's reps with the changes made here")

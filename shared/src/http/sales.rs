@@ -132,21 +132,50 @@ pub async fn post_status<S: LeadStore, Q: Queue, N: Notifier>(
 #[derive(Deserialize)]
 struct AcceptParams {
     rep: Option<String>,
+    exp: Option<String>,
     sig: Option<String>,
 }
 
-/// Checks the link; the lead id and rep it names.
-fn check_link(secret: &str, id: &str, query: Option<&str>) -> Result<(LeadId, String), Problem> {
-    let params: AcceptParams = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
-    let (Some(rep), Some(sig)) = (params.rep.filter(|r| !r.is_empty()), params.sig.filter(|s| !s.is_empty())) else {
-        return Err(Problem::unauthorized("an accept link carries rep and sig"));
+/// Checks the link: signed with the accept key (403 when not) and not past its `exp` (410).
+/// The lead id and rep it names.
+fn check_link(secret: &str, id: &str, query: Option<&str>, now: DateTime<Utc>) -> Result<(LeadId, String), Problem> {
+    let forged = || Problem::forbidden("this accept link is not valid: it was changed or not issued by leadrouter");
+    let params: AcceptParams = serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| forged())?;
+    let (Some(rep), Some(exp), Some(sig)) = (
+        params.rep.filter(|r| !r.is_empty()),
+        params.exp.and_then(|e| e.parse::<i64>().ok()),
+        params.sig.filter(|s| !s.is_empty()),
+    ) else {
+        return Err(forged());
     };
-    let Some(id) = LeadId::parse(id) else { return Err(Problem::unauthorized("this accept link is not valid")) };
-    if !notification::hmac_verify(secret.as_bytes(), format!("accept\0{id}\0{rep}").as_bytes(), &sig) {
-        return Err(Problem::unauthorized("this accept link is not valid"));
+    let Some(id) = LeadId::parse(id) else { return Err(forged()) };
+    if !notification::accept_sig_valid(secret, &id, &rep, exp, &sig) {
+        return Err(forged());
+    }
+    if now.timestamp() > exp {
+        let when = DateTime::from_timestamp(exp, 0).map(notification::timestamp).unwrap_or_default();
+        return Err(Problem::new(
+            StatusCode::GONE,
+            "link-expired",
+            "Link expired",
+            format!("this accept link expired at {when}; ask your manager, or accept the lead from the console"),
+        ));
     }
     Ok((id, rep))
+}
+
+/// A refused link: a page for a browser, a problem for anything else.
+fn refused(headers: &HeaderMap, problem: Problem) -> Response {
+    if wants_html(headers) {
+        let title = match problem.status {
+            410 => "This link has expired",
+            409 => "This lead is not yours to accept",
+            _ => "This link is not valid",
+        };
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::FORBIDDEN);
+        return page(status, title, &format!("<p>{}</p>", escape(&problem.detail)));
+    }
+    problem.into_response()
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {
@@ -191,25 +220,16 @@ fn summary(l: &Lead) -> String {
     format!("<p>{}</p>", lines.join("<br>"))
 }
 
-/// A 409 about the owner, as a page for a browser and a problem for anything else.
-fn conflict(headers: &HeaderMap, problem: Problem) -> Response {
-    if wants_html(headers) {
-        return page(
-            StatusCode::CONFLICT,
-            "This lead is not yours to accept",
-            &format!("<p>{}</p>", escape(&problem.detail)),
-        );
-    }
-    problem.into_response()
-}
-
 pub async fn accept_page<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
-    let (id, rep) = check_link(p.secrets.webhook_secret.expose(), &id, query.as_deref())?;
+    let (id, rep) = match check_link(&p.secrets.accept_key(), &id, query.as_deref(), p.clock.now()) {
+        Ok(link) => link,
+        Err(problem) => return Ok(refused(&headers, problem)),
+    };
     let Some(lead) = p.store.get(&id).await.map_err(store_down)? else {
         return Err(Problem::not_found(format!("no lead has the id '{id}'")));
     };
@@ -221,7 +241,7 @@ pub async fn accept_page<S: LeadStore, Q: Queue, N: Notifier>(
         ));
     }
     if let Some(problem) = refusal(&lead, &rep, LeadStatus::Accepted) {
-        return Ok(conflict(&headers, problem));
+        return Ok(refused(&headers, problem));
     }
     let action = format!("/v1/leads/{}/accept?{}", lead.id, escape(query.as_deref().unwrap_or("")));
     Ok(page(
@@ -240,14 +260,17 @@ pub async fn accept<S: LeadStore, Q: Queue, N: Notifier>(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
-    let (id, rep) = check_link(p.secrets.webhook_secret.expose(), &id, query.as_deref())?;
+    let (id, rep) = match check_link(&p.secrets.accept_key(), &id, query.as_deref(), p.clock.now()) {
+        Ok(link) => link,
+        Err(problem) => return Ok(refused(&headers, problem)),
+    };
     let lead = match change(&p, id.clone(), rep.clone(), LeadStatus::Accepted, None, "accept link").await {
         Ok(l) => l,
         Err(problem) if problem.status == 409 => {
             // Accepting twice is not an error: the lead is this rep's either way.
             match p.store.get(&id).await.map_err(store_down)? {
                 Some(l) if l.owner.as_deref() == Some(rep.as_str()) && l.accepted_at.is_some() => l,
-                _ => return Ok(conflict(&headers, problem)),
+                _ => return Ok(refused(&headers, problem)),
             }
         }
         Err(problem) => return Err(problem),

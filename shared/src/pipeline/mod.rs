@@ -39,12 +39,23 @@ pub enum StageError {
 pub struct Secrets {
     pub admin_token: Secret,
     pub webhook_secret: Secret,
+    /// `[server] accept_secret`; empty: accept links are keyed from the admin token instead
+    /// (see [`Secrets::accept_key`]), never from the webhook secret every receiver holds.
+    pub accept_secret: Secret,
     /// Source secrets by name (`meta.app_secret`, `google.key`, `generic.typeform`, …); a
     /// source whose secret is absent answers 503 until it is set.
     pub sources: BTreeMap<String, Secret>,
 }
 
 impl Secrets {
+    /// The key accept links are signed with.
+    pub fn accept_key(&self) -> String {
+        match self.accept_secret.expose() {
+            "" => crate::notification::hmac_hex(self.admin_token.expose().as_bytes(), b"leadrouter accept links"),
+            s => s.to_owned(),
+        }
+    }
+
     pub fn source(&self, name: &str) -> Option<&str> {
         self.sources.get(name).map(Secret::expose).filter(|s| !s.is_empty())
     }
@@ -74,6 +85,10 @@ impl Secrets {
         };
         let admin_token = one("[server] admin_token", &settings.server.admin_token)?;
         let webhook_secret = one("[server] webhook_secret", &settings.server.webhook_secret)?;
+        let accept_secret = match &settings.server.accept_secret {
+            Some(r) => one("[server] accept_secret", r)?,
+            None => Secret::default(),
+        };
         let mut sources = BTreeMap::new();
         let mut warnings = Vec::new();
         for (source, r) in settings.source_secret_refs() {
@@ -84,7 +99,11 @@ impl Secrets {
                 Err(e) => warnings.push(format!("{e}; that source is off until it is set")),
             }
         }
-        Ok(ResolvedSecrets { secrets: Secrets { admin_token, webhook_secret, sources }, generated, warnings })
+        Ok(ResolvedSecrets {
+            secrets: Secrets { admin_token, webhook_secret, accept_secret, sources },
+            generated,
+            warnings,
+        })
     }
 }
 

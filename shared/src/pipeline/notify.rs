@@ -159,8 +159,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
 
     fn body(&self, subject: &Lead, r: &Recipient, delivery_id: &str, touch: Option<NotifiedTouch>) -> Notification {
         let server = &self.settings.server;
+        // From the assignment, so that every retry of a delivery carries the same link.
+        let issued = subject.assigned_at.unwrap_or_else(|| self.clock.now());
+        let exp = (issued + chrono::Duration::days(i64::from(server.accept_link_days))).timestamp();
         let accept_url = r.rep.as_ref().filter(|_| r.owner && subject.owner.is_some()).map(|rep| {
-            notification::accept_url(&server.public_url, self.secrets.webhook_secret.expose(), &subject.id, &rep.id)
+            notification::accept_url(&server.public_url, &self.secrets.accept_key(), &subject.id, &rep.id, exp)
         });
         Notification {
             delivery_id: delivery_id.to_owned(),
