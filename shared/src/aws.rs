@@ -59,6 +59,8 @@ pub async fn pipeline(
         _ => crate::adapters::notifier::mailer_for(&settings, &secrets)?,
     };
     let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()).with_mailer(mailer);
+    let notifier =
+        if settings.server.allow_private_targets { notifier } else { notifier.guarding(settings.document_targets()) };
     let fetcher = Arc::new(match &settings.sources.meta {
         Some(m) => GraphFetcher::new(
             m.graph_base_url.clone(),

@@ -496,6 +496,22 @@ impl Settings {
         }
     }
 
+    /// Whether `name` is a source whose leads arrive signed (Meta, Google, a CRM, a generic
+    /// source of this document): a web form may not claim it.
+    pub fn is_signed_source(&self, name: &str) -> bool {
+        let name = name.trim().to_ascii_lowercase();
+        matches!(name.as_str(), "meta" | "google" | "hubspot" | "salesforce" | "web")
+            || self.sources.generic.keys().any(|g| g.eq_ignore_ascii_case(&name))
+    }
+
+    /// Every notification target the document names (reps and managers): trusted, where
+    /// targets set through the API are checked.
+    pub fn document_targets(&self) -> HashSet<String> {
+        let reps = self.reps.iter().flat_map(|r| r.notify.iter());
+        let managers = self.pools.iter().filter_map(|p| p.manager.as_ref()).flat_map(|m| m.notify.iter());
+        reps.chain(managers).cloned().collect()
+    }
+
     /// Every source secret by the name the runtime looks it up under.
     pub fn source_secret_refs(&self) -> Vec<(String, &SecretRef)> {
         let mut out: Vec<(String, &SecretRef)> = Vec::new();

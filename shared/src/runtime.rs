@@ -115,6 +115,11 @@ impl Embedded {
         let store = SqliteStore::open(db)?;
         let (queue, rx) = ChannelQueue::new();
         let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()).with_mailer(mailer);
+        let notifier = if settings.server.allow_private_targets {
+            notifier
+        } else {
+            notifier.guarding(settings.document_targets())
+        };
         let fetcher = Arc::new(match &settings.sources.meta {
             Some(m) => GraphFetcher::new(
                 m.graph_base_url.clone(),
@@ -159,6 +164,8 @@ impl Embedded {
         drain: Duration,
     ) -> std::io::Result<()> {
         let app = crate::http::router(self.pipeline.clone());
+        // The peer's address is the client that `[server] rate_limit_per_minute` counts.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         self.drain(drain).await;
         Ok(())

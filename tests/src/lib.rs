@@ -248,6 +248,7 @@ admin_token = "{ADMIN_TOKEN}"
 webhook_secret = "{WEBHOOK_SECRET}"
 max_body_bytes = {max_body}
 public_url = "http://leadrouter.test"
+allow_private_targets = true
 
 [sources.meta]
 verify_token = "env:TEST_META_VERIFY_TOKEN"

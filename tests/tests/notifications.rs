@@ -16,6 +16,7 @@ fn doc(r: &Receiver, smtp: &str) -> String {
 admin_token = "{ADMIN_TOKEN}"
 webhook_secret = "{WEBHOOK_SECRET}"
 public_url = "http://leadrouter.test"
+allow_private_targets = true
 
 [email]
 from = "Leadrouter <leads@example.com>"

@@ -21,6 +21,7 @@ fn doc(r: &Receiver, _graph: &str) -> String {
 admin_token = "{ADMIN_TOKEN}"
 webhook_secret = "{secret}"
 public_url = "http://leadrouter.test"
+allow_private_targets = true
 
 [sources.web]
 monthly_spend = 3044

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 pub struct HttpNotifier {
     client: reqwest::Client,
+    /// For targets that did not come from the routing document, when private targets are not
+    /// allowed: its resolver refuses a name that resolves inward at the moment of connecting.
+    guarded: Option<(reqwest::Client, std::collections::HashSet<String>)>,
     webhook_secret: Secret,
     clock: Arc<dyn Clock>,
     mailer: Option<Mailer>,
@@ -56,6 +59,8 @@ impl Mailer {
             Err(e) => return DeliveryResult::Dead { error: format!("email: the address is not usable: {e}") },
         };
         let (subject, text) = email_text(n);
+        // A header is one line: a lead's name cannot add headers or end them.
+        let subject: String = subject.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         let message = Message::builder()
             .from(from.clone())
             .to(to.clone())
@@ -183,16 +188,103 @@ fn headline(n: &Notification) -> String {
     }
 }
 
+/// Why a target was not connected to: it resolved only to internal addresses.
+#[derive(Debug, thiserror::Error)]
+#[error("the target's name resolves to an internal address, which targets set through the API may not use")]
+pub struct InternalTarget;
+
+/// Resolves names as the system does, keeping only public addresses (`domain::net`).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !crate::domain::net::is_internal(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(Box::new(InternalTarget) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Redirects are not followed: a target answers itself or not at all (a redirect could lead
+/// a signed notification anywhere, an internal address included).
+fn client(public_only: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("leadrouter/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(64);
+    if public_only {
+        b = b.dns_resolver(Arc::new(PublicOnly));
+    }
+    b.build().unwrap_or_default()
+}
+
+/// Whether an IP literal in `url` is internal (a name is checked when connecting).
+pub fn internal_literal(url: &str) -> bool {
+    reqwest::Url::parse(url).ok().and_then(|u| match u.host() {
+        Some(url::Host::Ipv4(ip)) => Some(crate::domain::net::is_internal(ip.into())),
+        Some(url::Host::Ipv6(ip)) => Some(crate::domain::net::is_internal(ip.into())),
+        _ => None,
+    }) == Some(true)
+}
+
+/// Why a target set through the API is refused when private targets are not allowed: an
+/// internal address, or a name that resolves to one now. A name that does not resolve now
+/// is let through; it is checked again whenever a notification connects.
+pub async fn refuse_internal(target: &str) -> Option<String> {
+    let url = match Target::parse(target) {
+        Ok(Target::Webhook(u) | Target::Slack(u)) => u,
+        _ => return None,
+    };
+    let parsed = reqwest::Url::parse(&url).ok()?;
+    let refused = || {
+        Some(format!(
+            "'{target}' points at a loopback, private or link-local address ([server] allow_private_targets is off)"
+        ))
+    };
+    if internal_literal(&url) {
+        return refused();
+    }
+    let host = parsed.host_str()?.to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addrs = tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host((host.as_str(), port))).await;
+    match addrs {
+        Ok(Ok(addrs)) => addrs.into_iter().any(|a| crate::domain::net::is_internal(a.ip())).then(refused).flatten(),
+        _ => None,
+    }
+}
+
 impl HttpNotifier {
     pub fn new(webhook_secret: Secret, clock: Arc<dyn Clock>) -> HttpNotifier {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("leadrouter/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap_or_default();
-        HttpNotifier { client, webhook_secret, clock, mailer: None }
+        HttpNotifier { client: client(false), guarded: None, webhook_secret, clock, mailer: None }
+    }
+
+    /// Targets other than `trusted` (the routing document's) connect only to public
+    /// addresses, and an IP literal among them that is internal is refused outright.
+    pub fn guarding(mut self, trusted: std::collections::HashSet<String>) -> HttpNotifier {
+        self.guarded = Some((client(true), trusted));
+        self
+    }
+
+    /// The client for `target`, or why it may not be reached.
+    fn client_for(&self, target: &str, url: &str) -> Result<&reqwest::Client, DeliveryResult> {
+        match &self.guarded {
+            Some((guarded, trusted)) if !trusted.contains(target) => {
+                if internal_literal(url) {
+                    return Err(DeliveryResult::Dead { error: InternalTarget.to_string() });
+                }
+                Ok(guarded)
+            }
+            _ => Ok(&self.client),
+        }
     }
 
     pub fn with_mailer(mut self, mailer: Option<Mailer>) -> HttpNotifier {
@@ -200,14 +292,17 @@ impl HttpNotifier {
         self
     }
 
-    async fn webhook(&self, url: &str, n: &Notification) -> DeliveryResult {
+    async fn webhook(&self, target: &str, url: &str, n: &Notification) -> DeliveryResult {
+        let client = match self.client_for(target, url) {
+            Ok(c) => c,
+            Err(refused) => return refused,
+        };
         let body = match serde_json::to_vec(n) {
             Ok(b) => b,
             Err(e) => return DeliveryResult::Dead { error: format!("cannot encode notification: {e}") },
         };
         let sig = signature_header(self.webhook_secret.expose(), self.clock.now(), &body);
-        let sent = self
-            .client
+        let sent = client
             .post(url)
             .header("content-type", "application/json")
             .header("x-leadrouter-signature", sig)
@@ -217,18 +312,24 @@ impl HttpNotifier {
             .await;
         match sent {
             Ok(r) if r.status().is_success() => DeliveryResult::Delivered,
+            Ok(r) if r.status().is_redirection() => redirected("webhook", &r),
             Ok(r) => DeliveryResult::Retry {
                 error: format!("webhook answered {}", r.status().as_u16()),
                 after: retry_after(&r),
             },
-            Err(e) => DeliveryResult::Retry { error: format!("webhook unreachable: {}", without_url(&e)), after: None },
+            Err(e) => unreachable("webhook", &e),
         }
     }
 
-    async fn slack(&self, url: &str, n: &Notification) -> DeliveryResult {
-        let sent = self.client.post(url).json(&slack_message(n)).send().await;
+    async fn slack(&self, target: &str, url: &str, n: &Notification) -> DeliveryResult {
+        let client = match self.client_for(target, url) {
+            Ok(c) => c,
+            Err(refused) => return refused,
+        };
+        let sent = client.post(url).json(&slack_message(n)).send().await;
         match sent {
             Ok(r) if r.status().is_success() => DeliveryResult::Delivered,
+            Ok(r) if r.status().is_redirection() => redirected("slack", &r),
             Ok(r) if matches!(r.status().as_u16(), 400 | 403 | 404 | 410) => DeliveryResult::Dead {
                 error: format!("slack answered {}: the channel or payload is refused", r.status().as_u16()),
             },
@@ -236,9 +337,30 @@ impl HttpNotifier {
                 error: format!("slack answered {}", r.status().as_u16()),
                 after: retry_after(&r),
             },
-            Err(e) => DeliveryResult::Retry { error: format!("slack unreachable: {}", without_url(&e)), after: None },
+            Err(e) => unreachable("slack", &e),
         }
     }
+}
+
+/// A redirect is not followed, and retrying will not change it.
+fn redirected(what: &str, r: &reqwest::Response) -> DeliveryResult {
+    DeliveryResult::Dead {
+        error: format!(
+            "{what} answered {} (a redirect, which is not followed): fix the target's URL",
+            r.status().as_u16()
+        ),
+    }
+}
+
+fn unreachable(what: &str, e: &reqwest::Error) -> DeliveryResult {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if s.is::<InternalTarget>() {
+            return DeliveryResult::Dead { error: format!("{what} refused: {InternalTarget}") };
+        }
+        source = s.source();
+    }
+    DeliveryResult::Retry { error: format!("{what} unreachable: {}", without_url(e)), after: None }
 }
 
 fn retry_after(r: &reqwest::Response) -> Option<Duration> {
@@ -265,22 +387,44 @@ fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max { s.to_owned() } else { s.chars().take(max - 1).collect::<String>() + "…" }
 }
 
+/// Text for Slack's mrkdwn (and the message's fallback `text`, which Slack reads the same
+/// way): `&`, `<` and `>` as the entities Slack documents, so that what a lead typed is shown
+/// and never read as a mention (`<!channel>`) or a link (`<https://x|y>`). Line breaks are
+/// folded to spaces so a lead cannot forge lines of the message.
+/// <https://api.slack.com/reference/surfaces/formatting#escaping>
+pub fn slack_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A Block Kit message: the lead, its score and reasons, why it was routed, an Accept button.
+/// Every text that came from a lead is escaped; the message's own bold markers are not.
 pub fn slack_message(n: &Notification) -> serde_json::Value {
     let l = &n.lead;
-    let headline = headline(n);
+    let headline = slack_escape(&headline(n));
     let contact = [l.company.as_deref(), l.email.as_deref(), l.phone.as_deref()]
         .into_iter()
         .flatten()
+        .map(slack_escape)
         .collect::<Vec<_>>()
         .join(" · ");
-    let score = format!("*{}", score_line(n).replacen(' ', "* ", 1));
+    let score = format!("*{}", slack_escape(&score_line(n)).replacen(' ', "* ", 1));
     let mut blocks = vec![
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&format!("*{headline}*\n{contact}\nsource: {}", l.source), 3000)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&format!("*{headline}*\n{contact}\nsource: {}", slack_escape(&l.source)), 3000)}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&score, 3000)}}),
     ];
     if let Some(why) = &n.why {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(why, 3000)}]}));
+        blocks
+            .push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(&slack_escape(why), 3000)}]}));
     }
     if let Some(url) = &n.accept_url {
         blocks.push(json!({"type": "actions", "elements": [{
@@ -293,8 +437,8 @@ pub fn slack_message(n: &Notification) -> serde_json::Value {
 impl Notifier for HttpNotifier {
     async fn deliver(&self, target: &str, n: &Notification) -> DeliveryResult {
         match Target::parse(target) {
-            Ok(Target::Webhook(url)) => self.webhook(&url, n).await,
-            Ok(Target::Slack(url)) => self.slack(&url, n).await,
+            Ok(Target::Webhook(url)) => self.webhook(target, &url, n).await,
+            Ok(Target::Slack(url)) => self.slack(target, &url, n).await,
             Ok(Target::Log) => {
                 tracing::info!(lead_id = %n.lead.id, kind = n.kind.as_str(), delivery_id = %n.delivery_id,
                     rep = n.rep.as_ref().map(|r| r.id.as_str()).unwrap_or(""), pool = n.pool.as_deref().unwrap_or(""),

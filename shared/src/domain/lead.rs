@@ -298,6 +298,18 @@ pub struct Touch {
     pub matched_on: String,
 }
 
+/// The last `re_engaged` notification a rep got about a lead (the throttle's memory).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReEngaged {
+    pub at: DateTime<Utc>,
+    /// The duplicate that carried it.
+    #[schema(value_type = String)]
+    pub lead_id: LeadId,
+}
+
+/// How many touches a lead keeps (the most recent); `touch_count` counts them all.
+pub const MAX_TOUCHES: usize = 20;
+
 /// One change of state, with why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
@@ -342,8 +354,16 @@ pub struct Lead {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schema(value_type = Option<String>)]
     pub duplicate_of: Option<LeadId>,
+    /// The most recent touches (at most [`MAX_TOUCHES`]).
     #[serde(default)]
     pub touches: Vec<Touch>,
+    /// Every touch so far, kept or not.
+    #[serde(default)]
+    pub touch_count: u32,
+    /// Per rep (`""` before the lead has an owner), the last `re_engaged` they were sent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub re_engaged: BTreeMap<String, ReEngaged>,
     /// A notification still owed for this lead; cleared once every recipient has it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub notify_pending: Option<NotificationKind>,
@@ -400,6 +420,8 @@ impl Lead {
             why: None,
             duplicate_of: None,
             touches: Vec::new(),
+            touch_count: 0,
+            re_engaged: BTreeMap::new(),
             notify_pending: None,
             fetch_attempts: 0,
             fetch_error: None,
@@ -458,6 +480,33 @@ impl Lead {
         self.sla_due_at = None;
         self.sla_breached_at = None;
         self.transition(LeadStatus::Assigned, why, now);
+    }
+
+    /// Records that `touch` turned out to be this lead again, keeping the most recent
+    /// [`MAX_TOUCHES`] and counting the rest; false if it was recorded already. When its owner
+    /// (or, before it has one, anybody) has not been told of a touch for `quiet`, this touch
+    /// is the one to tell them of: [`Lead::re_engaged_by`] then names it.
+    pub fn touch(&mut self, touch: Touch, quiet: chrono::Duration) -> bool {
+        if self.touches.iter().any(|t| t.lead_id == touch.lead_id) {
+            return false;
+        }
+        let (at, lead_id) = (touch.at, touch.lead_id.clone());
+        self.touch_count = self.touch_count.max(self.touches.len() as u32) + 1;
+        self.touches.push(touch);
+        if self.touches.len() > MAX_TOUCHES {
+            let extra = self.touches.len() - MAX_TOUCHES;
+            self.touches.drain(..extra);
+        }
+        let rep = self.owner.clone().unwrap_or_default();
+        if self.re_engaged.get(&rep).is_none_or(|last| at - last.at >= quiet) {
+            self.re_engaged.insert(rep, ReEngaged { at, lead_id });
+        }
+        true
+    }
+
+    /// Whether the touch by `duplicate` is the one its rep is told of (see [`Lead::touch`]).
+    pub fn re_engaged_by(&self, duplicate: &LeadId) -> bool {
+        self.re_engaged.values().any(|r| &r.lead_id == duplicate)
     }
 
     /// The company behind a business email address (its domain); None for free mail.
@@ -560,6 +609,37 @@ mod tests {
             assert_eq!(LeadStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
         }
+    }
+
+    #[test]
+    fn touches_are_bounded_and_re_engaged_is_throttled() {
+        let t0 = Utc::now();
+        let mut l = Lead::new(LeadId::new(), "web".into(), Contact::default(), t0);
+        l.owner = Some("ana".into());
+        let touch = |i: i64| Touch {
+            lead_id: LeadId::derived(&format!("dup{i}")),
+            source: "web".into(),
+            at: t0 + chrono::Duration::minutes(i),
+            matched_on: "email".into(),
+        };
+        let quiet = chrono::Duration::minutes(60);
+        let mut told = Vec::new();
+        for i in 0..1000 {
+            assert!(l.touch(touch(i), quiet));
+            if l.re_engaged_by(&touch(i).lead_id) {
+                told.push(i);
+            }
+        }
+        assert!(!l.touch(touch(999), quiet), "recorded once");
+        assert_eq!(l.touches.len(), MAX_TOUCHES);
+        assert_eq!(l.touch_count, 1000);
+        assert_eq!(l.touches.last().unwrap().lead_id, touch(999).lead_id, "the most recent are kept");
+        // One a minute for 1,000 minutes: told at 0, 60, 120, …
+        assert_eq!(told, (0..1000).step_by(60).collect::<Vec<_>>());
+        // A new owner hears of the next touch at once.
+        l.owner = Some("ben".into());
+        assert!(l.touch(touch(1000), quiet));
+        assert!(l.re_engaged_by(&touch(1000).lead_id));
     }
 
     #[test]

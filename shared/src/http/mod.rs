@@ -2,6 +2,7 @@
 
 mod admin;
 mod ingest;
+pub mod limit;
 pub mod openapi;
 pub mod problem;
 pub mod roster;
@@ -32,7 +33,11 @@ pub fn public_router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, 
 }
 
 fn routes<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>, admin: bool) -> Router {
-    let leads = post(ingest::post_lead::<S, Q, N>);
+    let server = &state.settings.server;
+    let mut leads = post(ingest::post_lead::<S, Q, N>);
+    if let Some(l) = limit::ClientLimit::new(server.rate_limit_per_minute, server.trusted_proxies.clone()) {
+        leads = leads.route_layer(axum::middleware::from_fn_with_state(l, limit::limit));
+    }
     let public = Router::new()
         .route("/v1/webhooks/meta", get(webhooks::meta_verify::<S, Q, N>).post(webhooks::meta_notify::<S, Q, N>))
         .route("/v1/webhooks/google", post(webhooks::google::<S, Q, N>))

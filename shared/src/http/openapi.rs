@@ -248,6 +248,7 @@ fn document() -> utoipa::openapi::OpenApi {
             TOO_LARGE,
             ("415", "Content-Type is neither JSON nor urlencoded."),
             ("422", "Well-formed but invalid: every bad field is listed in errors."),
+            ("429", "Over [server] rate_limit_per_minute for this client: nothing stored; Retry-After says when."),
             STORE_DOWN,
         ]);
     let list_leads = Op::new("listLeads", "admin", "Page through leads, newest first")

@@ -104,6 +104,14 @@ pub async fn put_rep<S: LeadStore, Q: Queue, N: Notifier>(
     if let Err(bad) = rec.to_rep(&pool_ids, |t| Target::parse(t).map(|_| ())) {
         errors.extend(bad.into_iter().map(|e| FieldError::new(e.field, e.message)));
     }
+    if !p.settings.server.allow_private_targets {
+        let trusted = p.settings.document_targets();
+        for t in rec.notify.iter().filter(|t| !trusted.contains(*t)) {
+            if let Some(refused) = crate::adapters::notifier::refuse_internal(t).await {
+                errors.push(FieldError::new("notify", refused));
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(Problem::invalid("the rep is invalid", errors));
     }

@@ -46,23 +46,28 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 let touch =
                     Touch { lead_id: id.clone(), source: lead.source.clone(), at: now, matched_on: kind.clone() };
                 // The touch first: it is idempotent, and the duplicate's own write is the guard.
-                self.store
-                    .update(vec![by.clone()], move |orig| {
-                        if orig.touches.iter().any(|t| t.lead_id == touch.lead_id) {
-                            return false;
-                        }
-                        orig.touches.push(touch.clone());
-                        true
-                    })
-                    .await?;
-                let reason = format!("duplicate: same {kind} as lead {by} (within {window} days)");
+                // Whether the owner is told of this one is decided with it, on the original.
+                let quiet = Duration::minutes(i64::from(d.re_engaged_every_minutes));
+                let original =
+                    self.store.update(vec![by.clone()], move |orig| orig.touch(touch.clone(), quiet)).await?;
+                let tell = match original.first() {
+                    Some(Updated::Written(o) | Updated::Unchanged(o)) => o.re_engaged_by(&id),
+                    _ => false,
+                };
+                let mut reason = format!("duplicate: same {kind} as lead {by} (within {window} days)");
+                if !tell {
+                    reason.push_str(&format!(
+                        "; not notified: its rep heard of this person less than {} minutes ago",
+                        d.re_engaged_every_minutes
+                    ));
+                }
                 self.store
                     .update(vec![id.clone()], move |l| {
                         if l.status != LeadStatus::Received {
                             return false;
                         }
                         l.duplicate_of = Some(by.clone());
-                        l.notify_pending = Some(NotificationKind::ReEngaged);
+                        l.notify_pending = tell.then_some(NotificationKind::ReEngaged);
                         l.transition(LeadStatus::Duplicate, reason.clone(), now);
                         true
                     })

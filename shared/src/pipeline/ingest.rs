@@ -68,9 +68,19 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     }
 
     fn lead_of(&self, sub: Submission, now: chrono::DateTime<chrono::Utc>) -> Lead {
-        let source = sub.intake.source.clone().unwrap_or(sub.source);
+        let mut attributes = sub.intake.attributes;
+        // A form may name its own source (`landing-page-b`), but never one that is trusted
+        // for being signed: that value is kept as an attribute instead.
+        let source = match sub.intake.source {
+            Some(named) if self.settings.is_signed_source(&named) => {
+                attributes.insert("source".into(), serde_json::Value::String(named));
+                sub.source
+            }
+            Some(named) => named,
+            None => sub.source,
+        };
         let mut lead = Lead::new(sub.id, source, sub.intake.contact, now);
-        lead.attributes = sub.intake.attributes;
+        lead.attributes = attributes;
         lead.source_ref = sub.source_ref;
         lead.test = sub.test;
         if sub.fetch {
