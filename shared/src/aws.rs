@@ -48,6 +48,7 @@ pub async fn pipeline(
         .await?
         .ok_or("the table holds no routing document: run `leadrouter config push FILE --table NAME`")?;
     let settings = Settings::parse(&doc).map_err(|p| format!("the stored routing document has problems:\n{p}"))?;
+    let store = store.with_delete_after(settings.retention.delete_after_days);
     let resolved = Secrets::resolve(&settings, env, None)?;
     for w in &resolved.warnings {
         tracing::warn!("{w}");
@@ -110,7 +111,10 @@ pub async fn run_sweep() -> Result<(), Error> {
     let pipeline = &pipeline;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let swept = pipeline.sweep(Some(chrono::Duration::minutes(5))).await?;
-        Ok::<serde_json::Value, Error>(serde_json::to_value(swept)?)
+        // Retention reads every old lead's key on DynamoDB: once an hour, not every minute.
+        let retained =
+            if chrono::Timelike::minute(&pipeline.clock.now()) == 0 { Some(pipeline.retention().await?) } else { None };
+        Ok::<serde_json::Value, Error>(serde_json::json!({ "swept": swept, "retained": retained }))
     }))
     .await
 }

@@ -157,6 +157,13 @@ impl LeadFacts {
     }
 }
 
+/// What one `expire` call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Expired {
+    pub leads: usize,
+    pub claims: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FactsPage {
     pub facts: Vec<LeadFacts>,
@@ -245,6 +252,36 @@ pub trait LeadStore: Send + Sync + 'static {
         after: Option<String>,
         limit: usize,
     ) -> impl Future<Output = Result<FactsPage, StoreError>> + Send;
+
+    /// Every lead that claimed or matched one of `keys` (dedup's record of who is who, kept
+    /// for as long as the lead keeps its personal data): an erasure finds a person's leads here.
+    fn person(&self, keys: Vec<String>) -> impl Future<Output = Result<Vec<LeadId>, StoreError>> + Send;
+
+    /// Forgets that `lead` had `keys`: its record of sharing them, and the claims it holds on
+    /// them, so that a later lead with them is a new lead. For erasure (the lead's own keys;
+    /// other leads of the same person keep theirs until they are erased too).
+    fn forget(&self, lead: &LeadId, keys: Vec<String>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Leads whose personal data is still kept and whose last activity may be before `before`
+    /// (the caller reads each and decides), a page at a time after `after`.
+    fn idle(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<PendingPage, StoreError>> + Send;
+
+    /// Retention's housekeeping, at most `limit` rows of each: deletes erased leads with no
+    /// activity since `leads_before` (None: never), with their deliveries, and identity claims made
+    /// before `claims_before` (past the dedup window they no longer count). On DynamoDB the
+    /// table's TTL deletes leads (`expires_at`, see `DynamoStore::with_delete_after`) and
+    /// claims go with their leads' erasure, so it reports nothing done.
+    fn expire(
+        &self,
+        leads_before: Option<DateTime<Utc>>,
+        claims_before: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Expired, StoreError>> + Send;
 
     /// Leads waiting for a stage whose wait is over by `due_by` (see `Lead::pending_due`: a
     /// lead waiting for acceptance is due at its SLA deadline, every other one at once), oldest

@@ -147,6 +147,10 @@ impl Embedded {
                     if let Err(e) = p.sweep(None).await {
                         tracing::warn!(error = %e, "sweep failed; next pass retries");
                     }
+                    // Indexed by last activity: a pass with nothing due reads one index page.
+                    if let Err(e) = p.retention().await {
+                        tracing::warn!(error = %e, "retention failed; next pass retries");
+                    }
                 }
             });
         }

@@ -305,6 +305,32 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.facts(from, to, after, limit).await
     }
+    async fn person(&self, keys: Vec<String>) -> Result<Vec<leadrouter::domain::LeadId>, StoreError> {
+        self.gate()?;
+        self.inner.person(keys).await
+    }
+    async fn forget(&self, lead: &leadrouter::domain::LeadId, keys: Vec<String>) -> Result<(), StoreError> {
+        self.gate()?;
+        self.inner.forget(lead, keys).await
+    }
+    async fn idle(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<PendingPage, StoreError> {
+        self.gate()?;
+        self.inner.idle(before, after, limit).await
+    }
+    async fn expire(
+        &self,
+        leads_before: Option<chrono::DateTime<chrono::Utc>>,
+        claims_before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<leadrouter::ports::Expired, StoreError> {
+        self.gate()?;
+        self.inner.expire(leads_before, claims_before, limit).await
+    }
 }
 
 /// Counts the AWS requests the SDK clients make, by service and operation.

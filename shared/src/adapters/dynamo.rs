@@ -7,6 +7,7 @@
 //! | lead | `LEAD#<id>` | `A` | the lead's fields (serde_dynamo), `version` for optimistic writes, index keys below |
 //! | deliveries | `LEAD#<id>` | `DELIVERIES` | every delivery record of the lead, deflated JSON (`doc`), `version` |
 //! | identity claim | `ID#<key>` | `A` | `lead_id`, `claimed_at` (ms) |
+//! | identity shared | `ID#<key>` | `LEAD#<id>` | a duplicate that matched the key, or a holder whose stale claim a later lead took: with the claim, every lead of a person (erasure) |
 //! | pool cursor | `POOL#<pool>` | `CURSOR` | `turn`: the round-robin counter |
 //! | routing document | `CONFIG` | `ROUTING` | `toml` (written by `leadrouter config push`) |
 //! | roster change | `REPS` | `REP#<id>` | `doc`: the rep's record as `PUT /v1/reps/{id}` stored it |
@@ -77,6 +78,9 @@ pub fn projected(index: &str) -> &'static [&'static str] {
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// `[retention] delete_after_days`: each lead item carries `expires_at` (the table's TTL
+    /// attribute, unix seconds) this long after its last activity.
+    delete_after: Option<chrono::Duration>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -171,10 +175,13 @@ const MAX_DOC: usize = 4 << 20;
 /// attributes, most of it names repeated in its history). Beside it: the keys, `version`,
 /// the index keys, what the indexes project (`due`, `owner`), and `status` for a person
 /// reading the table.
-fn lead_item(lead: &Lead, version: i64) -> Result<Item, StoreError> {
+fn lead_item(lead: &Lead, version: i64, delete_after: Option<chrono::Duration>) -> Result<Item, StoreError> {
     let json = serde_json::to_vec(lead).map_err(|e| corrupt(lead.id.as_str(), e))?;
     let sh = shard(&lead.id);
     let mut item = lead_key(&lead.id);
+    if let Some(after) = delete_after {
+        item.insert("expires_at".into(), n((lead.last_activity() + after).timestamp()));
+    }
     item.insert("doc".into(), deflated(&json));
     item.insert("status".into(), s(lead.status.as_str()));
     item.insert("version".into(), n(version));
@@ -215,7 +222,13 @@ fn lead_of(item: Item) -> Result<(Lead, i64), StoreError> {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
-        DynamoStore { client, table: table.into() }
+        DynamoStore { client, table: table.into(), delete_after: None }
+    }
+
+    /// Leads are deleted by the table's TTL this long after their last activity (0: never).
+    pub fn with_delete_after(mut self, days: u32) -> DynamoStore {
+        self.delete_after = (days > 0).then(|| chrono::Duration::days(i64::from(days)));
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -293,7 +306,7 @@ impl DynamoStore {
     fn put_lead(&self, lead: &Lead, version: i64) -> Result<Put, StoreError> {
         Put::builder()
             .table_name(&self.table)
-            .set_item(Some(lead_item(lead, version + 1)?))
+            .set_item(Some(lead_item(lead, version + 1, self.delete_after)?))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", n(version))
             .build()
@@ -306,7 +319,7 @@ impl DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(lead_item(lead, version + 1)?))
+            .set_item(Some(lead_item(lead, version + 1, self.delete_after)?))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", n(version))
             .send()
@@ -398,7 +411,7 @@ impl LeadStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(lead_item(&lead, 1)?))
+            .set_item(Some(lead_item(&lead, 1, self.delete_after)?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
@@ -739,6 +752,126 @@ impl LeadStore for DynamoStore {
         Ok(FactsPage { facts, next })
     }
 
+    async fn person(&self, keys: Vec<String>) -> Result<Vec<LeadId>, StoreError> {
+        let mut out = Vec::new();
+        for k in keys {
+            let mut start: Option<Item> = None;
+            loop {
+                let r = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :p")
+                    .expression_attribute_values(":p", s(format!("ID#{k}")))
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                for item in r.items.unwrap_or_default() {
+                    let id = match get_s(&item, "sk") {
+                        Some("A") => get_s(&item, "lead_id"),
+                        Some(sk) => sk.strip_prefix("LEAD#"),
+                        None => None,
+                    };
+                    out.extend(id.and_then(LeadId::parse));
+                }
+                match r.last_evaluated_key {
+                    Some(k) => start = Some(k),
+                    None => break,
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn forget(&self, lead: &LeadId, keys: Vec<String>) -> Result<(), StoreError> {
+        for k in keys {
+            let key = |sk: String| HashMap::from([("pk".to_owned(), s(format!("ID#{k}"))), ("sk".to_owned(), s(sk))]);
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(format!("LEAD#{lead}"))))
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let r = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key("A".into())))
+                .condition_expression("lead_id = :me")
+                .expression_attribute_values(":me", s(lead.as_str()))
+                .send()
+                .await;
+            match r {
+                Ok(_) => {}
+                // Another lead holds it: theirs to keep.
+                Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(sdk_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn idle(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<PendingPage, StoreError> {
+        // A lead's last activity is no earlier than its arrival: only leads received before
+        // `before` are read, partition by partition as `facts` does, and each is judged here.
+        let partitions = every_partition();
+        let start = || "0".to_owned();
+        let (mut at, mut bound) = match after.as_deref().and_then(|a| a.split_once(':')) {
+            Some((p, seq)) => (p.parse::<usize>().unwrap_or(partitions.len()), seq.to_owned()),
+            None => (0, start()),
+        };
+        let end = format!("{:016}", before.timestamp_micros().max(0));
+        let mut leads = Vec::new();
+        let mut read = 0;
+        while at < partitions.len() && read < limit {
+            let (index, attr, pk) = &partitions[at];
+            let want = (limit - read).min(1000);
+            let keys = self.query_index(index, attr, pk.clone(), Some((">", bound.clone())), false, want).await?;
+            let keys: Vec<Item> =
+                keys.into_iter().take_while(|k| get_s(k, "seq").is_some_and(|q| q < end.as_str())).collect();
+            let drained = keys.len() < want;
+            read += keys.len();
+            if let Some(last) = keys.last().and_then(|k| get_s(k, "seq")) {
+                bound = last.to_owned();
+            }
+            for chunk in keys.chunks(100) {
+                for l in self.batch_leads(chunk).await? {
+                    if l.personal_data_erased_at.is_none() && l.last_activity() < before {
+                        leads.push(l.id);
+                    }
+                }
+            }
+            if drained {
+                at += 1;
+                bound = start();
+            }
+        }
+        leads.sort();
+        leads.dedup();
+        let next = (at < partitions.len()).then(|| format!("{at}:{bound}"));
+        Ok(PendingPage { leads, next })
+    }
+
+    async fn expire(
+        &self,
+        _leads_before: Option<DateTime<Utc>>,
+        _claims_before: DateTime<Utc>,
+        _limit: usize,
+    ) -> Result<crate::ports::Expired, StoreError> {
+        // The table's TTL deletes leads (`expires_at`); claims go when their leads are erased.
+        Ok(crate::ports::Expired::default())
+    }
+
     async fn pending(
         &self,
         due_by: DateTime<Utc>,
@@ -885,6 +1018,8 @@ impl DynamoStore {
             // Ours since a moment ago: it goes to the lead that was first.
             self.put_claim(k, &by, lead.as_str(), now, stale_before).await?;
         }
+        // The duplicate is the same person: an erasure by the key must find it too.
+        self.put_shared(&key, lead.as_str()).await?;
         Ok(LeadId::parse(&by).map(|by| Claim::Taken { key, by }))
     }
 
@@ -914,11 +1049,21 @@ impl DynamoStore {
             .condition_expression("attribute_not_exists(pk) OR claimed_at < :stale OR lead_id = :me")
             .expression_attribute_values(":stale", n(stale_before.timestamp_millis()))
             .expression_attribute_values(":me", s(allowed))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match r {
-            Ok(_) => Ok(None),
+            Ok(out) => {
+                // A stale claim taken over: its old holder is still that person's lead.
+                if let Some(old) = out.attributes.as_ref().and_then(|i| get_s(i, "lead_id"))
+                    && old != holder
+                    && old != allowed
+                {
+                    self.put_shared(key, old).await?;
+                }
+                Ok(None)
+            }
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => {
                     let by = c.item().and_then(|i| get_s(i, "lead_id")).map(str::to_owned);
@@ -927,6 +1072,14 @@ impl DynamoStore {
                 _ => Err(sdk_error(e)),
             },
         }
+    }
+
+    /// Records that `lead` has `key` though it does not hold the claim.
+    async fn put_shared(&self, key: &str, lead: &str) -> Result<(), StoreError> {
+        let item =
+            HashMap::from([("pk".to_owned(), s(format!("ID#{key}"))), ("sk".to_owned(), s(format!("LEAD#{lead}")))]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        Ok(())
     }
 
     /// One TransactWriteItems: the cursor moves from what we read to that plus the leads

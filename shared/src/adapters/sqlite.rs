@@ -42,6 +42,11 @@ CREATE TABLE IF NOT EXISTS identities (
     lead_id    TEXT NOT NULL,
     claimed_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lead_keys (
+    key     TEXT NOT NULL,
+    lead_id TEXT NOT NULL,
+    PRIMARY KEY (key, lead_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pool_cursors (
     pool TEXT PRIMARY KEY,
     turn INTEGER NOT NULL
@@ -79,6 +84,15 @@ ALTER TABLE leads ADD COLUMN due_ms INTEGER NOT NULL DEFAULT 0;
 UPDATE leads SET due_ms = COALESCE(CAST(unixepoch(json_extract(doc, '$.sla_due_at'), 'subsec') * 1000 AS INTEGER), 0)
     WHERE stage = 'assign' AND status IN ('assigned', 'notified') AND json_extract(doc, '$.notify_pending') IS NULL;
 "#;
+/// Retention: when the lead last changed or was touched (`Lead::last_activity`), and whether
+/// its personal data is erased (a 0 or 1 costs no bytes in a SQLite record). Filled for
+/// databases made before from the times already stored; `lead_keys` from the claims.
+const ACTIVITY_COLUMNS: &str = r#"
+ALTER TABLE leads ADD COLUMN active_ms INTEGER;
+ALTER TABLE leads ADD COLUMN erased INTEGER NOT NULL DEFAULT 0;
+UPDATE leads SET active_ms = MAX(COALESCE(received_ms, 0), COALESCE(assigned_ms, 0), COALESCE(accepted_ms, 0));
+INSERT OR IGNORE INTO lead_keys (key, lead_id) SELECT key, lead_id FROM identities;
+"#;
 const FACT_INDEXES: &str = r#"
 DROP INDEX IF EXISTS leads_open;
 DROP INDEX IF EXISTS leads_pending;
@@ -86,6 +100,7 @@ CREATE INDEX IF NOT EXISTS leads_waiting ON leads(seq, due_ms) WHERE stage IS NO
 DROP INDEX IF EXISTS leads_facts;
 CREATE INDEX IF NOT EXISTS leads_by_received ON leads(received_ms);
 CREATE INDEX IF NOT EXISTS leads_by_account ON leads(account, seq) WHERE account IS NOT NULL;
+CREATE INDEX IF NOT EXISTS leads_by_activity ON leads(erased, active_ms);
 "#;
 
 /// How many waiting writes one transaction may take.
@@ -196,7 +211,7 @@ fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
     let doc = encode(lead.id.as_str(), lead)?;
     conn.prepare_cached(
         "UPDATE leads SET status = ?2, owner = ?3, stage = ?4, doc = ?5, grade = ?6, account = ?7, assigned_ms = ?8,
-         accepted_ms = ?9, pool = ?10, due_ms = ?11 WHERE id = ?1",
+         accepted_ms = ?9, pool = ?10, due_ms = ?11, active_ms = ?12, erased = ?13 WHERE id = ?1",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -211,6 +226,8 @@ fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
             ms(lead.accepted_at),
             lead.pool,
             due_ms(lead),
+            lead.last_activity().timestamp_millis(),
+            lead.personal_data_erased_at.is_some(),
         ])
     })
     .map_err(sql_error)?;
@@ -218,7 +235,8 @@ fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    for (column, migration) in [("received_ms", FACT_COLUMNS), ("due_ms", DUE_COLUMN)] {
+    for (column, migration) in [("received_ms", FACT_COLUMNS), ("due_ms", DUE_COLUMN), ("active_ms", ACTIVITY_COLUMNS)]
+    {
         let present: bool = conn
             .prepare("SELECT 1 FROM pragma_table_info('leads') WHERE name = ?1")
             .and_then(|mut s| s.exists([column]))
@@ -429,8 +447,8 @@ impl LeadStore for SqliteStore {
             let n = c
                 .prepare_cached(
                     "INSERT INTO leads (id, status, source, owner, stage, received_at, doc, grade, account, received_ms,
-                     assigned_ms, accepted_ms, pool, due_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     assigned_ms, accepted_ms, pool, due_ms, active_ms, erased)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                      ON CONFLICT(id) DO NOTHING",
                 )
                 .and_then(|mut s| {
@@ -449,6 +467,8 @@ impl LeadStore for SqliteStore {
                         ms(lead.accepted_at),
                         lead.pool,
                         due_ms(&lead),
+                        lead.last_activity().timestamp_millis(),
+                        lead.personal_data_erased_at.is_some(),
                     ])
                 })
                 .map_err(sql_error)?;
@@ -560,6 +580,13 @@ impl LeadStore for SqliteStore {
                 live.push(holder);
             }
             let owner = taken.as_ref().map(|(_, by)| by.clone()).unwrap_or_else(|| lead.to_string());
+            // Who shared which key, for erasure by person; kept after the claim goes stale.
+            let mut member = c
+                .prepare_cached("INSERT OR IGNORE INTO lead_keys (key, lead_id) VALUES (?1, ?2)")
+                .map_err(sql_error)?;
+            for key in &keys {
+                member.execute(params![key, lead.as_str()]).map_err(sql_error)?;
+            }
             for (key, holder) in keys.iter().zip(&live) {
                 if holder.is_none() {
                     c.prepare_cached(
@@ -818,6 +845,117 @@ impl LeadStore for SqliteStore {
             c.execute_batch("PRAGMA mmap_size = 0;").map_err(sql_error)?;
             let next = if facts.len() == limit { last.map(|seq| seq.to_string()) } else { None };
             Ok(FactsPage { facts, next })
+        })
+        .await
+    }
+
+    async fn person(&self, keys: Vec<String>) -> Result<Vec<LeadId>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT lead_id FROM lead_keys WHERE key = ?1").map_err(sql_error)?;
+            let mut out = Vec::new();
+            for k in &keys {
+                let rows = stmt.query_map([k], |r| r.get::<_, String>(0)).map_err(sql_error)?;
+                for id in rows {
+                    out.extend(LeadId::parse(&id.map_err(sql_error)?));
+                }
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn forget(&self, lead: &LeadId, keys: Vec<String>) -> Result<(), StoreError> {
+        let lead = lead.clone();
+        self.write(move |c| {
+            for k in &keys {
+                for sql in [
+                    "DELETE FROM identities WHERE key = ?1 AND lead_id = ?2",
+                    "DELETE FROM lead_keys WHERE key = ?1 AND lead_id = ?2",
+                ] {
+                    c.prepare_cached(sql).and_then(|mut s| s.execute([k, lead.as_str()])).map_err(sql_error)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn idle(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<PendingPage, StoreError> {
+        self.read(move |c| {
+            // Ordered by (active_ms, seq); the position is both.
+            let (after_ms, after_seq) = after
+                .as_deref()
+                .and_then(|a| a.split_once(':'))
+                .and_then(|(m, q)| Some((m.parse::<i64>().ok()?, q.parse::<i64>().ok()?)))
+                .unwrap_or((i64::MIN, -1));
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT active_ms, seq, id FROM leads INDEXED BY leads_by_activity
+                     WHERE erased = 0 AND active_ms < ?1 AND (active_ms, seq) > (?2, ?3)
+                     ORDER BY active_ms, seq LIMIT ?4",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![before.timestamp_millis(), after_ms, after_seq, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(sql_error)?;
+            let (mut leads, mut last, mut n) = (Vec::new(), None, 0);
+            for row in rows {
+                let (ms, seq, id) = row.map_err(sql_error)?;
+                last = Some(format!("{ms}:{seq}"));
+                n += 1;
+                leads.extend(LeadId::parse(&id));
+            }
+            Ok(PendingPage { leads, next: if n == limit { last } else { None } })
+        })
+        .await
+    }
+
+    async fn expire(
+        &self,
+        leads_before: Option<DateTime<Utc>>,
+        claims_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<crate::ports::Expired, StoreError> {
+        self.write(move |c| {
+            let mut done = crate::ports::Expired::default();
+            if let Some(before) = leads_before {
+                let ids: Vec<String> = {
+                    let mut stmt = c
+                        .prepare_cached(
+                            "SELECT id FROM leads INDEXED BY leads_by_activity
+                             WHERE erased = 1 AND active_ms < ?1 LIMIT ?2",
+                        )
+                        .map_err(sql_error)?;
+                    let rows = stmt
+                        .query_map(params![before.timestamp_millis(), limit as i64], |r| r.get::<_, String>(0))
+                        .map_err(sql_error)?;
+                    rows.collect::<Result<_, _>>().map_err(sql_error)?
+                };
+                for id in &ids {
+                    // Its keys went when it was erased.
+                    for sql in ["DELETE FROM deliveries WHERE lead_id = ?1", "DELETE FROM leads WHERE id = ?1"] {
+                        c.prepare_cached(sql).and_then(|mut s| s.execute([id])).map_err(sql_error)?;
+                    }
+                }
+                done.leads = ids.len();
+            }
+            done.claims = c
+                .prepare_cached(
+                    "DELETE FROM identities WHERE key IN
+                     (SELECT key FROM identities WHERE claimed_at < ?1 LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![claims_before.timestamp_millis(), limit as i64]))
+                .map_err(sql_error)?;
+            Ok(done)
         })
         .await
     }

@@ -393,9 +393,19 @@ pub struct Lead {
     /// The current owner let the SLA pass and nobody else could take the lead.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sla_breached_at: Option<DateTime<Utc>>,
+    /// When the lead's personal data was erased (by request or by retention).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub personal_data_erased_at: Option<DateTime<Utc>>,
+    /// An erasure was asked for while the lead was still being routed: it is erased as soon
+    /// as it settles.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erasure_pending: bool,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
 }
+
+/// How every erasure's history entry begins: it is not activity (see [`Lead::last_activity`]).
+pub const ERASED: &str = "personal data erased";
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -432,6 +442,8 @@ impl Lead {
             round: 0,
             sla_due_at: None,
             sla_breached_at: None,
+            personal_data_erased_at: None,
+            erasure_pending: false,
             history: vec![HistoryEntry {
                 at: now,
                 from: None,
@@ -442,7 +454,8 @@ impl Lead {
         }
     }
 
-    /// Moves to `to`, writing the reason into history.
+    /// Moves to `to`, writing the reason into history. A lead whose erasure waited for it to
+    /// settle is erased by the move that settles it.
     pub fn transition(&mut self, to: LeadStatus, reason: impl Into<String>, now: DateTime<Utc>) {
         let from = self.status;
         self.status = to;
@@ -453,6 +466,9 @@ impl Lead {
             reason: reason.into(),
             owner: self.owner.clone(),
         });
+        if self.erasure_pending && !self.in_flight() {
+            self.erase_personal_data("request", now);
+        }
     }
 
     /// Gives the lead to `rep` in `pool`, with the routing decision in words, and owes the rep
@@ -507,6 +523,58 @@ impl Lead {
     /// Whether the touch by `duplicate` is the one its rep is told of (see [`Lead::touch`]).
     pub fn re_engaged_by(&self, duplicate: &LeadId) -> bool {
         self.re_engaged.values().any(|r| &r.lead_id == duplicate)
+    }
+
+    /// When the lead last changed status or was touched; retention counts from here. An
+    /// erasure's own history entry does not count.
+    pub fn last_activity(&self) -> DateTime<Utc> {
+        let changed = self.history.iter().rev().find(|h| !h.reason.starts_with(ERASED)).map(|h| h.at);
+        let touched = self.touches.last().map(|t| t.at);
+        changed.into_iter().chain(touched).max().unwrap_or(self.received_at)
+    }
+
+    /// Still on its way: being fetched, deduplicated, scored, assigned, or its rep being told.
+    /// Its personal data is needed until then; an erasure waits for it.
+    pub fn in_flight(&self) -> bool {
+        matches!(self.status, LeadStatus::Fetching | LeadStatus::Received | LeadStatus::Unique | LeadStatus::Scored)
+            || self.notify_pending.is_some()
+    }
+
+    /// Erases what identifies the person (email, phone, names, company, title, website, city,
+    /// state, the message, every attribute, notes written on status changes) and keeps the
+    /// anonymous facts the funnel reads (source, statuses and their times, grade, score,
+    /// pool, owner, country, company size, industry, UTM tags). `why` is recorded in history
+    /// as "personal data erased (why)". False if it was erased already.
+    pub fn erase_personal_data(&mut self, why: &str, now: DateTime<Utc>) -> bool {
+        self.erasure_pending = false;
+        if self.personal_data_erased_at.is_some() {
+            return false;
+        }
+        let c = &mut self.contact;
+        c.email = None;
+        c.phone = None;
+        c.first_name = None;
+        c.last_name = None;
+        c.name = None;
+        c.company = None;
+        c.job_title = None;
+        c.website = None;
+        c.city = None;
+        c.state = None;
+        c.message = None;
+        self.attributes.clear();
+        for h in &mut self.history {
+            // "accepted by ana (status): <note>": the note is a person's free text.
+            if LeadStatus::SALES.contains(&h.to)
+                && let Some(end) = h.reason.find("): ")
+            {
+                h.reason.truncate(end + 1);
+            }
+        }
+        self.personal_data_erased_at = Some(now);
+        let status = self.status;
+        self.transition(status, format!("{ERASED} ({why})"), now);
+        true
     }
 
     /// The company behind a business email address (its domain); None for free mail.
@@ -609,6 +677,34 @@ mod tests {
             assert_eq!(LeadStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
         }
+    }
+
+    #[test]
+    fn erasure_keeps_the_anonymous_facts() {
+        let t0 = Utc::now();
+        let contact = Contact {
+            email: Some(Email::parse("jane@acme.com").unwrap()),
+            name: Some("Jane".into()),
+            country: Some("US".into()),
+            message: Some("call me".into()),
+            ..Contact::default()
+        };
+        let mut l = Lead::new(LeadId::new(), "web".into(), contact, t0);
+        l.attributes.insert("utm_whatever".into(), "x".into());
+        l.grade = Some("B".into());
+        l.assign_to("p", "ana".into(), "rr".into(), t0);
+        l.transition(LeadStatus::Accepted, "accepted by ana (status): spoke to Jane", t0);
+        assert_eq!(l.last_activity(), t0);
+        let later = t0 + chrono::Duration::days(400);
+        assert!(l.erase_personal_data("retention", later));
+        assert!(!l.erase_personal_data("request", later), "once");
+        assert_eq!((l.contact.email.as_ref(), l.contact.name.as_ref(), l.contact.message.as_ref()), (None, None, None));
+        assert!(l.attributes.is_empty());
+        assert_eq!(l.contact.country.as_deref(), Some("US"));
+        assert_eq!((l.grade.as_deref(), l.owner.as_deref(), l.status), (Some("B"), Some("ana"), LeadStatus::Accepted));
+        assert!(l.history.iter().all(|h| !h.reason.contains("Jane")));
+        assert_eq!(l.history.last().unwrap().reason, "personal data erased (retention)");
+        assert_eq!(l.last_activity(), t0, "erasing is not activity");
     }
 
     #[test]

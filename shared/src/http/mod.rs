@@ -4,6 +4,7 @@ mod admin;
 mod ingest;
 pub mod limit;
 pub mod openapi;
+mod privacy;
 pub mod problem;
 pub mod roster;
 mod sales;
@@ -56,6 +57,7 @@ fn routes<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>, admin: 
                 get(roster::get_rep::<S, Q, N>).put(roster::put_rep::<S, Q, N>).delete(roster::delete_rep::<S, Q, N>),
             )
             .route("/v1/metrics", get(roster::metrics::<S, Q, N>))
+            .route("/v1/erasures", post(privacy::post_erasure::<S, Q, N>))
             .route("/healthz", get(admin::healthz::<S, Q, N>))
             .route("/openapi.json", get(openapi::serve))
     };

@@ -219,6 +219,16 @@ fn document() -> utoipa::openapi::OpenApi {
         (Metrics::name(), Metrics::schema(), schemas_of::<Metrics>()),
         (StatusChange::name(), StatusChange::schema(), schemas_of::<StatusChange>()),
         (AcceptResult::name(), AcceptResult::schema(), schemas_of::<AcceptResult>()),
+        (
+            super::privacy::ErasureRequest::name(),
+            super::privacy::ErasureRequest::schema(),
+            schemas_of::<super::privacy::ErasureRequest>(),
+        ),
+        (
+            crate::pipeline::Erasure::name(),
+            crate::pipeline::Erasure::schema(),
+            schemas_of::<crate::pipeline::Erasure>(),
+        ),
     ] {
         schemas.push((name.to_string(), schema));
         schemas.extend(deps);
@@ -292,6 +302,25 @@ fn document() -> utoipa::openapi::OpenApi {
         .param("id", ParameterIn::Path, true, string(), "The lead id.")
         .ok("200", "The lead.", "application/json", reference("LeadDetail"))
         .problems(&[("401", "Missing or wrong bearer token."), ("404", "No such lead."), STORE_DOWN]);
+    let erasure = Op::new("postErasure", "admin", "Erase a person's personal data (GDPR Art. 17, CCPA)")
+        .admin()
+        .body(
+            &[("application/json", super::privacy::ErasureRequest::schema().into_schema())],
+            "One of lead_id, email or phone: every lead sharing that person's identity keys is erased.",
+        )
+        .ok(
+            "200",
+            "Erased now, and still being routed (erased once they settle); both empty when nobody matched.",
+            "application/json",
+            reference("Erasure"),
+        )
+        .problems(&[
+            ("400", "Not JSON, or fields other than lead_id, email and phone."),
+            ("401", "Missing or wrong bearer token."),
+            TOO_LARGE,
+            ("422", "None of lead_id, email or phone, or one that cannot be what it names."),
+            STORE_DOWN,
+        ]);
     let health = Op::new("healthz", "ops", "Whether the store answers")
         .ok("200", "The store answers.", "application/json", reference("Health"))
         .problems(&[("503", "The store does not answer.")]);
@@ -484,6 +513,7 @@ fn document() -> utoipa::openapi::OpenApi {
                 .build(),
         )
         .path("/v1/metrics", PathItemBuilder::new().operation(HttpMethod::Get, metrics.b).build())
+        .path("/v1/erasures", PathItemBuilder::new().operation(HttpMethod::Post, erasure.b).build())
         .path("/healthz", PathItemBuilder::new().operation(HttpMethod::Get, health.b).build())
         .path(
             "/v1/webhooks/meta",
@@ -563,6 +593,7 @@ mod tests {
             ("/v1/reps/{id}", "put"),
             ("/v1/reps/{id}", "delete"),
             ("/v1/metrics", "get"),
+            ("/v1/erasures", "post"),
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }

@@ -28,7 +28,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let d = &self.settings.dedup;
         let now = self.clock.now();
         // A test lead claims nothing: a real lead must never become a duplicate of a test.
-        let keys = if lead.test { Vec::new() } else { identity_keys(&lead, d.fold_gmail) };
+        // Nor does a lead whose erasure waits for it to settle: nothing of it may be kept.
+        let keys = if lead.test || lead.erasure_pending { Vec::new() } else { identity_keys(&lead, d.fold_gmail) };
         let stale_before = now - Duration::days(i64::from(d.window_days));
         let window = d.window_days;
         let updated = match self.store.claim(&id, keys, now, stale_before).await? {

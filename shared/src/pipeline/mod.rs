@@ -6,6 +6,7 @@
 
 mod assign;
 mod dedup;
+mod erasure;
 mod fetch;
 mod ingest;
 mod notify;
@@ -13,6 +14,7 @@ mod score;
 mod sweep;
 
 pub use assign::{Route, needs_routing};
+pub use erasure::{Erasure, Retained};
 pub use ingest::{Accepted, Submission};
 pub use sweep::Swept;
 

@@ -1,0 +1,150 @@
+//! Personal data with a lifecycle: erasure on request (`POST /v1/erasures`, GDPR Art. 17,
+//! CCPA) and retention (`[retention]`), run by the sweep. Both keep the anonymous facts the
+//! funnel reads and write why into the lead's history.
+
+use super::{Pipeline, StageError};
+use crate::domain::identity::identity_keys;
+use crate::domain::{Lead, LeadId};
+use crate::ports::{LeadStore, Notifier, Queue, StoreError, Updated};
+use std::collections::BTreeSet;
+
+/// What an erasure request did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Erasure {
+    /// Leads whose personal data is erased now.
+    #[schema(value_type = Vec<String>)]
+    pub erased: Vec<LeadId>,
+    /// Leads still being routed: erased as soon as they settle.
+    #[schema(value_type = Vec<String>)]
+    pub pending: Vec<LeadId>,
+}
+
+/// What one retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Retained {
+    /// Leads whose personal data was erased for want of activity.
+    pub erased: usize,
+    /// Leads deleted (`delete_after_days`).
+    pub deleted: usize,
+    /// Identity claims past the dedup window dropped.
+    pub claims: usize,
+}
+
+/// How many rounds of "leads sharing the keys of the leads found" an erasure follows: a
+/// person's leads are linked by their email, phone and source ids, one hop per round.
+const PERSON_ROUNDS: usize = 4;
+const PAGE: usize = 500;
+
+impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
+    /// Erases the personal data of the person named by `keys` (identity keys: `email:…`,
+    /// `phone:…`) and `leads`: every lead sharing an identity key with them, followed from
+    /// lead to lead. A lead still being routed is marked, and erased when it settles.
+    pub async fn erase_person(&self, keys: Vec<String>, leads: Vec<LeadId>) -> Result<Erasure, StoreError> {
+        let fold = self.settings.dedup.fold_gmail;
+        let mut keys: BTreeSet<String> = keys.into_iter().collect();
+        let mut asked: BTreeSet<String> = BTreeSet::new();
+        let mut found: std::collections::BTreeMap<LeadId, Lead> = Default::default();
+        let mut to_load: BTreeSet<LeadId> = leads.into_iter().collect();
+        for _ in 0..PERSON_ROUNDS {
+            let fresh: Vec<String> = keys.difference(&asked).cloned().collect();
+            asked.extend(fresh.iter().cloned());
+            if !fresh.is_empty() {
+                to_load.extend(self.store.person(fresh).await?);
+            }
+            to_load.retain(|id| !found.contains_key(id));
+            if to_load.is_empty() {
+                break;
+            }
+            for id in std::mem::take(&mut to_load) {
+                let Some(lead) = self.store.get(&id).await? else { continue };
+                keys.extend(identity_keys(&lead, fold));
+                // A duplicate's original is the same person.
+                to_load.extend(lead.duplicate_of.clone());
+                found.insert(id, lead);
+            }
+        }
+        let now = self.clock.now();
+        let mut out = Erasure::default();
+        for (id, lead) in found {
+            let own = identity_keys(&lead, fold);
+            let r = self
+                .store
+                .update(vec![id.clone()], move |l| {
+                    if l.personal_data_erased_at.is_some() {
+                        return false;
+                    }
+                    if l.in_flight() {
+                        let marked = !l.erasure_pending;
+                        l.erasure_pending = true;
+                        return marked;
+                    }
+                    l.erase_personal_data("request", now)
+                })
+                .await?;
+            match r.into_iter().next() {
+                Some(Updated::Written(l) | Updated::Unchanged(l)) if l.erasure_pending => out.pending.push(id.clone()),
+                Some(Updated::Written(_)) => out.erased.push(id.clone()),
+                _ => continue,
+            }
+            // The keys go at once, so that a later lead from this person is a new lead.
+            self.store.forget(&id, own).await?;
+        }
+        tracing::info!(erased = out.erased.len(), pending = out.pending.len(), "erasure on request");
+        Ok(out)
+    }
+
+    /// One retention pass: personal data of leads with no activity for `personal_data_days`
+    /// erased (or for `delete_after_days`, when only that is set), leads idle for
+    /// `delete_after_days` deleted, identity claims past the dedup window dropped.
+    pub async fn retention(&self) -> Result<Retained, StageError> {
+        let r = &self.settings.retention;
+        let now = self.clock.now();
+        let days = |d: u32| (d > 0).then(|| chrono::Duration::days(i64::from(d)));
+        let mut done = Retained::default();
+        if let Some(idle_for) = days(r.personal_data_days).or(days(r.delete_after_days)) {
+            let before = now - idle_for;
+            let why = format!("retention: no activity for {} days", idle_for.num_days());
+            let fold = self.settings.dedup.fold_gmail;
+            let mut after = None;
+            loop {
+                let page = self.store.idle(before, after, PAGE).await?;
+                for id in &page.leads {
+                    let Some(lead) = self.store.get(id).await? else { continue };
+                    if lead.personal_data_erased_at.is_some() || lead.last_activity() >= before {
+                        continue;
+                    }
+                    let keys = identity_keys(&lead, fold);
+                    let why = why.clone();
+                    let r = self
+                        .store
+                        .update(vec![id.clone()], move |l| {
+                            l.last_activity() < before && l.erase_personal_data(&why, now)
+                        })
+                        .await?;
+                    if matches!(r.first(), Some(Updated::Written(_))) {
+                        self.store.forget(id, keys).await?;
+                        done.erased += 1;
+                    }
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        let claims_before = now - chrono::Duration::days(i64::from(self.settings.dedup.window_days));
+        let leads_before = days(r.delete_after_days).map(|d| now - d);
+        loop {
+            let e = self.store.expire(leads_before, claims_before, 10 * PAGE).await?;
+            done.deleted += e.leads;
+            done.claims += e.claims;
+            if e.leads < 10 * PAGE && e.claims < 10 * PAGE {
+                break;
+            }
+        }
+        if done != Retained::default() {
+            tracing::info!(?done, "retention");
+        }
+        Ok(done)
+    }
+}
