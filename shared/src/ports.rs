@@ -109,6 +109,27 @@ impl Delivery {
     pub fn is_settled(&self) -> bool {
         self.delivered_at.is_some() || self.dead
     }
+
+    pub fn state(&self) -> DeliveryState {
+        match self {
+            d if d.delivered_at.is_some() => DeliveryState::Delivered,
+            d if d.dead => DeliveryState::Dead,
+            d if d.attempts > 0 => DeliveryState::Failing,
+            _ => DeliveryState::Pending,
+        }
+    }
+}
+
+/// Where a delivery stands: not tried yet, delivered, failing (retried with backoff), parked
+/// (waiting for its target to answer again), or dead (given up, with the reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Failing,
+    Parked,
+    Dead,
 }
 
 /// Called inside the store's guarded write: change the lead and return true, or return false

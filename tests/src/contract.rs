@@ -490,6 +490,81 @@ pub async fn routing_reads<S: LeadStore>(s: S) {
     assert_eq!(seen, vec![b.id.clone(), e.id.clone(), c.id.clone(), d.id.clone()]);
 }
 
+/// Erasure and retention: the store remembers every lead that had an identity key (the
+/// holder, a duplicate that matched it, a holder whose stale claim a later lead took) until
+/// each is forgotten; an erased lead keeps its anonymous facts; idle leads are found by their
+/// last activity; expire drops stale claims (and on SQLite, erased leads past the cutoff).
+pub async fn a_person_is_found_and_forgotten<S: LeadStore>(s: S) {
+    let now = Utc::now();
+    let window = now - Duration::days(90);
+    let key = |k: &str| vec![k.to_string()];
+    let mut first = lead("jo@acme.com", "web");
+    first.received_at = now - Duration::days(400);
+    first.history[0].at = first.received_at;
+    let (dup, later, stranger) = (lead("jo@acme.com", "web"), lead("jo@acme.com", "web"), lead("x@other.com", "web"));
+    for l in [&first, &dup, &later, &stranger] {
+        s.insert(l.clone()).await.unwrap();
+    }
+    let long_ago = now - Duration::days(400);
+    assert_eq!(
+        s.claim(&first.id, key("email:jo@acme.com"), long_ago, long_ago - Duration::days(90)).await.unwrap(),
+        Claim::Unique
+    );
+    // A year later the claim is stale: `later` takes it; `first` is still this person's lead.
+    assert_eq!(s.claim(&later.id, key("email:jo@acme.com"), now, window).await.unwrap(), Claim::Unique);
+    assert_eq!(
+        s.claim(&dup.id, key("email:jo@acme.com"), now, window).await.unwrap(),
+        Claim::Taken { key: "email:jo@acme.com".into(), by: later.id.clone() }
+    );
+    assert_eq!(s.claim(&stranger.id, key("email:x@other.com"), now, window).await.unwrap(), Claim::Unique);
+    let mut expected = vec![first.id.clone(), dup.id.clone(), later.id.clone()];
+    expected.sort();
+    assert_eq!(s.person(key("email:jo@acme.com")).await.unwrap(), expected);
+    assert_eq!(s.person(key("email:nobody@acme.com")).await.unwrap(), Vec::<LeadId>::new());
+
+    // Idle: only `first` has had no activity for a year.
+    let before = now - Duration::days(365);
+    let mut idle = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.idle(before, after, 2).await.unwrap();
+        idle.extend(page.leads);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(idle, vec![first.id.clone()]);
+
+    // Erase `first` and forget its key: the others keep theirs, and the claim stays `later`'s.
+    let r = s.update(vec![first.id.clone()], move |l| l.erase_personal_data("retention", now)).await.unwrap();
+    let erased = written(&r[0]).clone();
+    assert_eq!(erased.contact.email, None);
+    assert_eq!(erased.source, "web");
+    s.forget(&first.id, key("email:jo@acme.com")).await.unwrap();
+    let mut left = vec![dup.id.clone(), later.id.clone()];
+    left.sort();
+    assert_eq!(s.person(key("email:jo@acme.com")).await.unwrap(), left);
+    assert!(s.idle(before, None, 10).await.unwrap().leads.is_empty(), "an erased lead is not idle again");
+    let fourth = LeadId::new();
+    assert!(
+        matches!(s.claim(&fourth, key("email:jo@acme.com"), now, window).await.unwrap(), Claim::Taken { by, .. } if by == later.id),
+        "forgetting one lead's key leaves the holder's claim"
+    );
+    // Forgetting every lead of the person: a later lead with the key is new.
+    for id in [&dup.id, &later.id, &fourth] {
+        s.forget(id, key("email:jo@acme.com")).await.unwrap();
+    }
+    assert!(s.person(key("email:jo@acme.com")).await.unwrap().is_empty());
+    assert_eq!(s.claim(&LeadId::new(), key("email:jo@acme.com"), now, window).await.unwrap(), Claim::Unique);
+    assert_eq!(s.person(key("email:x@other.com")).await.unwrap(), vec![stranger.id.clone()]);
+
+    // Expire: nothing is lost that is not due (the erased lead is idle since 400 days).
+    let e = s.expire(Some(now - Duration::days(500)), window, 100).await.unwrap();
+    assert_eq!(e.leads, 0);
+    assert!(s.get(&first.id).await.unwrap().is_some());
+}
+
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
@@ -497,7 +572,7 @@ macro_rules! store_contract_tests {
             insert_is_create_once, update_is_guarded, claims_first_wins_within_window,
             assign_advances_cursor_atomically, concurrent_assigns_never_share_a_turn,
             deliveries_are_recorded_per_target, pending_finds_unfinished_leads,
-            list_filters_and_pages_newest_first, reps_are_kept, routing_reads);
+            list_filters_and_pages_newest_first, reps_are_kept, routing_reads, a_person_is_found_and_forgotten);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

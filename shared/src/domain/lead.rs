@@ -513,8 +513,10 @@ impl Lead {
             let extra = self.touches.len() - MAX_TOUCHES;
             self.touches.drain(..extra);
         }
+        // A notice sent before the lead had an owner reached whoever came to own it.
         let rep = self.owner.clone().unwrap_or_default();
-        if self.re_engaged.get(&rep).is_none_or(|last| at - last.at >= quiet) {
+        let last = [self.re_engaged.get(&rep), self.re_engaged.get("")].into_iter().flatten().map(|r| r.at).max();
+        if last.is_none_or(|last| at - last >= quiet) {
             self.re_engaged.insert(rep, ReEngaged { at, lead_id });
         }
         true

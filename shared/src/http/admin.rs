@@ -26,7 +26,7 @@ pub async fn get_lead<S: LeadStore, Q: Queue, N: Notifier>(
     let lead = p.store.get(&lead_id).await.map_err(store_down)?;
     let Some(lead) = lead else { return Err(Problem::not_found(format!("no lead has the id '{lead_id}'"))) };
     let deliveries = p.store.deliveries(&lead_id).await.map_err(store_down)?;
-    Ok(Json(super::openapi::LeadDetail { lead, deliveries }).into_response())
+    Ok(Json(super::openapi::LeadDetail::new(lead, deliveries)).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -34,7 +34,22 @@ pub struct LeadAccepted {
 pub struct LeadDetail {
     #[serde(flatten)]
     pub lead: Lead,
-    pub deliveries: Vec<Delivery>,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+impl LeadDetail {
+    pub fn new(lead: Lead, deliveries: Vec<Delivery>) -> LeadDetail {
+        let deliveries = deliveries.into_iter().map(|d| DeliveryView { state: d.state(), delivery: d }).collect();
+        LeadDetail { lead, deliveries }
+    }
+}
+
+/// A delivery as the API shows it: the record and its state.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    pub state: crate::ports::DeliveryState,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -209,6 +224,7 @@ fn document() -> utoipa::openapi::OpenApi {
         (LeadList::name(), LeadList::schema(), schemas_of::<LeadList>()),
         (Lead::name(), Lead::schema(), schemas_of::<Lead>()),
         (Delivery::name(), Delivery::schema(), schemas_of::<Delivery>()),
+        (DeliveryView::name(), DeliveryView::schema(), schemas_of::<DeliveryView>()),
         (Health::name(), Health::schema(), schemas_of::<Health>()),
         (MetaAccepted::name(), MetaAccepted::schema(), schemas_of::<MetaAccepted>()),
         (Problem::name(), Problem::schema(), schemas_of::<Problem>()),

@@ -126,7 +126,7 @@ pub async fn post_status<S: LeadStore, Q: Queue, N: Notifier>(
     let id = lead_id(&id)?;
     let lead = change(&p, id, by, to, body.note, "status").await?;
     let deliveries = p.store.deliveries(&lead.id).await.map_err(store_down)?;
-    Ok(Json(super::openapi::LeadDetail { lead, deliveries }).into_response())
+    Ok(Json(super::openapi::LeadDetail::new(lead, deliveries)).into_response())
 }
 
 #[derive(Deserialize)]

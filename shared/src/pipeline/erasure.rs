@@ -65,8 +65,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         }
         let now = self.clock.now();
         let mut out = Erasure::default();
-        for (id, lead) in found {
-            let own = identity_keys(&lead, fold);
+        // Every key of the person goes from every lead of theirs: a lead holds claims on keys
+        // its duplicates brought, too.
+        let keys: Vec<String> = keys.into_iter().collect();
+        for (id, _) in found {
             let r = self
                 .store
                 .update(vec![id.clone()], move |l| {
@@ -87,7 +89,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 _ => continue,
             }
             // The keys go at once, so that a later lead from this person is a new lead.
-            self.store.forget(&id, own).await?;
+            self.store.forget(&id, keys.clone()).await?;
         }
         tracing::info!(erased = out.erased.len(), pending = out.pending.len(), "erasure on request");
         Ok(out)
