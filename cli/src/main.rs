@@ -59,6 +59,22 @@ enum Command {
         #[arg(long)]
         table: Option<String>,
     },
+    /// Write a consistent copy of the SQLite database while `serve` keeps running. Restore by
+    /// stopping `serve`, putting the copy in place of the database file (and removing its
+    /// `-wal` and `-shm` files), and starting `serve` again.
+    Backup {
+        /// The routing document whose [store] sqlite is the database.
+        #[arg(long, conflicts_with = "db")]
+        config: Option<PathBuf>,
+        /// The database file (default: [store] sqlite of the document, or leadrouter.db).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Where to write the copy.
+        out: PathBuf,
+    },
     /// Work with routing documents.
     Config {
         #[command(subcommand)]
@@ -118,6 +134,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Backup { config, db, force, out } => match backup(config, db, force, &out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Serve { config, listen, db } => {
             init_tracing();
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -136,6 +159,28 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn backup(config: Option<PathBuf>, db: Option<PathBuf>, force: bool, out: &std::path::Path) -> anyhow::Result<()> {
+    let db = match (db, config) {
+        (Some(db), _) => db,
+        (None, Some(file)) => {
+            let src = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let settings =
+                Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))?;
+            PathBuf::from(settings.sqlite)
+        }
+        (None, None) => PathBuf::from("leadrouter.db"),
+    };
+    anyhow::ensure!(db.exists(), "{} does not exist (pass --db with the file `serve` uses)", db.display());
+    if out.exists() {
+        anyhow::ensure!(force, "{} exists; pass --force to replace it", out.display());
+        std::fs::remove_file(out).with_context(|| format!("cannot replace {}", out.display()))?;
+    }
+    let bytes = leadrouter::adapters::sqlite::SqliteStore::backup(&db, out)
+        .with_context(|| format!("cannot copy {} to {}", db.display(), out.display()))?;
+    say!("{}: a consistent copy of {} ({bytes} bytes)", out.display(), db.display());
+    Ok(())
 }
 
 fn check(file: &PathBuf) -> ExitCode {

@@ -369,6 +369,17 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Writes a consistent copy of the database at `db` to `out` while other processes read
+    /// and write it (`VACUUM INTO`: one read transaction, so the copy is the database as of
+    /// one commit, compacted). `out` must not exist. Returns the copy's size in bytes.
+    pub fn backup(db: &Path, out: &Path) -> Result<u64, StoreError> {
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_error)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(sql_error)?;
+        let target = out.to_str().ok_or_else(|| StoreError::Unavailable("the backup path is not UTF-8".into()))?;
+        conn.execute("VACUUM INTO ?1", [target]).map_err(sql_error)?;
+        std::fs::metadata(out).map(|m| m.len()).map_err(|e| StoreError::Unavailable(Box::new(e)))
+    }
+
     async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
