@@ -447,3 +447,51 @@ async fn email_goes_through_ses() {
     let hook = deliveries.iter().find(|d| d.target.starts_with("webhook:")).unwrap();
     assert!(hook.delivered_at.is_some(), "the rep's webhook still went");
 }
+
+/// On AWS the rate limit's client is the request's `sourceIp` (API Gateway or the function
+/// URL), and the same lead twice in one assign batch is one write, not a rejected transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_counts_source_ips_and_a_lead_twice_in_a_batch_is_one_write() {
+    use leadrouter::domain::Stage;
+    use leadrouter::ports::Message;
+    let receiver = Receiver::start().await;
+    let doc = routing_doc(&receiver, 65536)
+        .replace("allow_private_targets = true", "allow_private_targets = true\nrate_limit_per_minute = 2");
+    let (pipeline, _sqs, _urls) = aws_pipeline(&doc).await;
+    let pipeline = Arc::new(pipeline);
+    // Built once, as a Lambda container does: its limiter counts across requests.
+    let router = leadrouter::http::public_router(pipeline.clone());
+    let post = async |ip: &str, n: usize| {
+        let event = function_url_event(
+            "POST",
+            "/v1/leads",
+            "application/x-www-form-urlencoded",
+            &format!("email=ip{n}%40corp.com"),
+        )
+        .replace("192.0.2.1", ip);
+        let request = lambda_http::request::from_str(&event).expect("a function URL event");
+        let request = request.map(|b| axum::body::Body::from(b.as_ref().to_vec()));
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, retry, serde_json::from_slice::<Value>(&body).unwrap_or_default())
+    };
+    let router_statuses = [post("198.51.100.1", 0).await.0, post("198.51.100.1", 1).await.0];
+    assert_eq!(router_statuses, [202, 202]);
+    let (status, retry, _) = post("198.51.100.1", 2).await;
+    assert_eq!((status, retry.is_some()), (429, true));
+    let (status, _, body) = post("198.51.100.2", 3).await;
+    assert_eq!(status, 202, "another address has its own allowance");
+
+    let id = LeadId::parse(body["lead_id"].as_str().unwrap()).unwrap();
+    let at = chrono::Utc::now();
+    let twice = vec![
+        Message { unique_at: Some(at), ..Message::lead(id.clone()) },
+        Message { unique_at: Some(at + chrono::Duration::milliseconds(1)), ..Message::lead(id.clone()) },
+    ];
+    let results = pipeline.run(Stage::Assign, twice).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let lead = pipeline.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(lead.history.iter().filter(|h| h.to.as_str() == "assigned").count(), 1, "{:?}", lead.history);
+}

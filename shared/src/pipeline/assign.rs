@@ -189,7 +189,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         };
         let now = ctx.now;
         let mut outcome: HashMap<LeadId, Result<(), String>> = HashMap::new();
-        let loaded = join_all(ids.iter().map(|id| self.store.get(id))).await;
+        // A lead twice in one batch (messages for it from two paths) is decided and written
+        // once: a transaction may not name one item twice.
+        let mut seen = std::collections::HashSet::new();
+        let distinct: Vec<&LeadId> = ids.iter().filter(|id| seen.insert(*id)).collect();
+        let loaded = join_all(distinct.iter().map(|id| self.store.get(id))).await;
         let mut by_pool: BTreeMap<usize, Vec<LeadId>> = BTreeMap::new();
         let mut singles: Vec<(LeadId, Single)> = Vec::new();
         let mut done: Vec<Lead> = Vec::new();
@@ -197,7 +201,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         // capacity used by this batch is counted again inside the write.
         let given: HashMap<String, u32> = HashMap::new();
         let mut leads = Vec::with_capacity(ids.len());
-        for (id, l) in ids.iter().zip(loaded) {
+        for (id, l) in distinct.into_iter().zip(loaded) {
             match l {
                 Err(e) => {
                     outcome.insert(id.clone(), Err(e.to_string()));
@@ -322,7 +326,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let refs: Vec<&Lead> = done.iter().collect();
         let forwarded = self.forward(Some(Stage::Assign), &refs).await.map_err(|e| e.to_string());
         ids.iter()
-            .map(|id| outcome.remove(id).unwrap_or(Ok(())).and(forwarded.clone()).map_err(StageError::NotYet))
+            .map(|id| outcome.get(id).cloned().unwrap_or(Ok(())).and(forwarded.clone()).map_err(StageError::NotYet))
             .collect()
     }
 
