@@ -340,6 +340,14 @@ pub struct QueueError(#[source] pub BoxError);
 
 pub trait Queue: Send + Sync + 'static {
     fn send(&self, stage: Stage, messages: Vec<Message>) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// About how many messages wait in `stage`'s queue or are being handled: the sweep sends a
+    /// lead that looks stuck again only when its stage's queue is empty, so that leads merely
+    /// queued behind a slow stage are not queued again (and again). 0 where a queue cannot
+    /// lose a message (the embedded runtime's sweep sends nothing again).
+    fn backlog(&self, _stage: Stage) -> impl Future<Output = Result<usize, QueueError>> + Send {
+        async { Ok(0) }
+    }
 }
 
 /// How one delivery attempt went.

@@ -37,6 +37,24 @@ impl SqsQueue {
 }
 
 impl Queue for SqsQueue {
+    async fn backlog(&self, stage: Stage) -> Result<usize, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let url =
+            self.urls.get(&stage).ok_or_else(|| QueueError(format!("no queue for stage {}", stage.as_str()).into()))?;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| QueueError(Box::new(e)))?;
+        let attrs = out.attributes.unwrap_or_default();
+        let count = |a: &A| attrs.get(a).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        Ok(count(&A::ApproximateNumberOfMessages) + count(&A::ApproximateNumberOfMessagesNotVisible))
+    }
+
     async fn send(&self, stage: Stage, messages: Vec<Message>) -> Result<(), QueueError> {
         let url =
             self.urls.get(&stage).ok_or_else(|| QueueError(format!("no queue for stage {}", stage.as_str()).into()))?;

@@ -18,6 +18,9 @@ pub struct Swept {
     pub orphaned: usize,
     /// Leads that waited for a stage longer than `stuck_after`, sent to it again.
     pub stuck: usize,
+    /// Leads that waited that long behind a stage whose queue still holds messages: left
+    /// there, since their message is most likely among them.
+    pub queued: usize,
 }
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
@@ -27,6 +30,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     pub async fn sweep(&self, stuck_after: Option<chrono::Duration>) -> Result<Swept, StageError> {
         let now = self.clock.now();
         let mut swept = Swept::default();
+        let mut backlog: HashMap<Stage, usize> = HashMap::new();
         let mut after = None;
         loop {
             let page = self.store.pending(now, after, 500).await?;
@@ -46,10 +50,23 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                         swept.sla_due += usize::from(due);
                         due
                     }
-                    _ => {
-                        swept.stuck += usize::from(stuck);
-                        stuck
+                    _ if stuck => {
+                        let waiting = match backlog.get(stage) {
+                            Some(n) => *n,
+                            None => {
+                                let n = self.queue.backlog(*stage).await?;
+                                *backlog.entry(*stage).or_insert(n)
+                            }
+                        };
+                        if waiting > 0 {
+                            swept.queued += 1;
+                            false
+                        } else {
+                            swept.stuck += 1;
+                            true
+                        }
                     }
+                    _ => false,
                 };
                 if send {
                     by_stage.entry(*stage).or_default().push(Message {
