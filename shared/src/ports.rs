@@ -339,7 +339,16 @@ impl Message {
 pub struct QueueError(#[source] pub BoxError);
 
 pub trait Queue: Send + Sync + 'static {
+    /// Sends, waiting for room where a queue is bounded: a stage forwarding a lead it just
+    /// finished is held back until the stage behind can take it.
     fn send(&self, stage: Stage, messages: Vec<Message>) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Sends without ever waiting for room (ingest, the sweep, start-up): where a bounded
+    /// queue is full the message is left out, and the lead, waiting in the store's pending
+    /// index, is read back when there is room. Unbounded queues (SQS) just send.
+    fn offer(&self, stage: Stage, messages: Vec<Message>) -> impl Future<Output = Result<(), QueueError>> + Send {
+        self.send(stage, messages)
+    }
 
     /// About how many messages wait in `stage`'s queue or are being handled: the sweep sends a
     /// lead that looks stuck again only when its stage's queue is empty, so that leads merely

@@ -37,6 +37,8 @@ pub struct Options {
     pub sweep_every: Option<Duration>,
     /// Sends `email:` targets; None writes them to the log.
     pub mailer: Option<crate::adapters::notifier::Mailer>,
+    /// Messages each stage's queue holds; more wait in the store.
+    pub queue_capacity: usize,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             sweep_every: Some(Duration::from_secs(30)),
             mailer: None,
+            queue_capacity: crate::adapters::channel::CAPACITY,
         }
     }
 }
@@ -54,7 +57,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << attempt.min(10))).min(Duration::from_secs(300))
 }
 
-async fn worker(stage: Stage, mut rx: mpsc::UnboundedReceiver<Envelope>, p: Arc<EmbeddedPipeline>, parallel: usize) {
+async fn worker(stage: Stage, mut rx: mpsc::Receiver<Envelope>, p: Arc<EmbeddedPipeline>, parallel: usize) {
     let slots = Arc::new(Semaphore::new(parallel));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -63,6 +66,9 @@ async fn worker(stage: Stage, mut rx: mpsc::UnboundedReceiver<Envelope>, p: Arc<
                 Ok(e) => batch.push(e),
                 Err(_) => break,
             }
+        }
+        for e in &batch {
+            p.queue.taken(stage, &e.message);
         }
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
         let p2 = p.clone();
@@ -111,9 +117,9 @@ impl Embedded {
         db: &Path,
         options: Options,
     ) -> Result<Embedded, StoreError> {
-        let Options { retry, clock, sweep_every, mailer } = options;
+        let Options { retry, clock, sweep_every, mailer, queue_capacity } = options;
         let store = SqliteStore::open(db)?;
-        let (queue, rx) = ChannelQueue::new();
+        let (queue, rx) = ChannelQueue::with_capacity(queue_capacity);
         let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()).with_mailer(mailer);
         let notifier = if settings.server.allow_private_targets {
             notifier
@@ -136,6 +142,7 @@ impl Embedded {
         tokio::spawn(worker(Stage::Assign, rx.assign, pipeline.clone(), 1));
         tokio::spawn(worker(Stage::Notify, rx.notify, pipeline.clone(), NOTIFY_BATCHES));
         let resumed = resume(&pipeline).await?;
+        tokio::spawn(refill(pipeline.clone()));
         if let Some(every) = sweep_every {
             let p = pipeline.clone();
             tokio::spawn(async move {
@@ -192,6 +199,56 @@ impl Embedded {
     }
 }
 
+/// Reads leads left to the store for want of room back into their stages' queues, oldest
+/// first, once there is room; a stage's backlog is cleared when a pass that began after the
+/// last message was left out read every lead waiting for it.
+async fn refill(p: Arc<EmbeddedPipeline>) {
+    let q = &p.queue;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let backlog: Vec<(Stage, u64)> = Stage::ALL
+            .into_iter()
+            .filter_map(|s| q.backlogged(s).map(|seen| (s, seen)))
+            .filter(|(s, _)| q.room(*s) * 2 >= q.capacity())
+            .collect();
+        if backlog.is_empty() {
+            continue;
+        }
+        match refill_pass(&p, &backlog).await {
+            Ok(true) => backlog.iter().for_each(|(s, seen)| q.refilled(*s, *seen)),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the backlog from the store; trying again"),
+        }
+    }
+}
+
+/// One pass over the pending index; true when it read every lead waiting for those stages.
+async fn refill_pass(p: &EmbeddedPipeline, stages: &[(Stage, u64)]) -> Result<bool, StoreError> {
+    let mut after = None;
+    loop {
+        let page = p.store.pending(p.clock.now(), after, 500).await?;
+        for id in page.leads {
+            if p.queue.holds(&id) {
+                continue;
+            }
+            let Some(lead) = p.store.get(&id).await? else { continue };
+            // Leads waiting for a rep or for their SLA are the sweep's.
+            let Some(stage) = lead.pending_stage().filter(|_| lead.in_flight()) else { continue };
+            if !stages.iter().any(|(s, _)| *s == stage) {
+                continue;
+            }
+            let kind = if stage == Stage::Notify { lead.notify_pending } else { None };
+            if !p.queue.try_offer(stage, Message { kind, ..Message::lead(id) }) {
+                return Ok(false);
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(true),
+        }
+    }
+}
+
 async fn resume(p: &EmbeddedPipeline) -> Result<usize, StoreError> {
     let mut after = None;
     let mut total = 0;
@@ -205,7 +262,7 @@ async fn resume(p: &EmbeddedPipeline) -> Result<usize, StoreError> {
             }
         }
         for (stage, batch) in by_stage {
-            p.queue.send(stage, batch).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            p.queue.offer(stage, batch).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
         match next {
             Some(n) => after = Some(n),

@@ -406,6 +406,17 @@ impl TestApp {
         clock: Arc<TestClock>,
         sweep_every: Option<Duration>,
     ) -> TestApp {
+        Self::spawn_queues(doc, clock, sweep_every, leadrouter::adapters::channel::CAPACITY).await
+    }
+
+    /// As `spawn_sweeping`, with each stage's queue holding `queue_capacity` messages (the
+    /// rest wait in the store).
+    pub async fn spawn_queues(
+        doc: impl Fn(&Receiver, &str) -> String,
+        clock: Arc<TestClock>,
+        sweep_every: Option<Duration>,
+        queue_capacity: usize,
+    ) -> TestApp {
         let receiver = Receiver::start().await;
         let graph = FakeGraph::start().await;
         let settings = Settings::parse(&doc(&receiver, &graph.url)).unwrap_or_else(|p| panic!("test config: {p}"));
@@ -424,7 +435,7 @@ impl TestApp {
             sources,
         };
         let mailer = leadrouter::adapters::notifier::mailer_for(&settings, &secrets).expect("mailer");
-        let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every, mailer };
+        let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every, mailer, queue_capacity };
         let runtime = Arc::new(
             Embedded::start_with(settings, secrets, &dir.path().join("leads.db"), options)
                 .await

@@ -1,12 +1,21 @@
-//! The embedded `Queue`: one in-process channel per stage, with a count of work in flight so
-//! that shutdown can drain. The store stays the source of truth; on start-up every lead left
-//! mid-pipeline is queued again from it.
+//! The embedded `Queue`: one bounded in-process channel per stage, with a count of work in
+//! flight so that shutdown can drain. The store stays the source of truth: every lead waiting
+//! for a stage is in its pending index, so a queue never has to hold more than a stage can
+//! work through soon. A stage forwarding to a full queue waits for room (the stage behind it
+//! sets the pace, so a lead fetched from Meta is routed right after); ingest, the sweep and
+//! retries never wait: what finds a queue full is left to the store, and read back from it
+//! when there is room again (`runtime::refill`). Memory stays bounded however far routing
+//! falls behind, and `POST /v1/leads` keeps answering 202 at full speed.
 
-use crate::domain::Stage;
+use crate::domain::{LeadId, Stage};
 use crate::ports::{Message, Queue, QueueError};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+
+/// Messages one stage's queue holds.
+pub const CAPACITY: usize = 4096;
 
 /// A message and how many times it has been tried.
 #[derive(Debug, Clone)]
@@ -15,18 +24,52 @@ pub struct Envelope {
     pub attempt: u32,
 }
 
+/// What is queued: each message once per stage, and which leads have any message queued.
+#[derive(Default)]
+struct Queued {
+    messages: [HashSet<Message>; 5],
+    leads: HashMap<LeadId, u32>,
+}
+
+impl Queued {
+    /// False when the message is queued already.
+    fn add(&mut self, stage: Stage, m: &Message) -> bool {
+        if !self.messages[slot(stage)].insert(m.clone()) {
+            return false;
+        }
+        *self.leads.entry(m.lead_id.clone()).or_default() += 1;
+        true
+    }
+
+    fn remove(&mut self, stage: Stage, m: &Message) {
+        if self.messages[slot(stage)].remove(m)
+            && let Some(n) = self.leads.get_mut(&m.lead_id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.leads.remove(&m.lead_id);
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ChannelQueue {
-    senders: Arc<[mpsc::UnboundedSender<Envelope>; 5]>,
+    senders: Arc<[mpsc::Sender<Envelope>; 5]>,
     in_flight: Arc<AtomicUsize>,
+    queued: Arc<Mutex<Queued>>,
+    /// Per stage: how many messages were left to the store for want of room, and how many of
+    /// those the last complete refill accounted for (equal: nothing is left behind).
+    overflowed: Arc<[AtomicU64; 5]>,
+    refilled: Arc<[AtomicU64; 5]>,
 }
 
 pub struct Receivers {
-    pub fetch: mpsc::UnboundedReceiver<Envelope>,
-    pub dedup: mpsc::UnboundedReceiver<Envelope>,
-    pub score: mpsc::UnboundedReceiver<Envelope>,
-    pub assign: mpsc::UnboundedReceiver<Envelope>,
-    pub notify: mpsc::UnboundedReceiver<Envelope>,
+    pub fetch: mpsc::Receiver<Envelope>,
+    pub dedup: mpsc::Receiver<Envelope>,
+    pub score: mpsc::Receiver<Envelope>,
+    pub assign: mpsc::Receiver<Envelope>,
+    pub notify: mpsc::Receiver<Envelope>,
 }
 
 fn slot(stage: Stage) -> usize {
@@ -41,27 +84,105 @@ fn slot(stage: Stage) -> usize {
 
 impl ChannelQueue {
     pub fn new() -> (ChannelQueue, Receivers) {
-        let (f, fr) = mpsc::unbounded_channel();
-        let (d, dr) = mpsc::unbounded_channel();
-        let (s, sr) = mpsc::unbounded_channel();
-        let (a, ar) = mpsc::unbounded_channel();
-        let (n, nr) = mpsc::unbounded_channel();
+        Self::with_capacity(CAPACITY)
+    }
+
+    pub fn with_capacity(capacity: usize) -> (ChannelQueue, Receivers) {
+        let (f, fr) = mpsc::channel(capacity);
+        let (d, dr) = mpsc::channel(capacity);
+        let (s, sr) = mpsc::channel(capacity);
+        let (a, ar) = mpsc::channel(capacity);
+        let (n, nr) = mpsc::channel(capacity);
         (
-            ChannelQueue { senders: Arc::new([f, d, s, a, n]), in_flight: Arc::new(AtomicUsize::new(0)) },
+            ChannelQueue {
+                senders: Arc::new([f, d, s, a, n]),
+                in_flight: Arc::new(AtomicUsize::new(0)),
+                queued: Arc::new(Mutex::new(Queued::default())),
+                overflowed: Arc::new(Default::default()),
+                refilled: Arc::new(Default::default()),
+            },
             Receivers { fetch: fr, dedup: dr, score: sr, assign: ar, notify: nr },
         )
     }
 
-    /// Puts a message back for another try (its in-flight count is already held).
+    /// The stage's worker took the message: it may be queued again from now on.
+    pub fn taken(&self, stage: Stage, m: &Message) {
+        if let Ok(mut q) = self.queued.lock() {
+            q.remove(stage, m);
+        }
+    }
+
+    /// Whether any message for the lead is queued.
+    pub fn holds(&self, lead: &LeadId) -> bool {
+        self.queued.lock().map(|q| q.leads.contains_key(lead)).unwrap_or(false)
+    }
+
+    /// Puts a message back for another try (its in-flight count is already held); a full
+    /// queue leaves it to the store.
     pub fn retry(&self, stage: Stage, envelope: Envelope) {
-        if self.senders[slot(stage)].send(envelope).is_err() {
+        let m = envelope.message.clone();
+        if !self.queued.lock().map(|mut q| q.add(stage, &m)).unwrap_or(false) {
+            self.done(1);
+            return;
+        }
+        if self.senders[slot(stage)].try_send(envelope).is_err() {
+            self.taken(stage, &m);
+            self.left_to_store(stage);
             self.done(1);
         }
     }
 
-    /// Messages sent and not yet finished (including those waiting to be retried).
+    /// Offers one message without waiting; false when its queue is full (the message is left
+    /// to the store, and counted so that a refill reads it back).
+    pub fn try_offer(&self, stage: Stage, message: Message) -> bool {
+        if !self.queued.lock().map(|mut q| q.add(stage, &message)).unwrap_or(false) {
+            return true;
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        match self.senders[slot(stage)].try_send(Envelope { message: message.clone(), attempt: 0 }) {
+            Ok(()) => true,
+            Err(_) => {
+                self.taken(stage, &message);
+                self.done(1);
+                self.left_to_store(stage);
+                false
+            }
+        }
+    }
+
+    fn left_to_store(&self, stage: Stage) {
+        self.overflowed[slot(stage)].fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether messages of `stage` were left to the store since the last complete refill,
+    /// and the count to hand `refilled` once a refill began after it and found every one.
+    pub fn backlogged(&self, stage: Stage) -> Option<u64> {
+        let (o, r) =
+            (self.overflowed[slot(stage)].load(Ordering::SeqCst), self.refilled[slot(stage)].load(Ordering::SeqCst));
+        (o != r).then_some(o)
+    }
+
+    /// A refill that began when `seen` messages had been left to the store read every lead
+    /// waiting for `stage` back into its queue.
+    pub fn refilled(&self, stage: Stage, seen: u64) {
+        self.refilled[slot(stage)].fetch_max(seen, Ordering::SeqCst);
+    }
+
+    /// Messages a stage's queue holds.
+    pub fn capacity(&self) -> usize {
+        self.senders[0].max_capacity()
+    }
+
+    /// Room left in the stage's queue.
+    pub fn room(&self, stage: Stage) -> usize {
+        self.senders[slot(stage)].capacity()
+    }
+
+    /// Messages sent and not yet finished (including those waiting to be retried), plus one
+    /// while any stage has leads waiting in the store for room in its queue.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        let backlog = Stage::ALL.iter().any(|s| self.backlogged(*s).is_some());
+        self.in_flight.load(Ordering::SeqCst) + usize::from(backlog)
     }
 
     pub fn done(&self, n: usize) {
@@ -70,14 +191,26 @@ impl ChannelQueue {
 }
 
 impl Queue for ChannelQueue {
+    /// Waits for room: the stage behind sets the pace of the stage in front.
     async fn send(&self, stage: Stage, messages: Vec<Message>) -> Result<(), QueueError> {
         let tx = &self.senders[slot(stage)];
         for message in messages {
+            if !self.queued.lock().map(|mut q| q.add(stage, &message)).unwrap_or(false) {
+                continue;
+            }
             self.in_flight.fetch_add(1, Ordering::SeqCst);
-            if tx.send(Envelope { message, attempt: 0 }).is_err() {
+            if tx.send(Envelope { message: message.clone(), attempt: 0 }).await.is_err() {
+                self.taken(stage, &message);
                 self.done(1);
                 return Err(QueueError("the runtime is shutting down".into()));
             }
+        }
+        Ok(())
+    }
+
+    async fn offer(&self, stage: Stage, messages: Vec<Message>) -> Result<(), QueueError> {
+        for m in messages {
+            self.try_offer(stage, m);
         }
         Ok(())
     }

@@ -73,7 +73,7 @@ async fn reassign<S: LeadStore, Q: Queue, N: Notifier>(p: &AppState<S, Q, N>, re
     let n = open.len();
     if n > 0 {
         // The sweep sends them again if this send is lost.
-        if let Err(e) = p.queue.send(Stage::Assign, open.into_iter().map(Message::lead).collect()).await {
+        if let Err(e) = p.queue.offer(Stage::Assign, open.into_iter().map(Message::lead).collect()).await {
             tracing::warn!(error = %e, rep, "could not queue the rep's open leads; the sweep will");
         }
     }

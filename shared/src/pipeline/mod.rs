@@ -238,8 +238,13 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     kind: if stage == Stage::Notify { l.notify_pending } else { None },
                 })
                 .collect();
-            if !batch.is_empty() {
-                self.queue.send(stage, batch).await?;
+            if batch.is_empty() {
+                continue;
+            }
+            // A stage waits for room downstream; ingest never does (the lead is stored).
+            match current {
+                Some(_) => self.queue.send(stage, batch).await?,
+                None => self.queue.offer(stage, batch).await?,
             }
         }
         Ok(())

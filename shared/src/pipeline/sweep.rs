@@ -77,7 +77,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 }
             }
             for (stage, messages) in by_stage {
-                self.queue.send(stage, messages).await?;
+                self.queue.offer(stage, messages).await?;
             }
             match page.next {
                 Some(n) => after = Some(n),
@@ -102,7 +102,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let open = self.store.open_leads(&rep).await?;
             if !open.is_empty() {
                 total += open.len();
-                self.queue.send(Stage::Assign, open.into_iter().map(Message::lead).collect()).await?;
+                self.queue.offer(Stage::Assign, open.into_iter().map(Message::lead).collect()).await?;
             }
         }
         Ok(total)

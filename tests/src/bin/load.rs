@@ -125,6 +125,11 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    // Quiet unless RUST_LOG asks (`RUST_LOG=leadrouter=warn` shows retries).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let app = if args.plain_routing {
         TestApp::spawn().await
     } else {
