@@ -176,6 +176,7 @@ async fn main() {
     let meta_started = Instant::now() - Duration::from_secs(args.seconds);
     app.runtime.drain(Duration::from_secs(600)).await;
     let meta_routed = meta_rps * 100.0 * args.seconds as f64 / meta_started.elapsed().as_secs_f64();
+    let meta_lag = fetch_to_routed(&app).await;
     let google_url = app.url("/v1/webhooks/google");
     let (google_rps, _) = closed_loop(&client, args.concurrency, args.seconds, |i| {
         let body = serde_json::json!({
@@ -242,6 +243,12 @@ async fn main() {
         meta_rps * 100.0
     );
     println!("| Meta leads fetched and routed per second (the run and its drain) | {meta_routed:.0} |");
+    println!(
+        "| Meta lead: fields fetched → assigned, p50 / p99 / max | {} / {} / {} |",
+        ms(percentile(&meta_lag, 0.50)),
+        ms(percentile(&meta_lag, 0.99)),
+        ms(meta_lag.last().copied().unwrap_or_default())
+    );
     println!("| `POST /v1/webhooks/google` requests/s ({} conns) | {:.0} |", args.concurrency, google_rps);
     println!(
         "| leads routed end to end per second (202 → rep's webhook), saturated | {:.0} ({} leads) |",
@@ -254,6 +261,33 @@ async fn main() {
     println!("| latency 202 → notification p99 | {} |", ms(percentile(&lat, 0.99)));
     println!("| latency max | {} |", ms(lat.last().copied().unwrap_or_default()));
     println!("| accepted but not notified within 120 s | {lost} |");
+}
+
+/// For every Meta lead, from its history: the time from its Graph fetch succeeding to its
+/// assignment, sorted.
+async fn fetch_to_routed(app: &TestApp) -> Vec<Duration> {
+    use leadrouter::ports::LeadStore;
+    let store = &app.runtime.pipeline.store;
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.since(chrono::DateTime::<chrono::Utc>::MIN_UTC, after, 1000).await.expect("read leads");
+        for l in page.items.iter().filter(|l| l.source == "meta") {
+            let at = |pred: &dyn Fn(&leadrouter::domain::HistoryEntry) -> bool| l.history.iter().find(|h| pred(h)).map(|h| h.at);
+            if let (Some(fetched), Some(assigned)) = (
+                at(&|h| h.reason.starts_with("fields fetched")),
+                at(&|h| h.to == leadrouter::domain::LeadStatus::Assigned),
+            ) {
+                out.push((assigned - fetched).to_std().unwrap_or_default());
+            }
+        }
+        match page.next_cursor {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    out.sort();
+    out
 }
 
 fn arrivals_len(receiver: &Receiver, run: &str) -> usize {
