@@ -72,7 +72,12 @@ pub async fn pipeline(
     });
     // On Lambda a failing delivery goes back to SQS, whose visibility timeout spaces the retries.
     let retry = RetryPolicy { inline_attempts: 2, ..RetryPolicy::default() };
-    Ok(Pipeline { store, queue, notifier, fetcher, clock, settings: Arc::new(settings), secrets, retry })
+    // Parked deliveries go back to SQS, whose visibility timeout spaces their returns.
+    let circuits = Arc::new(crate::pipeline::circuit::Circuits::new(crate::pipeline::circuit::CircuitPolicy {
+        hold_parked: false,
+        ..Default::default()
+    }));
+    Ok(Pipeline { store, queue, notifier, fetcher, clock, settings: Arc::new(settings), secrets, retry, circuits })
 }
 
 /// The admin function: the one Router behind API Gateway.

@@ -103,6 +103,9 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// The target refused for good; no more attempts.
     pub dead: bool,
+    /// Since when the delivery waits for its target, which is down, to answer again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_since: Option<DateTime<Utc>>,
 }
 
 impl Delivery {
@@ -114,6 +117,7 @@ impl Delivery {
         match self {
             d if d.delivered_at.is_some() => DeliveryState::Delivered,
             d if d.dead => DeliveryState::Dead,
+            d if d.parked_since.is_some() => DeliveryState::Parked,
             d if d.attempts > 0 => DeliveryState::Failing,
             _ => DeliveryState::Pending,
         }

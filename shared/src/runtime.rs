@@ -39,6 +39,8 @@ pub struct Options {
     pub mailer: Option<crate::adapters::notifier::Mailer>,
     /// Messages each stage's queue holds; more wait in the store.
     pub queue_capacity: usize,
+    /// When a notification target counts as down, and how often it is probed.
+    pub circuits: crate::pipeline::circuit::CircuitPolicy,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             sweep_every: Some(Duration::from_secs(30)),
             mailer: None,
             queue_capacity: crate::adapters::channel::CAPACITY,
+            circuits: Default::default(),
         }
     }
 }
@@ -117,7 +120,8 @@ impl Embedded {
         db: &Path,
         options: Options,
     ) -> Result<Embedded, StoreError> {
-        let Options { retry, clock, sweep_every, mailer, queue_capacity } = options;
+        let Options { retry, clock, sweep_every, mailer, queue_capacity, circuits } = options;
+        let circuits = crate::pipeline::circuit::Circuits::new(circuits);
         let store = SqliteStore::open(db)?;
         let (queue, rx) = ChannelQueue::with_capacity(queue_capacity);
         let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()).with_mailer(mailer);
@@ -134,8 +138,17 @@ impl Embedded {
             ),
             None => GraphFetcher::new(String::new(), None, Default::default()),
         });
-        let pipeline =
-            Arc::new(Pipeline { store, queue, notifier, fetcher, clock, settings: Arc::new(settings), secrets, retry });
+        let pipeline = Arc::new(Pipeline {
+            store,
+            queue,
+            notifier,
+            fetcher,
+            clock,
+            settings: Arc::new(settings),
+            secrets,
+            retry,
+            circuits: Arc::new(circuits),
+        });
         tokio::spawn(worker(Stage::Fetch, rx.fetch, pipeline.clone(), NOTIFY_BATCHES));
         tokio::spawn(worker(Stage::Dedup, rx.dedup, pipeline.clone(), 1));
         tokio::spawn(worker(Stage::Score, rx.score, pipeline.clone(), 1));

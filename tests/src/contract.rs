@@ -207,6 +207,7 @@ pub async fn deliveries_are_recorded_per_target<S: LeadStore>(s: S) {
         delivered_at: None,
         last_error: Some("500".into()),
         dead: false,
+        parked_since: None,
     };
     s.put_deliveries(vec![d.clone()]).await.unwrap();
     d.attempts = 2;

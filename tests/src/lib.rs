@@ -435,7 +435,14 @@ impl TestApp {
             sources,
         };
         let mailer = leadrouter::adapters::notifier::mailer_for(&settings, &secrets).expect("mailer");
-        let options = leadrouter::runtime::Options { retry: fast_retry(), clock, sweep_every, mailer, queue_capacity };
+        let options = leadrouter::runtime::Options {
+            retry: fast_retry(),
+            clock,
+            sweep_every,
+            mailer,
+            queue_capacity,
+            circuits: Default::default(),
+        };
         let runtime = Arc::new(
             Embedded::start_with(settings, secrets, &dir.path().join("leads.db"), options)
                 .await

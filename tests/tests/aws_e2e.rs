@@ -181,6 +181,7 @@ async fn throttling_loses_nothing() {
         settings: pipeline.settings.clone(),
         secrets: pipeline.secrets.clone(),
         retry: pipeline.retry,
+        circuits: pipeline.circuits.clone(),
     };
     drain_queues(&flaky, &sqs, &urls, Delivery { twice: false, shuffle: true }).await;
     assert!(flaky.store.throttled.load(std::sync::atomic::Ordering::SeqCst) > 10, "throttling was injected");
@@ -332,6 +333,7 @@ async fn availability_and_sla_through_the_stage_handlers() {
         settings: p.settings,
         secrets: p.secrets,
         retry: p.retry,
+        circuits: p.circuits,
     });
     let drain = || drain_queues(&pipeline, &sqs, &urls, Delivery { twice: true, shuffle: true });
     let today = clock.now_date();

@@ -162,6 +162,9 @@ pub enum NotificationKind {
     SlaBreached,
     /// To a pool's manager: nobody could take the lead.
     Unassigned,
+    /// To the managers of a rep's pools: a notification target stopped answering; the
+    /// notifications to it are parked until it answers again.
+    TargetDown,
 }
 
 impl NotificationKind {
@@ -172,6 +175,7 @@ impl NotificationKind {
             NotificationKind::SlaReassigned => "sla_reassigned",
             NotificationKind::SlaBreached => "sla_breached",
             NotificationKind::Unassigned => "unassigned",
+            NotificationKind::TargetDown => "target_down",
         }
     }
 
@@ -182,6 +186,7 @@ impl NotificationKind {
             NotificationKind::SlaReassigned,
             NotificationKind::SlaBreached,
             NotificationKind::Unassigned,
+            NotificationKind::TargetDown,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -5,6 +5,7 @@
 //! the lead to the stage it now waits for, which mends a message lost between two writes.
 
 mod assign;
+pub mod circuit;
 mod dedup;
 mod erasure;
 mod fetch;
@@ -148,6 +149,8 @@ pub struct Pipeline<S, Q, N> {
     pub settings: Arc<Settings>,
     pub secrets: Secrets,
     pub retry: RetryPolicy,
+    /// Per notification target: down after consecutive failures, probed, parked behind.
+    pub circuits: Arc<circuit::Circuits>,
 }
 
 pub type StageResults = Vec<Result<(), StageError>>;

@@ -2,9 +2,10 @@
 //! (lead, recipient, kind); every attempt is recorded before the message is acknowledged: a
 //! failed one at once, the settled ones of a notification together in one write.
 
+use super::circuit::{Change, Gate};
 use super::{Pipeline, StageError, StageResults};
 use crate::config::Target;
-use crate::domain::{Lead, LeadStatus, NotificationKind, Roster};
+use crate::domain::{Lead, LeadStatus, NotificationKind, Roster, Stage};
 use crate::notification::{self, Notification, NotifiedLead, NotifiedRep, NotifiedTouch};
 use crate::ports::{Delivery, DeliveryResult, LeadStore, Message, Notifier, Queue};
 use futures::future::join_all;
@@ -91,6 +92,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             NotificationKind::SlaBreached | NotificationKind::Unassigned => {
                 (lead.clone(), manager(&lead, kind).into_iter().collect(), None)
             }
+            // Sent when a circuit opens (`target_down`), never owed by a lead.
+            NotificationKind::TargetDown => (lead.clone(), Vec::new(), None),
         };
         if lead.test && !(lead.source == "google" && self.settings.sources.google_notify_test_leads) {
             return self.settle(&lead, kind, "test lead: reps are not notified").await;
@@ -106,7 +109,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             .filter(|d| ids.contains(&d.delivery_id))
             .map(|d| ((d.delivery_id.clone(), d.target.clone()), d))
             .collect();
+        let now = self.clock.now();
         let mut jobs = Vec::new();
+        let mut parked: Vec<Delivery> = Vec::new();
         for (r, delivery_id) in recipients.iter().zip(&ids) {
             let body = self.body(&subject, r, delivery_id, touch.clone());
             for t in &r.targets {
@@ -121,15 +126,33 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     delivered_at: None,
                     last_error: None,
                     dead: false,
+                    parked_since: None,
                 });
-                if !d.is_settled() {
-                    jobs.push(self.deliver(d, body.clone()));
+                if d.is_settled() {
+                    continue;
+                }
+                match self.circuits.gate(t, now) {
+                    Gate::Parked => parked.push(d),
+                    gate => jobs.push(self.deliver(d, body.clone(), gate == Gate::Probe, r.rep.clone(), &lead)),
                 }
             }
         }
         let results = join_all(jobs).await;
-        let settled: Vec<Delivery> =
+        let mut settled: Vec<Delivery> =
             results.iter().filter_map(|r| r.as_ref().ok()).filter(|d| d.is_settled()).cloned().collect();
+        // A parked delivery is written once, when it is parked.
+        let mut newly_parked: Vec<Delivery> = Vec::new();
+        for d in results.iter().filter_map(|r| r.as_ref().ok()).filter(|d| !d.is_settled() && d.parked_since.is_some())
+        {
+            parked.push(d.clone());
+        }
+        for d in &mut parked {
+            if d.parked_since.is_none() {
+                d.parked_since = Some(now);
+                newly_parked.push(d.clone());
+            }
+        }
+        settled.extend(newly_parked);
         if !settled.is_empty() {
             self.store.put_deliveries(settled).await?;
         }
@@ -137,7 +160,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let mut dead: Vec<String> = existing.values().filter(|d| d.dead).map(|d| d.recipient.clone()).collect();
         for r in results {
             let d = r?;
-            if !d.is_settled() {
+            if !d.is_settled() && d.parked_since.is_none() {
                 unsettled += 1;
             } else if d.dead {
                 dead.push(d.recipient.clone());
@@ -145,6 +168,17 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         }
         if unsettled > 0 {
             return Err(StageError::NotYet(format!("{unsettled} deliveries still failing")));
+        }
+        if !parked.is_empty() {
+            if !self.circuits.policy.hold_parked {
+                return Err(StageError::NotYet(format!("{} deliveries parked: their target is down", parked.len())));
+            }
+            // Held by each target's circuit and sent again, in order, when it answers.
+            let m = Message { lead_id: lead.id.clone(), kind: Some(kind), unique_at: None };
+            for d in &parked {
+                self.circuits.park(&d.target, m.clone());
+            }
+            return Ok(());
         }
         dead.sort();
         dead.dedup();
@@ -183,21 +217,43 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         }
     }
 
-    /// Attempts one delivery a few times with backoff, recording each failed attempt (the
-    /// caller records the last one once it is settled, with the notification's others).
-    async fn deliver(&self, mut d: Delivery, mut body: Notification) -> Result<Delivery, StageError> {
+    /// Attempts one delivery a few times with backoff (once for a probe), recording each
+    /// failed attempt (the caller records the last one once it is settled, with the
+    /// notification's others). Each attempt counts on its target's circuit; a delivery whose
+    /// target goes down meanwhile stops and is parked.
+    async fn deliver(
+        &self,
+        mut d: Delivery,
+        mut body: Notification,
+        probe: bool,
+        rep: Option<NotifiedRep>,
+        lead: &Lead,
+    ) -> Result<Delivery, StageError> {
         let mut backoff = self.retry.inline_backoff;
-        for i in 0..self.retry.inline_attempts {
+        let attempts = if probe { 1 } else { self.retry.inline_attempts };
+        for i in 0..attempts {
+            if i > 0 && self.circuits.gate(&d.target, self.clock.now()) != Gate::Go {
+                // Its target went down meanwhile: parked, and written so.
+                d.parked_since = Some(self.clock.now());
+                self.store.put_deliveries(vec![d.clone()]).await?;
+                break;
+            }
             body.sent_at = notification::timestamp(self.clock.now());
             let result = self.notifier.deliver(&d.target, &body).await;
             let now = self.clock.now();
             d.attempts += 1;
             let first = *d.first_attempt_at.get_or_insert(now);
             let mut wait = None;
+            let change = match &result {
+                DeliveryResult::Delivered => self.circuits.record(&d.target, true, now),
+                DeliveryResult::Retry { .. } => self.circuits.record(&d.target, false, now),
+                DeliveryResult::Dead { .. } => Change::None,
+            };
             match result {
                 DeliveryResult::Delivered => {
                     d.delivered_at = Some(self.clock.now());
                     d.last_error = None;
+                    d.parked_since = None;
                 }
                 DeliveryResult::Dead { error } => {
                     d.dead = true;
@@ -218,6 +274,17 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     wait = Some(after.unwrap_or(backoff).min(std::time::Duration::from_secs(30)));
                 }
             }
+            match change {
+                Change::None => {}
+                Change::Down => self.target_down(&d.target, rep.clone(), lead).await,
+                Change::Up(parked) => {
+                    tracing::info!(target_kind = target_kind(&d.target), parked = parked.len(), "target answers again");
+                    self.queue.offer(Stage::Notify, parked).await?;
+                }
+            }
+            if probe && !d.is_settled() {
+                d.parked_since.get_or_insert(now);
+            }
             if !d.is_settled() {
                 self.store.put_deliveries(vec![d.clone()]).await?;
             }
@@ -229,13 +296,58 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 break;
             }
             if let Some(w) = wait
-                && i + 1 < self.retry.inline_attempts
+                && i + 1 < attempts
             {
                 tokio::time::sleep(w).await;
                 backoff *= 2;
             }
         }
         Ok(d)
+    }
+
+    /// Tells the managers of every pool the target's reps are in, once per outage: its
+    /// notifications are parked until it answers. A manager whose own target is down is not
+    /// told through it.
+    async fn target_down(&self, target: &str, rep: Option<NotifiedRep>, lead: &Lead) {
+        tracing::warn!(target_kind = target_kind(target), "notification target down; its deliveries are parked");
+        let Ok(roster) = self.roster().await else { return };
+        let reps: Vec<&str> =
+            roster.reps().iter().filter(|r| r.notify.iter().any(|t| t == target)).map(|r| r.id.as_str()).collect();
+        let now = self.clock.now();
+        let why = format!(
+            "{}'s {} target failed {} times in a row; its notifications are parked and go out in order when it \
+             answers again (tried every {} s)",
+            rep.as_ref().map(|r| r.name.as_str()).or(reps.first().copied()).unwrap_or("a rep"),
+            target_kind(target),
+            self.circuits.policy.trip_after,
+            self.circuits.policy.probe_every.num_seconds()
+        );
+        let pools: std::collections::BTreeSet<String> =
+            reps.iter().flat_map(|r| roster.pools_of(r)).map(|(pool, _)| pool).collect();
+        for pool in self.settings.pools.iter().filter(|p| pools.contains(&p.id)) {
+            let Some(m) = &pool.manager else { continue };
+            let delivery_id = notification::delivery_id(
+                &lead.id,
+                &format!("manager:{}:{target}", pool.id),
+                NotificationKind::TargetDown,
+                0,
+            );
+            let body = Notification {
+                delivery_id,
+                kind: NotificationKind::TargetDown,
+                lead: NotifiedLead::of(lead),
+                rep: rep.clone(),
+                pool: Some(pool.id.clone()),
+                why: Some(why.clone()),
+                accept_url: None,
+                sent_at: notification::timestamp(now),
+                touch: None,
+            };
+            for t in m.notify.iter().filter(|t| *t != target && self.circuits.gate(t, now) == Gate::Go) {
+                let result = self.notifier.deliver(t, &body).await;
+                tracing::info!(pool = %pool.id, delivered = matches!(result, DeliveryResult::Delivered), "target_down told");
+            }
+        }
     }
 
     /// Clears the owed notification and, for an assignment, marks the lead notified.

@@ -21,6 +21,8 @@ pub struct Swept {
     /// Leads that waited that long behind a stage whose queue still holds messages: left
     /// there, since their message is most likely among them.
     pub queued: usize,
+    /// Notification targets that are down, probed.
+    pub probes: usize,
 }
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
@@ -85,6 +87,12 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
         }
         swept.orphaned = self.reassign_orphans().await?;
+        // A down target's probe: its first parked notification, tried once.
+        let probes = self.circuits.due_probes(now);
+        swept.probes = probes.len();
+        if !probes.is_empty() {
+            self.queue.offer(Stage::Notify, probes).await?;
+        }
         if swept != Swept::default() {
             tracing::info!(?swept, "sweep sent leads on");
         }

@@ -273,7 +273,9 @@ async fn fetch_to_routed(app: &TestApp) -> Vec<Duration> {
     loop {
         let page = store.since(chrono::DateTime::<chrono::Utc>::MIN_UTC, after, 1000).await.expect("read leads");
         for l in page.items.iter().filter(|l| l.source == "meta") {
-            let at = |pred: &dyn Fn(&leadrouter::domain::HistoryEntry) -> bool| l.history.iter().find(|h| pred(h)).map(|h| h.at);
+            let at = |pred: &dyn Fn(&leadrouter::domain::HistoryEntry) -> bool| {
+                l.history.iter().find(|h| pred(h)).map(|h| h.at)
+            };
             if let (Some(fetched), Some(assigned)) = (
                 at(&|h| h.reason.starts_with("fields fetched")),
                 at(&|h| h.to == leadrouter::domain::LeadStatus::Assigned),
