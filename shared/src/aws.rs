@@ -101,7 +101,11 @@ pub async fn run_stage(stage: Stage) -> Result<(), Error> {
     let pipeline = pipeline_from_env().await?;
     let pipeline = &pipeline;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(handle_batch(pipeline, stage, event.payload).await)
+        // Lambda's deadline for this invocation: notify begins no attempt it could not finish.
+        let deadline = chrono::DateTime::from_timestamp_millis(event.context.deadline as i64)
+            .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::seconds(60));
+        let response = crate::pipeline::DEADLINE.scope(deadline, handle_batch(pipeline, stage, event.payload)).await;
+        Ok::<SqsBatchResponse, Error>(response)
     }))
     .await
 }

@@ -216,11 +216,14 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
+/// The longest one HTTP delivery attempt takes (connect, send, answer).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Redirects are not followed: a target answers itself or not at all (a redirect could lead
 /// a signed notification anywhere, an internal address included).
 fn client(public_only: bool) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(ATTEMPT_TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("leadrouter/", env!("CARGO_PKG_VERSION")))

@@ -22,8 +22,20 @@ pub use sweep::Swept;
 use crate::config::{Secret, SecretRef, Settings};
 use crate::domain::{Lead, Stage};
 use crate::ports::{Clock, LeadFetcher, LeadStore, Message, Notifier, Queue, QueueError, StoreError};
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+tokio::task_local! {
+    /// When the invocation handling this batch ends (Lambda's deadline): no delivery attempt
+    /// starts that could not finish, and be recorded, before it.
+    pub static DEADLINE: DateTime<Utc>;
+}
+
+/// Time left before `DEADLINE`, where one is set.
+pub fn time_left(now: DateTime<Utc>) -> Option<std::time::Duration> {
+    DEADLINE.try_with(|d| (*d - now).to_std().unwrap_or_default()).ok()
+}
 
 /// Why a message should come back later. Every variant is worth a retry.
 #[derive(Debug, thiserror::Error)]

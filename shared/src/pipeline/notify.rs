@@ -11,6 +11,9 @@ use crate::ports::{Delivery, DeliveryResult, LeadStore, Message, Notifier, Queue
 use futures::future::join_all;
 use std::collections::HashMap;
 
+/// Time kept, after an attempt times out, to record its outcome before the invocation ends.
+const RECORD_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+
 struct Recipient {
     id: String,
     /// What this recipient is told (a manager hears `sla_breached` of an `sla_reassigned`).
@@ -232,6 +235,14 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let mut backoff = self.retry.inline_backoff;
         let attempts = if probe { 1 } else { self.retry.inline_attempts };
         for i in 0..attempts {
+            // An attempt that could outlive the invocation is not begun: the message comes
+            // back, and nothing is cut off mid-attempt with its outcome unrecorded.
+            if super::time_left(self.clock.now())
+                .is_some_and(|left| left < crate::adapters::notifier::ATTEMPT_TIMEOUT + RECORD_TIME)
+            {
+                tracing::info!(lead_id = %d.lead_id, "no time left in this invocation for another attempt");
+                break;
+            }
             if i > 0 && self.circuits.gate(&d.target, self.clock.now()) != Gate::Go {
                 // Its target went down meanwhile: parked, and written so.
                 d.parked_since = Some(self.clock.now());
