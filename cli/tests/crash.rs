@@ -196,6 +196,78 @@ async fn sigkill_with_a_thousand_leads_in_flight_loses_none() {
     restarted.child.kill().ok();
 }
 
+/// Twenty SIGKILLs under load, the receiver failing one delivery in ten: every lead that got a
+/// 202 is assigned once, turns are neither skipped nor shared, and each (lead, recipient, kind)
+/// keeps one delivery id across the retries and restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sigkills_under_load_with_a_failing_receiver_lose_nothing() {
+    let receiver = Receiver::start().await;
+    receiver.fail_every(10);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("leadrouter.toml");
+    std::fs::write(&config, routing_doc(&receiver, 65536)).unwrap();
+    let db = dir.path().join("kills.db");
+    let client = reqwest::Client::new();
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut next = 0usize;
+    for round in 0..20 {
+        let mut server = start(&config, &db);
+        let count = Arc::new(AtomicUsize::new(0));
+        let base = server.base.clone();
+        let from = next;
+        next += 120;
+        let sender = {
+            let (client, accepted, count) = (client.clone(), accepted.clone(), count.clone());
+            tokio::spawn(async move {
+                use futures::StreamExt;
+                futures::stream::iter(from..from + 120)
+                    .for_each_concurrent(32, |i| {
+                        let (client, accepted, count, base) =
+                            (client.clone(), accepted.clone(), count.clone(), base.clone());
+                        async move {
+                            let Ok(r) = client.post(format!("{base}/v1/leads")).form(&lead_form(i)).send().await else {
+                                return;
+                            };
+                            if r.status() == 202
+                                && let Some(id) =
+                                    r.json::<Value>().await.ok().and_then(|v| v["lead_id"].as_str().map(str::to_owned))
+                            {
+                                accepted.lock().unwrap().push(id);
+                                count.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    })
+                    .await;
+            })
+        };
+        // Kill at a different depth each round.
+        let at = 10 + (round * 7) % 60;
+        while count.load(Ordering::SeqCst) < at && !sender.is_finished() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        server.child.kill().expect("SIGKILL");
+        server.child.wait().unwrap();
+        sender.await.unwrap();
+    }
+    let accepted: Vec<String> = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= 200, "{} accepted over 20 runs", accepted.len());
+    let mut last = start(&config, &db);
+    let leads = wait_all_notified(&client, &last.base, accepted.len()).await;
+    let stored: HashSet<&str> = leads.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    for id in &accepted {
+        assert!(stored.contains(id.as_str()), "lead {id} got a 202 and was lost");
+    }
+    receiver
+        .wait_until(Duration::from_secs(60), "a manager notification for every lead", |r| {
+            r.iter().filter(|x| x.hook == "manager").map(|x| x.body["lead"]["id"].clone()).collect::<HashSet<_>>().len()
+                >= leads.len()
+        })
+        .await;
+    eprintln!("20 SIGKILLs: {} leads accepted, {} stored, every one assigned once", accepted.len(), leads.len());
+    check_exactly_once(&leads, &receiver);
+    last.child.kill().ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
     let receiver = Receiver::start().await;

@@ -132,6 +132,9 @@ struct ReceiverState {
     rep_arrivals: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Requests still to answer with 500 before answering 200.
     fail_next: AtomicUsize,
+    /// Every this many requests one is answered 500 (0: none).
+    fail_every: AtomicUsize,
+    seen: AtomicUsize,
     /// Per hook, answers to give before answering 200: (status, Retry-After seconds).
     script: Mutex<std::collections::HashMap<String, std::collections::VecDeque<Answer>>>,
 }
@@ -152,8 +155,11 @@ async fn record(
     use axum::response::IntoResponse;
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let scripted = s.script.lock().unwrap().get_mut(&hook).and_then(|q| q.pop_front());
+    let every = s.fail_every.load(Ordering::SeqCst);
+    let nth = s.seen.fetch_add(1, Ordering::SeqCst);
     let failing = scripted.is_none()
-        && s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        && (s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+            || (every > 0 && nth % every == every - 1));
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if hook != "manager"
         && parsed["kind"] == "assigned"
@@ -197,6 +203,11 @@ impl Receiver {
     /// The next answers `hook` gives (status, Retry-After seconds), before answering 200 `ok`.
     pub fn script(&self, hook: &str, answers: &[(u16, Option<u64>)]) {
         self.state.script.lock().unwrap().insert(hook.to_owned(), answers.iter().copied().collect());
+    }
+
+    /// Answers one request in `n` with 500, from now on.
+    pub fn fail_every(&self, n: usize) {
+        self.state.fail_every.store(n, Ordering::SeqCst);
     }
 
     pub fn fail_next(&self, n: usize) {
