@@ -48,7 +48,7 @@ pub async fn pipeline(
         .await?
         .ok_or("the table holds no routing document: run `leadrouter config push FILE --table NAME`")?;
     let settings = Settings::parse(&doc).map_err(|p| format!("the stored routing document has problems:\n{p}"))?;
-    let store = store.with_delete_after(settings.retention.delete_after_days);
+    let store = store.with_delete_after(settings.retention.delete_after);
     let resolved = Secrets::resolve(&settings, env, None)?;
     for w in &resolved.warnings {
         tracing::warn!("{w}");

@@ -75,8 +75,8 @@ struct RawDedup {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRetention {
-    personal_data_days: Option<Spanned<i64>>,
-    delete_after_days: Option<Spanned<i64>>,
+    personal_data_days: Option<Spanned<f64>>,
+    delete_after_days: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -391,13 +391,35 @@ pub struct DedupSettings {
     pub re_engaged_every_minutes: u32,
 }
 
-/// `[retention]`: how long personal data and the anonymous facts are kept.
+/// `[retention]`: how long personal data and the anonymous facts are kept. Days may be
+/// fractions (0.01 is about 14 minutes), for trying retention out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetentionSettings {
-    /// A lead with no activity this long has its personal data erased; 0 keeps it forever.
-    pub personal_data_days: u32,
-    /// A lead with no activity this long is deleted; 0 never deletes.
-    pub delete_after_days: u32,
+    /// A lead with no activity this long has its personal data erased; None keeps it.
+    pub personal_data: Option<chrono::Duration>,
+    /// A lead with no activity this long is deleted; None never deletes.
+    pub delete_after: Option<chrono::Duration>,
+}
+
+impl RetentionSettings {
+    /// How it is written in history: "365 days", "0.002 days".
+    pub fn describe(d: chrono::Duration) -> String {
+        let days = d.num_milliseconds() as f64 / 86_400_000.0;
+        if days.fract() == 0.0 { format!("{days:.0} days") } else { format!("{days} days") }
+    }
+}
+
+/// A retention period in days (0: off), from 0 to 100 years, fractions allowed.
+fn retention_days(c: &mut Checker, v: &Option<Spanned<f64>>, name: &str, default: f64) -> Option<chrono::Duration> {
+    let days = match v {
+        Some(d) if !d.get_ref().is_finite() || *d.get_ref() < 0.0 || *d.get_ref() > 36500.0 => {
+            c.at(d, format!("{name} must be a number of days from 0 (off) to 36500"));
+            default
+        }
+        Some(d) => *d.get_ref(),
+        None => default,
+    };
+    (days > 0.0).then(|| chrono::Duration::milliseconds((days * 86_400_000.0).round() as i64))
 }
 
 #[derive(Clone, Debug)]
@@ -642,12 +664,11 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
 
     // [retention]
     let retention = RetentionSettings {
-        personal_data_days: days(c, &raw.retention.personal_data_days, "personal_data_days", 0, 36500, 365),
-        delete_after_days: days(c, &raw.retention.delete_after_days, "delete_after_days", 0, 36500, 0),
+        personal_data: retention_days(c, &raw.retention.personal_data_days, "personal_data_days", 365.0),
+        delete_after: retention_days(c, &raw.retention.delete_after_days, "delete_after_days", 0.0),
     };
-    if retention.delete_after_days > 0
-        && retention.personal_data_days > 0
-        && retention.delete_after_days < retention.personal_data_days
+    if let (Some(keep), Some(delete)) = (retention.personal_data, retention.delete_after)
+        && delete < keep
         && let Some(d) = &raw.retention.delete_after_days
     {
         c.at(d, "delete_after_days must be 0 (never) or at least personal_data_days");
@@ -982,6 +1003,27 @@ reps = [{ id = "ana" }, { id = "zed", weight = 0 }]
         assert_eq!(p.0[0].line, 3, "{p}");
         let unknown = Settings::parse("[server]\nadmin_tokn = \"x\"\n").unwrap_err();
         assert_eq!(unknown.0[0].line, 2, "{unknown}");
+    }
+
+    #[test]
+    fn retention_and_the_new_server_keys() {
+        let base = "[server]\nadmin_token = \"x\"\nwebhook_secret = \"y\"\n[[reps]]\nid = \"ana\"\n[[pools]]\nid = \"p\"\nreps = [{ id = \"ana\" }]\n";
+        let s = Settings::parse(base).unwrap();
+        assert_eq!(s.retention.personal_data, Some(chrono::Duration::days(365)), "the default");
+        assert_eq!(s.retention.delete_after, None);
+        assert_eq!((s.server.accept_link_days, s.server.rate_limit_per_minute, s.dedup.re_engaged_every_minutes), (7, 0, 60));
+        assert!(!s.server.allow_private_targets && !s.server.public_url_set);
+        let doc = base.replace("[[reps]]", "[retention]\npersonal_data_days = 0.5\ndelete_after_days = 30\n[[reps]]");
+        let s = Settings::parse(&doc).unwrap();
+        assert_eq!(s.retention.personal_data, Some(chrono::Duration::hours(12)));
+        assert_eq!(RetentionSettings::describe(chrono::Duration::days(30)), "30 days");
+        let bad = base.replace("[[reps]]", "[retention]\npersonal_data_days = 30\ndelete_after_days = 10\n[[reps]]");
+        assert!(Settings::parse(&bad).unwrap_err().to_string().contains("at least personal_data_days"));
+        let bad = base.replace("webhook_secret = \"y\"", "webhook_secret = \"y\"\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]");
+        assert!(Settings::parse(&bad).unwrap_err().to_string().contains("line 4: trusted_proxies: 'nope'"));
+        let mut s = Settings::parse(base).unwrap();
+        s.server.listening_on("0.0.0.0:4567".parse().unwrap());
+        assert_eq!(s.server.public_url, "http://127.0.0.1:4567");
     }
 
     #[test]

@@ -225,9 +225,9 @@ impl DynamoStore {
         DynamoStore { client, table: table.into(), delete_after: None }
     }
 
-    /// Leads are deleted by the table's TTL this long after their last activity (0: never).
-    pub fn with_delete_after(mut self, days: u32) -> DynamoStore {
-        self.delete_after = (days > 0).then(|| chrono::Duration::days(i64::from(days)));
+    /// Leads are deleted by the table's TTL this long after their last activity (None: never).
+    pub fn with_delete_after(mut self, after: Option<chrono::Duration>) -> DynamoStore {
+        self.delete_after = after;
         self
     }
 

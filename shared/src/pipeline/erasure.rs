@@ -101,11 +101,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     pub async fn retention(&self) -> Result<Retained, StageError> {
         let r = &self.settings.retention;
         let now = self.clock.now();
-        let days = |d: u32| (d > 0).then(|| chrono::Duration::days(i64::from(d)));
         let mut done = Retained::default();
-        if let Some(idle_for) = days(r.personal_data_days).or(days(r.delete_after_days)) {
+        if let Some(idle_for) = r.personal_data.or(r.delete_after) {
             let before = now - idle_for;
-            let why = format!("retention: no activity for {} days", idle_for.num_days());
+            let why = format!("retention: no activity for {}", crate::config::RetentionSettings::describe(idle_for));
             let fold = self.settings.dedup.fold_gmail;
             let mut after = None;
             loop {
@@ -135,7 +134,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
         }
         let claims_before = now - chrono::Duration::days(i64::from(self.settings.dedup.window_days));
-        let leads_before = days(r.delete_after_days).map(|d| now - d);
+        let leads_before = r.delete_after.map(|d| now - d);
         loop {
             let e = self.store.expire(leads_before, claims_before, 10 * PAGE).await?;
             done.deleted += e.leads;
