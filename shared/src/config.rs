@@ -1011,7 +1011,10 @@ reps = [{ id = "ana" }, { id = "zed", weight = 0 }]
         let s = Settings::parse(base).unwrap();
         assert_eq!(s.retention.personal_data, Some(chrono::Duration::days(365)), "the default");
         assert_eq!(s.retention.delete_after, None);
-        assert_eq!((s.server.accept_link_days, s.server.rate_limit_per_minute, s.dedup.re_engaged_every_minutes), (7, 0, 60));
+        assert_eq!(
+            (s.server.accept_link_days, s.server.rate_limit_per_minute, s.dedup.re_engaged_every_minutes),
+            (7, 0, 60)
+        );
         assert!(!s.server.allow_private_targets && !s.server.public_url_set);
         let doc = base.replace("[[reps]]", "[retention]\npersonal_data_days = 0.5\ndelete_after_days = 30\n[[reps]]");
         let s = Settings::parse(&doc).unwrap();
@@ -1019,7 +1022,8 @@ reps = [{ id = "ana" }, { id = "zed", weight = 0 }]
         assert_eq!(RetentionSettings::describe(chrono::Duration::days(30)), "30 days");
         let bad = base.replace("[[reps]]", "[retention]\npersonal_data_days = 30\ndelete_after_days = 10\n[[reps]]");
         assert!(Settings::parse(&bad).unwrap_err().to_string().contains("at least personal_data_days"));
-        let bad = base.replace("webhook_secret = \"y\"", "webhook_secret = \"y\"\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]");
+        let bad = base
+            .replace("webhook_secret = \"y\"", "webhook_secret = \"y\"\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]");
         assert!(Settings::parse(&bad).unwrap_err().to_string().contains("line 4: trusted_proxies: 'nope'"));
         let mut s = Settings::parse(base).unwrap();
         s.server.listening_on("0.0.0.0:4567".parse().unwrap());

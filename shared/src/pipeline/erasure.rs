@@ -34,6 +34,8 @@ pub struct Retained {
 /// person's leads are linked by their email, phone and source ids, one hop per round.
 const PERSON_ROUNDS: usize = 4;
 const PAGE: usize = 500;
+/// Leads erased in one write.
+const ERASE_SLICE: usize = 50;
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// Erases the personal data of the person named by `keys` (identity keys: `email:…`,
@@ -109,23 +111,35 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let mut after = None;
             loop {
                 let page = self.store.idle(before, after, PAGE).await?;
-                for id in &page.leads {
-                    let Some(lead) = self.store.get(id).await? else { continue };
-                    if lead.personal_data_erased_at.is_some() || lead.last_activity() >= before {
-                        continue;
+                // A page at a time: its reads together, one write erasing every lead of it,
+                // and the keys forgotten together (the SQLite writer commits them as one group).
+                let loaded = futures::future::join_all(page.leads.iter().map(|id| self.store.get(id))).await;
+                let mut keys: std::collections::HashMap<LeadId, Vec<String>> = Default::default();
+                for lead in loaded {
+                    if let Some(l) = lead?
+                        && l.personal_data_erased_at.is_none()
+                        && l.last_activity() < before
+                    {
+                        keys.insert(l.id.clone(), identity_keys(&l, fold));
                     }
-                    let keys = identity_keys(&lead, fold);
+                }
+                // In slices, so that the pipeline's own writes are never held up long.
+                let ids: Vec<LeadId> = keys.keys().cloned().collect();
+                for slice in ids.chunks(ERASE_SLICE) {
                     let why = why.clone();
-                    let r = self
+                    let written = self
                         .store
-                        .update(vec![id.clone()], move |l| {
-                            l.last_activity() < before && l.erase_personal_data(&why, now)
-                        })
+                        .update(slice.to_vec(), move |l| l.last_activity() < before && l.erase_personal_data(&why, now))
                         .await?;
-                    if matches!(r.first(), Some(Updated::Written(_))) {
-                        self.store.forget(id, keys).await?;
-                        done.erased += 1;
-                    }
+                    let forgets = written.iter().filter_map(|u| match u {
+                        Updated::Written(l) => {
+                            Some(self.store.forget(&l.id, keys.get(&l.id).cloned().unwrap_or_default()))
+                        }
+                        _ => None,
+                    });
+                    let forgotten = futures::future::join_all(forgets).await;
+                    done.erased += forgotten.len();
+                    forgotten.into_iter().collect::<Result<Vec<()>, _>>()?;
                 }
                 match page.next {
                     Some(n) => after = Some(n),
