@@ -1,32 +1,14 @@
 //! `leadrouter backup` copies the database of a running `serve` under load, and the copy is a
 //! database `serve` restores from with every lead that was stored before the copy began.
 
-use leadrouter_tests::{ADMIN_TOKEN, Receiver, routing_doc};
+use leadrouter_tests::{ADMIN_TOKEN, Receiver, routing_doc, serve_binary};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 fn serve(config: &Path, db: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited before listening");
-    }
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
-    (child, base)
+    let s = serve_binary(Path::new(env!("CARGO_BIN_EXE_leadrouter")), config, db);
+    (s.child, s.base)
 }
 
 fn backup(args: &[&str]) -> std::process::Output {

@@ -1,54 +1,17 @@
 //! The `leadrouter` binary killed mid-flight, and stopped gracefully: no lead that got a 202 is
 //! lost, none is assigned twice, and each notification keeps one delivery id.
 
-use leadrouter_tests::{ADMIN_TOKEN, Receiver, routing_doc};
+use leadrouter_tests::{ADMIN_TOKEN, Receiver, Served, routing_doc, serve_binary};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-struct Server {
-    child: Child,
-    base: String,
-    /// Leads the server found mid-pipeline in its store at start.
-    resumed: usize,
-}
-
-fn start(config: &Path, db: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(config)
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the leadrouter binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    let mut resumed = 0;
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(reader.read_line(&mut line).expect("read stdout") > 0, "the server exited before listening");
-        if let Some(n) = line.strip_prefix("resumed ") {
-            resumed = n.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-        }
-    }
-    // Keep reading, as a terminal would, so the server's later lines have somewhere to go.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Server { child, base, resumed }
+fn start(config: &Path, db: &Path) -> Served {
+    serve_binary(Path::new(env!("CARGO_BIN_EXE_leadrouter")), config, db)
 }
 
 fn lead_form(i: usize) -> Vec<(String, String)> {

@@ -213,51 +213,52 @@ impl Embedded {
 }
 
 /// Reads leads left to the store for want of room back into their stages' queues, oldest
-/// first, once there is room; a stage's backlog is cleared when a pass that began after the
-/// last message was left out read every lead waiting for it.
+/// first, once there is room, from the store's index of waiting leads (no lead is loaded). A
+/// pass over a stage resumes where the queue last filled up; when it reaches the end, the
+/// messages left out before it began are all accounted for, and any left out since start
+/// another pass.
 async fn refill(p: Arc<EmbeddedPipeline>) {
     let q = &p.queue;
+    // Per stage: the pass under way (left out when it began, the position reached).
+    let mut passes: std::collections::HashMap<Stage, (u64, i64)> = std::collections::HashMap::new();
     loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let backlog: Vec<(Stage, u64)> = Stage::ALL
-            .into_iter()
-            .filter_map(|s| q.backlogged(s).map(|seen| (s, seen)))
-            .filter(|(s, _)| q.room(*s) * 2 >= q.capacity())
-            .collect();
-        if backlog.is_empty() {
-            continue;
-        }
-        match refill_pass(&p, &backlog).await {
-            Ok(true) => backlog.iter().for_each(|(s, seen)| q.refilled(*s, *seen)),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "could not read the backlog from the store; trying again"),
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for stage in Stage::ALL {
+            let Some(seen) = q.backlogged(stage) else {
+                passes.remove(&stage);
+                continue;
+            };
+            if q.room(stage) * 2 < q.capacity() {
+                continue;
+            }
+            let (began_at, after) = *passes.entry(stage).or_insert((seen, 0));
+            match refill_stage(&p, stage, after).await {
+                Ok(Some(reached)) => {
+                    passes.insert(stage, (began_at, reached));
+                }
+                Ok(None) => {
+                    q.refilled(stage, began_at);
+                    passes.remove(&stage);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read the backlog from the store; trying again"),
+            }
         }
     }
 }
 
-/// One pass over the pending index; true when it read every lead waiting for those stages.
-async fn refill_pass(p: &EmbeddedPipeline, stages: &[(Stage, u64)]) -> Result<bool, StoreError> {
-    let mut after = None;
+/// Offers the leads waiting for `stage` after position `after` until its queue is full again
+/// (Some: the position to resume from) or none are left (None).
+async fn refill_stage(p: &EmbeddedPipeline, stage: Stage, mut after: i64) -> Result<Option<i64>, StoreError> {
     loop {
-        let page = p.store.pending(p.clock.now(), after, 500).await?;
-        for id in page.leads {
-            if p.queue.holds(&id) {
-                continue;
-            }
-            let Some(lead) = p.store.get(&id).await? else { continue };
-            // Leads waiting for a rep or for their SLA are the sweep's.
-            let Some(stage) = lead.pending_stage().filter(|_| lead.in_flight()) else { continue };
-            if !stages.iter().any(|(s, _)| *s == stage) {
-                continue;
-            }
-            let kind = if stage == Stage::Notify { lead.notify_pending } else { None };
-            if !p.queue.try_offer(stage, Message { kind, ..Message::lead(id) }) {
-                return Ok(false);
-            }
+        let waiting = p.store.on_their_way(stage, after, 500).await?;
+        if waiting.is_empty() {
+            return Ok(None);
         }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return Ok(true),
+        for (seq, id, kind) in waiting {
+            if !p.queue.holds(&id) && !p.queue.try_offer(stage, Message { kind, ..Message::lead(id) }) {
+                return Ok(Some(after));
+            }
+            after = seq;
         }
     }
 }

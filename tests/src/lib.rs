@@ -654,3 +654,44 @@ impl SmtpSink {
         self.mail.lock().unwrap().clone()
     }
 }
+
+/// A `leadrouter serve` process listening on 127.0.0.1:0.
+pub struct Served {
+    pub child: std::process::Child,
+    pub base: String,
+    /// Leads it found mid-pipeline in its store at start.
+    pub resumed: usize,
+}
+
+/// Starts the `leadrouter` binary `bin` serving `config` on `db`, and waits until it listens.
+/// Its later output is read and dropped, as a terminal would.
+pub fn serve_binary(bin: &std::path::Path, config: &std::path::Path, db: &std::path::Path) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--db")
+        .arg(db)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let mut resumed = 0;
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("read stdout") > 0, "the server exited before listening");
+        if let Some(n) = line.strip_prefix("resumed ") {
+            resumed = n.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Served { child, base, resumed }
+}

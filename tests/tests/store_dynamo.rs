@@ -70,3 +70,43 @@ async fn a_lead_stored_as_attributes_is_still_read() {
     assert!(stored.contains_key("doc") && !stored.contains_key("email"), "rewritten as a document: {stored:?}");
     assert_eq!(store.get(&lead.id).await.unwrap().map(|l| l.status), Some(LeadStatus::Unique));
 }
+
+/// With `[retention] delete_after_days`, every lead item carries the table's TTL attribute,
+/// `expires_at` (unix seconds), that long after the lead's last activity, moving with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lead_items_carry_their_ttl_from_their_last_activity() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use leadrouter::ports::LeadStore;
+    let after = chrono::Duration::days(30);
+    let store = leadrouter_tests::aws::fresh_dynamo().await.with_delete_after(Some(after));
+    let mut lead = leadrouter_tests::contract::lead("ttl@acme.com", "web");
+    lead.received_at -= chrono::Duration::days(3);
+    lead.history[0].at = lead.received_at;
+    store.insert(lead.clone()).await.unwrap();
+    let expires = |store: &leadrouter::adapters::dynamo::DynamoStore, id: &leadrouter::domain::LeadId| {
+        let (client, table, id) = (store.client().clone(), store.table().to_owned(), id.to_string());
+        async move {
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(format!("LEAD#{id}")))
+                .key("sk", AttributeValue::S("A".into()))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            item["expires_at"].as_n().unwrap().parse::<i64>().unwrap()
+        }
+    };
+    assert_eq!(expires(&store, &lead.id).await, (lead.received_at + after).timestamp());
+    let now = chrono::Utc::now();
+    store
+        .update(vec![lead.id.clone()], move |l| {
+            l.transition(leadrouter::domain::LeadStatus::Unique, "activity", now);
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(expires(&store, &lead.id).await, (now + after).timestamp(), "activity moves the expiry");
+}

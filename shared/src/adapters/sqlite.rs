@@ -369,6 +369,50 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Leads on their way through `stage` (not those waiting for a rep or for their SLA), in
+    /// arrival order after position `after`, with the notification owed where `stage` is
+    /// notify: what the embedded runtime reads back into a queue that had no room for them,
+    /// from the `stage` and `status` columns, without loading a lead.
+    pub async fn on_their_way(
+        &self,
+        stage: Stage,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, LeadId, Option<crate::domain::NotificationKind>)>, StoreError> {
+        // The status each stage's own leads hold (`Lead::pending_stage`); notify: every one.
+        let status = match stage {
+            Stage::Fetch => Some(LeadStatus::Fetching),
+            Stage::Dedup => Some(LeadStatus::Received),
+            Stage::Score => Some(LeadStatus::Unique),
+            Stage::Assign => Some(LeadStatus::Scored),
+            Stage::Notify => None,
+        };
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, id, CASE WHEN ?2 = 'notify' THEN json_extract(doc, '$.notify_pending') END
+                     FROM leads INDEXED BY leads_waiting
+                     WHERE stage IS NOT NULL AND seq > ?1 AND stage = ?2 AND (?3 IS NULL OR status = ?3)
+                     ORDER BY seq LIMIT ?4",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![after, stage.as_str(), status.map(LeadStatus::as_str), limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+                })
+                .map_err(sql_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, id, kind) = row.map_err(sql_error)?;
+                if let Some(id) = LeadId::parse(&id) {
+                    out.push((seq, id, kind.as_deref().and_then(crate::domain::NotificationKind::parse)));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Writes a consistent copy of the database at `db` to `out` while other processes read
     /// and write it (`VACUUM INTO`: one read transaction, so the copy is the database as of
     /// one commit, compacted). `out` must not exist. Returns the copy's size in bytes.

@@ -27,6 +27,10 @@ struct Args {
     /// Route without availability and SLA checks (no working hours, capacity or SLA, no sweep).
     #[arg(long)]
     plain_routing: bool,
+    /// Instead of the runs above: this many leads with one rep's webhook dead (answering 503),
+    /// then a minute of the target staying dead, counting the requests it gets.
+    #[arg(long)]
+    dead_target: Option<u64>,
 }
 
 /// The test document with every routing check on, as a sales team runs it: each rep has a
@@ -125,6 +129,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(n) = args.dead_target {
+        return dead_target(n, args.concurrency).await;
+    }
     // Quiet unless RUST_LOG asks (`RUST_LOG=leadrouter=warn` shows retries).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -261,6 +268,53 @@ async fn main() {
     println!("| latency 202 → notification p99 | {} |", ms(percentile(&lat, 0.99)));
     println!("| latency max | {} |", ms(lat.last().copied().unwrap_or_default()));
     println!("| accepted but not notified within 120 s | {lost} |");
+}
+
+/// `--dead-target N`: N leads, half of them to a rep whose webhook answers 503 to everything.
+async fn dead_target(n: u64, concurrency: usize) {
+    use std::sync::atomic::AtomicUsize;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let dead = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { axum::http::StatusCode::SERVICE_UNAVAILABLE }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, dead).await.ok() });
+    let app = TestApp::spawn_sweeping(
+        move |r, g| routing_doc_with_graph(r, 64 * 1024, g).replace(&r.hook("ana"), &dead_url),
+        Arc::new(TestClock::default()),
+        Some(Duration::from_secs(30)),
+    )
+    .await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build().unwrap();
+    let url = app.url("/v1/leads");
+    let started = Instant::now();
+    futures::stream::iter(0..n)
+        .for_each_concurrent(concurrency, |i| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let _ = client.post(&url).form(&[("email", format!("dead{i}@dead{i}-co.com"))]).send().await;
+            }
+        })
+        .await;
+    app.runtime.drain(Duration::from_secs(600)).await;
+    let routed_in = started.elapsed();
+    let during = hits.load(Ordering::SeqCst);
+    let parked = app.runtime.pipeline.circuits.down().len();
+    let before = hits.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let minute = hits.load(Ordering::SeqCst) - before;
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| leads posted and routed (half to the rep whose webhook is dead) | {n} in {:.1} s |",
+        routed_in.as_secs_f64()
+    );
+    println!("| requests to the dead target while they were routed | {during} |");
+    println!("| targets down | {parked} |");
+    println!("| requests to the dead target in the next 60 s | {minute} |");
 }
 
 /// For every Meta lead, from its history: the time from its Graph fetch succeeding to its

@@ -7,9 +7,7 @@
 use clap::Parser;
 use leadrouter_tests::{Receiver, routing_doc};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,24 +73,8 @@ async fn main() {
         .leadrouter
         .clone()
         .unwrap_or_else(|| std::env::current_exe().unwrap().parent().unwrap().join("leadrouter"));
-    let mut child = Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (cargo build --release first)", bin.display()));
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "serve exited");
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    let served = leadrouter_tests::serve_binary(&bin, &config, &db);
+    let (mut child, base) = (served.child, served.base);
     let pid = child.id();
     println!(
         "soak: {} leads/s for {} s into {}, personal data erased after {} min idle\n",
