@@ -213,32 +213,38 @@ impl Embedded {
 }
 
 /// Reads leads left to the store for want of room back into their stages' queues, oldest
-/// first, once there is room, from the store's index of waiting leads (no lead is loaded). A
-/// pass over a stage resumes where the queue last filled up; when it reaches the end, the
-/// messages left out before it began are all accounted for, and any left out since start
-/// another pass.
+/// first, once there is room, from the store's index of waiting leads (no lead is loaded).
+/// Each stage's reading position only moves forward: a lead is left out only after it is
+/// stored, and leads are stored in the order of that index, so whatever was left out since is
+/// further on; only a retry of an older lead, left out, sends the position back to the start.
+/// A pass that reaches the end accounts for what was left out before it began.
 async fn refill(p: Arc<EmbeddedPipeline>) {
     let q = &p.queue;
-    // Per stage: the pass under way (left out when it began, the position reached).
-    let mut passes: std::collections::HashMap<Stage, (u64, i64)> = std::collections::HashMap::new();
+    let mut positions: std::collections::HashMap<Stage, i64> = std::collections::HashMap::new();
+    // Per stage: how many had been left out when the pass under way began.
+    let mut began: std::collections::HashMap<Stage, u64> = std::collections::HashMap::new();
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         for stage in Stage::ALL {
+            if q.take_rewind(stage) {
+                positions.insert(stage, 0);
+            }
             let Some(seen) = q.backlogged(stage) else {
-                passes.remove(&stage);
+                began.remove(&stage);
                 continue;
             };
             if q.room(stage) * 2 < q.capacity() {
                 continue;
             }
-            let (began_at, after) = *passes.entry(stage).or_insert((seen, 0));
+            let began_at = *began.entry(stage).or_insert(seen);
+            let after = positions.get(&stage).copied().unwrap_or(0);
             match refill_stage(&p, stage, after).await {
-                Ok(Some(reached)) => {
-                    passes.insert(stage, (began_at, reached));
-                }
-                Ok(None) => {
-                    q.refilled(stage, began_at);
-                    passes.remove(&stage);
+                Ok((reached, complete)) => {
+                    positions.insert(stage, reached);
+                    if complete {
+                        q.refilled(stage, began_at);
+                        began.remove(&stage);
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not read the backlog from the store; trying again"),
             }
@@ -247,16 +253,16 @@ async fn refill(p: Arc<EmbeddedPipeline>) {
 }
 
 /// Offers the leads waiting for `stage` after position `after` until its queue is full again
-/// (Some: the position to resume from) or none are left (None).
-async fn refill_stage(p: &EmbeddedPipeline, stage: Stage, mut after: i64) -> Result<Option<i64>, StoreError> {
+/// or none are left (true); the position reached.
+async fn refill_stage(p: &EmbeddedPipeline, stage: Stage, mut after: i64) -> Result<(i64, bool), StoreError> {
     loop {
         let waiting = p.store.on_their_way(stage, after, 500).await?;
         if waiting.is_empty() {
-            return Ok(None);
+            return Ok((after, true));
         }
         for (seq, id, kind) in waiting {
             if !p.queue.holds(&id) && !p.queue.try_offer(stage, Message { kind, ..Message::lead(id) }) {
-                return Ok(Some(after));
+                return Ok((after, false));
             }
             after = seq;
         }

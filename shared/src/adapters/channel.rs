@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Messages one stage's queue holds: about half a second of routing at full speed, so that a
+/// Messages one stage's queue holds: about a quarter of a second of routing at full speed, so that a
 /// lead a stage has finished reaches the next one soon (a Meta lead is routed within a second
 /// of its fields being fetched), while every worker still finds full batches waiting.
-pub const CAPACITY: usize = 1024;
+pub const CAPACITY: usize = 512;
 
 /// A message and how many times it has been tried.
 #[derive(Debug, Clone)]
@@ -64,6 +64,9 @@ pub struct ChannelQueue {
     /// those the last complete refill accounted for (equal: nothing is left behind).
     overflowed: Arc<[AtomicU64; 5]>,
     refilled: Arc<[AtomicU64; 5]>,
+    /// Per stage: a retry of an older lead was left to the store, behind where the refill
+    /// reads (new leads are always further on, in arrival order).
+    rewind: Arc<[std::sync::atomic::AtomicBool; 5]>,
 }
 
 pub struct Receivers {
@@ -102,6 +105,7 @@ impl ChannelQueue {
                 queued: Arc::new(Mutex::new(Queued::default())),
                 overflowed: Arc::new(Default::default()),
                 refilled: Arc::new(Default::default()),
+                rewind: Arc::new(Default::default()),
             },
             Receivers { fetch: fr, dedup: dr, score: sr, assign: ar, notify: nr },
         )
@@ -129,9 +133,15 @@ impl ChannelQueue {
         }
         if self.senders[slot(stage)].try_send(envelope).is_err() {
             self.taken(stage, &m);
+            self.rewind[slot(stage)].store(true, Ordering::SeqCst);
             self.left_to_store(stage);
             self.done(1);
         }
+    }
+
+    /// Whether the refill must read `stage`'s backlog from the start again (and forget it).
+    pub fn take_rewind(&self, stage: Stage) -> bool {
+        self.rewind[slot(stage)].swap(false, Ordering::SeqCst)
     }
 
     /// Offers one message without waiting; false when its queue is full (the message is left
