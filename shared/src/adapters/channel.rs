@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Messages one stage's queue holds: about a quarter of a second of routing at full speed, so that a
+/// Messages one stage's queue holds: about half a second of routing at full speed, so that a
 /// lead a stage has finished reaches the next one soon (a Meta lead is routed within a second
 /// of its fields being fetched), while every worker still finds full batches waiting.
-pub const CAPACITY: usize = 512;
+pub const CAPACITY: usize = 1024;
 
 /// A message and how many times it has been tried.
 #[derive(Debug, Clone)]
