@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Messages one stage's queue holds: about half a second of routing at full speed, so that a
-/// lead a stage has finished reaches the next one soon (a Meta lead is routed within a second
-/// of its fields being fetched), while every worker still finds full batches waiting.
-pub const CAPACITY: usize = 1024;
+/// Messages one stage's queue holds. Smaller queues (512, 1,024) brought a Meta lead to its
+/// rep sooner after its fetch but cost a quarter of the saturated throughput in paired load
+/// runs: the serial stages (dedup, assign) then wait on each other (BENCHMARKS.md).
+pub const CAPACITY: usize = 4096;
 
 /// A message and how many times it has been tried.
 #[derive(Debug, Clone)]
