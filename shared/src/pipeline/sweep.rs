@@ -33,6 +33,13 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let now = self.clock.now();
         let mut swept = Swept::default();
         let mut backlog: HashMap<Stage, usize> = HashMap::new();
+        // A down target's probe first (its first parked notification, tried once): the pass
+        // below reads every waiting lead, parked ones too, and must not delay it.
+        let probes = self.circuits.due_probes(now);
+        swept.probes = probes.len();
+        if !probes.is_empty() {
+            self.queue.offer(Stage::Notify, probes).await?;
+        }
         let mut after = None;
         loop {
             let page = self.store.pending(now, after, 500).await?;
@@ -87,12 +94,6 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
         }
         swept.orphaned = self.reassign_orphans().await?;
-        // A down target's probe: its first parked notification, tried once.
-        let probes = self.circuits.due_probes(now);
-        swept.probes = probes.len();
-        if !probes.is_empty() {
-            self.queue.offer(Stage::Notify, probes).await?;
-        }
         if swept != Swept::default() {
             tracing::info!(?swept, "sweep sent leads on");
         }
