@@ -604,8 +604,8 @@ fn targets(c: &mut Checker, list: &[Spanned<String>], whose: &str) -> Vec<String
     out
 }
 
-/// A whole number setting in `[lo, hi]`, or `default` when absent.
-fn days(c: &mut Checker, v: &Option<Spanned<i64>>, name: &str, lo: u32, hi: u32, default: u32) -> u32 {
+/// A whole-number setting in `[lo, hi]` (a problem at its line when outside), or `default`.
+fn bounded(c: &mut Checker, v: &Option<Spanned<i64>>, name: &str, lo: u32, hi: u32, default: u32) -> u32 {
     match v {
         Some(n) if *n.get_ref() < i64::from(lo) || *n.get_ref() > i64::from(hi) => {
             c.at(n, format!("{name} must be between {lo} and {hi}"));
@@ -652,8 +652,8 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         None => format!("http://{listen}"),
     };
     let accept_secret = secret(c, &raw.server.accept_secret, "");
-    let accept_link_days = days(c, &raw.server.accept_link_days, "accept_link_days", 1, 365, 7);
-    let rate_limit_per_minute = days(c, &raw.server.rate_limit_per_minute, "rate_limit_per_minute", 0, 1_000_000, 0);
+    let accept_link_days = bounded(c, &raw.server.accept_link_days, "accept_link_days", 1, 365, 7);
+    let rate_limit_per_minute = bounded(c, &raw.server.rate_limit_per_minute, "rate_limit_per_minute", 0, 1_000_000, 0);
     let mut trusted_proxies = Vec::new();
     for p in raw.server.trusted_proxies.unwrap_or_default() {
         match crate::domain::net::parse_cidr(p.get_ref()) {
@@ -675,16 +675,9 @@ fn build(raw: RawConfig, c: &mut Checker) -> Settings {
     }
 
     // [dedup]
-    let window_days = match &raw.dedup.window_days {
-        Some(w) if *w.get_ref() < 0 || *w.get_ref() > 3650 => {
-            c.at(w, "window_days must be between 0 and 3650");
-            90
-        }
-        Some(w) => *w.get_ref() as u32,
-        None => 90,
-    };
+    let window_days = bounded(c, &raw.dedup.window_days, "window_days", 0, 3650, 90);
     let re_engaged_every_minutes =
-        days(c, &raw.dedup.re_engaged_every_minutes, "re_engaged_every_minutes", 0, 525_600, 60);
+        bounded(c, &raw.dedup.re_engaged_every_minutes, "re_engaged_every_minutes", 0, 525_600, 60);
     let default_phone_region = match &raw.dedup.default_phone_region {
         Some(r) => Region::parse(r.get_ref()).unwrap_or_else(|| {
             c.at(r, format!("default_phone_region '{}' is not a two-letter country code", r.get_ref()));

@@ -74,6 +74,10 @@ impl Circuits {
 
     fn with<R>(&self, target: &str, f: impl FnOnce(&mut Circuit) -> R) -> R {
         let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        // Asked on every delivery: a target already known costs no allocation.
+        if let Some(c) = map.get_mut(target) {
+            return f(c);
+        }
         f(map.entry(target.to_owned()).or_default())
     }
 
