@@ -91,6 +91,30 @@ fn check_exactly_once(leads: &[Value], receiver: &Receiver) {
     }
 }
 
+/// After the restart: every lead that got a 202 is stored and notified, each assigned once
+/// with one delivery id per (lead, recipient, kind); how many leads are stored.
+async fn every_202_routed_once(
+    client: &reqwest::Client,
+    base: &str,
+    accepted: &[String],
+    receiver: &Receiver,
+) -> usize {
+    let leads = wait_all_notified(client, base, accepted.len()).await;
+    let stored: HashSet<&str> = leads.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    for id in accepted {
+        assert!(stored.contains(id.as_str()), "lead {id} got a 202 and was lost");
+    }
+    // Deliveries may still be landing at the receiver just after the last status change.
+    receiver
+        .wait_until(Duration::from_secs(60), "a manager notification for every lead", |r| {
+            r.iter().filter(|x| x.hook == "manager").map(|x| x.body["lead"]["id"].clone()).collect::<HashSet<_>>().len()
+                >= leads.len()
+        })
+        .await;
+    check_exactly_once(&leads, receiver);
+    leads.len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_a_thousand_leads_in_flight_loses_none() {
     let receiver = Receiver::start().await;
@@ -142,19 +166,7 @@ async fn sigkill_with_a_thousand_leads_in_flight_loses_none() {
         accepted.len(),
         restarted.resumed
     );
-    let leads = wait_all_notified(&client, &restarted.base, accepted.len()).await;
-    let stored: HashSet<&str> = leads.iter().map(|l| l["id"].as_str().unwrap()).collect();
-    for id in &accepted {
-        assert!(stored.contains(id.as_str()), "lead {id} got a 202 and was lost");
-    }
-    // Deliveries may still be landing at the receiver just after the last status change.
-    receiver
-        .wait_until(Duration::from_secs(30), "a notification for every lead", |r| {
-            r.iter().filter(|x| x.hook == "manager").map(|x| x.body["lead"]["id"].clone()).collect::<HashSet<_>>().len()
-                >= leads.len()
-        })
-        .await;
-    check_exactly_once(&leads, &receiver);
+    every_202_routed_once(&client, &restarted.base, &accepted, &receiver).await;
     let mut restarted = restarted;
     restarted.child.kill().ok();
 }
@@ -215,19 +227,8 @@ async fn twenty_sigkills_under_load_with_a_failing_receiver_lose_nothing() {
     let accepted: Vec<String> = accepted.lock().unwrap().clone();
     assert!(accepted.len() >= 200, "{} accepted over 20 runs", accepted.len());
     let mut last = start(&config, &db);
-    let leads = wait_all_notified(&client, &last.base, accepted.len()).await;
-    let stored: HashSet<&str> = leads.iter().map(|l| l["id"].as_str().unwrap()).collect();
-    for id in &accepted {
-        assert!(stored.contains(id.as_str()), "lead {id} got a 202 and was lost");
-    }
-    receiver
-        .wait_until(Duration::from_secs(60), "a manager notification for every lead", |r| {
-            r.iter().filter(|x| x.hook == "manager").map(|x| x.body["lead"]["id"].clone()).collect::<HashSet<_>>().len()
-                >= leads.len()
-        })
-        .await;
-    eprintln!("20 SIGKILLs: {} leads accepted, {} stored, every one assigned once", accepted.len(), leads.len());
-    check_exactly_once(&leads, &receiver);
+    let stored = every_202_routed_once(&client, &last.base, &accepted, &receiver).await;
+    eprintln!("20 SIGKILLs: {} leads accepted, {stored} stored, every one assigned once", accepted.len());
     last.child.kill().ok();
 }
 
