@@ -70,8 +70,10 @@ async fn worker(stage: Stage, mut rx: mpsc::Receiver<Envelope>, p: Arc<EmbeddedP
                 Err(_) => break,
             }
         }
-        for e in &batch {
-            p.queue.taken(stage, &e.message);
+        // A lead already in this stage's hands waits for it (see `ChannelQueue::take`).
+        batch.retain(|e| p.queue.take(stage, e));
+        if batch.is_empty() {
+            continue;
         }
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
         let p2 = p.clone();
@@ -80,7 +82,7 @@ async fn worker(stage: Stage, mut rx: mpsc::Receiver<Envelope>, p: Arc<EmbeddedP
             let results = p2.run(stage, messages).await;
             for (envelope, result) in batch.into_iter().zip(results) {
                 match result {
-                    Ok(()) => p2.queue.done(1),
+                    Ok(()) => p2.queue.finished(stage, &envelope.message),
                     Err(e) => {
                         let delay = backoff(envelope.attempt);
                         tracing::warn!(stage = stage.as_str(), lead_id = %envelope.message.lead_id, attempt = envelope.attempt,
@@ -261,7 +263,7 @@ async fn refill_stage(p: &EmbeddedPipeline, stage: Stage, mut after: i64) -> Res
             return Ok((after, true));
         }
         for (seq, id, kind) in waiting {
-            if !p.queue.holds(&id) && !p.queue.try_offer(stage, Message { kind, ..Message::lead(id) }) {
+            if !p.queue.holds(stage, &id) && !p.queue.try_offer(stage, Message { kind, ..Message::lead(id) }) {
                 return Ok((after, false));
             }
             after = seq;

@@ -26,25 +26,37 @@ pub struct Envelope {
     pub attempt: u32,
 }
 
-/// What is queued: each message once per stage, and which leads have any message queued.
+/// One stage's bookkeeping: each message queued once, and each lead worked on by one worker
+/// task at a time. A message for a lead already in the stage's hands (assign forwarding a
+/// lead the refill read back a moment before) waits beside it and is queued again when the
+/// worker is finished: two notify batches never send the same lead at once.
 #[derive(Default)]
-struct Queued {
-    messages: [HashSet<Message>; 5],
+struct Book {
+    queued: HashSet<Message>,
+    /// Per lead: messages queued.
     leads: HashMap<LeadId, u32>,
+    /// Leads taken by the worker and not finished (a retry waiting its turn included), with the
+    /// messages that came for them meanwhile.
+    working: HashMap<LeadId, Vec<Envelope>>,
 }
 
-impl Queued {
+impl Book {
     /// False when the message is queued already.
-    fn add(&mut self, stage: Stage, m: &Message) -> bool {
-        if !self.messages[slot(stage)].insert(m.clone()) {
+    fn add(&mut self, m: &Message) -> bool {
+        if !self.queued.insert(m.clone()) {
             return false;
         }
         *self.leads.entry(m.lead_id.clone()).or_default() += 1;
         true
     }
 
-    fn remove(&mut self, stage: Stage, m: &Message) {
-        if self.messages[slot(stage)].remove(m)
+    fn holds(&self, lead: &LeadId) -> bool {
+        self.leads.contains_key(lead) || self.working.contains_key(lead)
+    }
+
+    /// The message left the queue.
+    fn remove(&mut self, m: &Message) {
+        if self.queued.remove(m)
             && let Some(n) = self.leads.get_mut(&m.lead_id)
         {
             *n -= 1;
@@ -53,13 +65,34 @@ impl Queued {
             }
         }
     }
+
+    /// The worker takes the envelope: true when it may work on it now, false when its lead is
+    /// being worked on already (the envelope waits for that to finish).
+    fn take(&mut self, e: &Envelope) -> bool {
+        self.remove(&e.message);
+        match self.working.get_mut(&e.message.lead_id) {
+            Some(waiting) => {
+                waiting.push(e.clone());
+                false
+            }
+            None => {
+                self.working.insert(e.message.lead_id.clone(), Vec::new());
+                true
+            }
+        }
+    }
+
+    /// The worker let the lead go: what waited for it.
+    fn release(&mut self, lead: &LeadId) -> Vec<Envelope> {
+        self.working.remove(lead).unwrap_or_default()
+    }
 }
 
 #[derive(Clone)]
 pub struct ChannelQueue {
     senders: Arc<[mpsc::Sender<Envelope>; 5]>,
     in_flight: Arc<AtomicUsize>,
-    queued: Arc<Mutex<Queued>>,
+    books: Arc<Mutex<[Book; 5]>>,
     /// Per stage: how many messages were left to the store for want of room, and how many of
     /// those the last complete refill accounted for (equal: nothing is left behind).
     overflowed: Arc<[AtomicU64; 5]>,
@@ -102,7 +135,7 @@ impl ChannelQueue {
             ChannelQueue {
                 senders: Arc::new([f, d, s, a, n]),
                 in_flight: Arc::new(AtomicUsize::new(0)),
-                queued: Arc::new(Mutex::new(Queued::default())),
+                books: Arc::new(Mutex::new(Default::default())),
                 overflowed: Arc::new(Default::default()),
                 refilled: Arc::new(Default::default()),
                 rewind: Arc::new(Default::default()),
@@ -111,32 +144,60 @@ impl ChannelQueue {
         )
     }
 
-    /// The stage's worker took the message: it may be queued again from now on.
-    pub fn taken(&self, stage: Stage, m: &Message) {
-        if let Ok(mut q) = self.queued.lock() {
-            q.remove(stage, m);
+    fn book<T>(&self, stage: Stage, f: impl FnOnce(&mut Book) -> T) -> T {
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut books[slot(stage)])
+    }
+
+    /// The stage's worker took the envelope from the queue: true when it works on it now;
+    /// false when the lead is in its hands already (the envelope is queued again once the
+    /// worker is `finished` with the lead).
+    pub fn take(&self, stage: Stage, e: &Envelope) -> bool {
+        self.book(stage, |b| b.take(e))
+    }
+
+    /// The worker is done with a lead it took, and did not hand it to `retry`.
+    pub fn finished(&self, stage: Stage, m: &Message) {
+        let waiting = self.book(stage, |b| b.release(&m.lead_id));
+        self.done(1);
+        for e in waiting {
+            self.requeue(stage, e);
         }
     }
 
-    /// Whether any message for the lead is queued.
-    pub fn holds(&self, lead: &LeadId) -> bool {
-        self.queued.lock().map(|q| q.leads.contains_key(lead)).unwrap_or(false)
+    /// Whether a message for the lead is queued for `stage` or being worked on there: the
+    /// refill and the sweep leave such a lead alone.
+    pub fn holds(&self, stage: Stage, lead: &LeadId) -> bool {
+        self.book(stage, |b| b.holds(lead))
     }
 
-    /// Puts a message back for another try (its in-flight count is already held); a full
-    /// queue leaves it to the store.
+    /// Puts a message the worker took back for another try (its in-flight count is already
+    /// held); a full queue leaves it to the store.
     pub fn retry(&self, stage: Stage, envelope: Envelope) {
+        let waiting = self.book(stage, |b| b.release(&envelope.message.lead_id));
+        for e in waiting.into_iter().chain([envelope]) {
+            self.requeue(stage, e);
+        }
+    }
+
+    /// Queues an envelope whose in-flight count is held already.
+    fn requeue(&self, stage: Stage, envelope: Envelope) {
         let m = envelope.message.clone();
-        if !self.queued.lock().map(|mut q| q.add(stage, &m)).unwrap_or(false) {
+        if !self.book(stage, |b| b.add(&m)) {
             self.done(1);
             return;
         }
         if self.senders[slot(stage)].try_send(envelope).is_err() {
-            self.taken(stage, &m);
+            self.dequeue(stage, &m);
             self.rewind[slot(stage)].store(true, Ordering::SeqCst);
             self.left_to_store(stage);
             self.done(1);
         }
+    }
+
+    /// A message that never reached its queue.
+    fn dequeue(&self, stage: Stage, m: &Message) {
+        self.book(stage, |b| b.remove(m));
     }
 
     /// Whether the refill must read `stage`'s backlog from the start again (and forget it).
@@ -147,14 +208,14 @@ impl ChannelQueue {
     /// Offers one message without waiting; false when its queue is full (the message is left
     /// to the store, and counted so that a refill reads it back).
     pub fn try_offer(&self, stage: Stage, message: Message) -> bool {
-        if !self.queued.lock().map(|mut q| q.add(stage, &message)).unwrap_or(false) {
+        if !self.book(stage, |b| b.add(&message)) {
             return true;
         }
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         match self.senders[slot(stage)].try_send(Envelope { message: message.clone(), attempt: 0 }) {
             Ok(()) => true,
             Err(_) => {
-                self.taken(stage, &message);
+                self.dequeue(stage, &message);
                 self.done(1);
                 self.left_to_store(stage);
                 false
@@ -207,12 +268,12 @@ impl Queue for ChannelQueue {
     async fn send(&self, stage: Stage, messages: Vec<Message>) -> Result<(), QueueError> {
         let tx = &self.senders[slot(stage)];
         for message in messages {
-            if !self.queued.lock().map(|mut q| q.add(stage, &message)).unwrap_or(false) {
+            if !self.book(stage, |b| b.add(&message)) {
                 continue;
             }
             self.in_flight.fetch_add(1, Ordering::SeqCst);
             if tx.send(Envelope { message: message.clone(), attempt: 0 }).await.is_err() {
-                self.taken(stage, &message);
+                self.dequeue(stage, &message);
                 self.done(1);
                 return Err(QueueError("the runtime is shutting down".into()));
             }
@@ -220,9 +281,13 @@ impl Queue for ChannelQueue {
         Ok(())
     }
 
+    /// A lead the stage holds already is not offered again: what ingest offers is new, and
+    /// what the sweep or a roster change re-sends may still be in the stage's hands.
     async fn offer(&self, stage: Stage, messages: Vec<Message>) -> Result<(), QueueError> {
         for m in messages {
-            self.try_offer(stage, m);
+            if !self.holds(stage, &m.lead_id) {
+                self.try_offer(stage, m);
+            }
         }
         Ok(())
     }
