@@ -22,6 +22,18 @@ pub type EmbeddedPipeline = Pipeline<SqliteStore, ChannelQueue, HttpNotifier>;
 const MAX_BATCH: usize = 256;
 /// Notification batches in flight at once (they wait on receivers, not on us).
 const NOTIFY_BATCHES: usize = 16;
+/// Leads fetched from their platform and not yet taken by dedup, at most: fetch is paced by
+/// the stages behind it, so that a lead is routed soon after its fetch however many wait to be
+/// fetched (they wait in the store, `fetching`, where they cost no memory).
+const FETCHED_AHEAD: usize = 256;
+
+/// A stage that works only as far ahead of the stage behind it as `ahead` messages: those in
+/// its own hands plus those queued for `behind`.
+#[derive(Clone, Copy)]
+struct Pace {
+    behind: Stage,
+    ahead: usize,
+}
 
 pub struct Embedded {
     pub pipeline: Arc<EmbeddedPipeline>,
@@ -37,8 +49,9 @@ pub struct Options {
     pub sweep_every: Option<Duration>,
     /// Sends `email:` targets; None writes them to the log.
     pub mailer: Option<crate::adapters::notifier::Mailer>,
-    /// Messages each stage's queue holds; more wait in the store.
-    pub queue_capacity: usize,
+    /// Messages each stage's queue holds (more wait in the store); None for the defaults
+    /// (`ChannelQueue::new`).
+    pub queue_capacity: Option<usize>,
     /// When a notification target counts as down, and how often it is probed.
     pub circuits: crate::pipeline::circuit::CircuitPolicy,
 }
@@ -50,7 +63,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             sweep_every: Some(Duration::from_secs(30)),
             mailer: None,
-            queue_capacity: crate::adapters::channel::CAPACITY,
+            queue_capacity: None,
             circuits: Default::default(),
         }
     }
@@ -60,11 +73,29 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << attempt.min(10))).min(Duration::from_secs(300))
 }
 
-async fn worker(stage: Stage, mut rx: mpsc::Receiver<Envelope>, p: Arc<EmbeddedPipeline>, parallel: usize) {
+async fn worker(
+    stage: Stage,
+    mut rx: mpsc::Receiver<Envelope>,
+    p: Arc<EmbeddedPipeline>,
+    parallel: usize,
+    pace: Option<Pace>,
+) {
     let slots = Arc::new(Semaphore::new(parallel));
+    // Messages in this stage's batches under way.
+    let working = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ahead = |w: &std::sync::atomic::AtomicUsize, pace: Pace| {
+        w.load(std::sync::atomic::Ordering::SeqCst) + p.queue.len(pace.behind)
+    };
     while let Some(first) = rx.recv().await {
+        let mut limit = MAX_BATCH;
+        if let Some(pace) = pace {
+            while ahead(&working, pace) >= pace.ahead {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            limit = limit.min(pace.ahead - ahead(&working, pace)).max(1);
+        }
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < limit {
             match rx.try_recv() {
                 Ok(e) => batch.push(e),
                 Err(_) => break,
@@ -77,6 +108,9 @@ async fn worker(stage: Stage, mut rx: mpsc::Receiver<Envelope>, p: Arc<EmbeddedP
         }
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
         let p2 = p.clone();
+        let taken = batch.len();
+        working.fetch_add(taken, std::sync::atomic::Ordering::SeqCst);
+        let working = working.clone();
         let task = async move {
             let messages: Vec<Message> = batch.iter().map(|e| e.message.clone()).collect();
             let results = p2.run(stage, messages).await;
@@ -95,6 +129,7 @@ async fn worker(stage: Stage, mut rx: mpsc::Receiver<Envelope>, p: Arc<EmbeddedP
                     }
                 }
             }
+            working.fetch_sub(taken, std::sync::atomic::Ordering::SeqCst);
             drop(permit);
         };
         if parallel > 1 {
@@ -125,7 +160,10 @@ impl Embedded {
         let Options { retry, clock, sweep_every, mailer, queue_capacity, circuits } = options;
         let circuits = crate::pipeline::circuit::Circuits::new(circuits);
         let store = SqliteStore::open(db)?;
-        let (queue, rx) = ChannelQueue::with_capacity(queue_capacity);
+        let (queue, rx) = match queue_capacity {
+            Some(n) => ChannelQueue::with_capacity(n),
+            None => ChannelQueue::new(),
+        };
         let notifier = HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()).with_mailer(mailer);
         let notifier = if settings.server.allow_private_targets {
             notifier
@@ -151,11 +189,12 @@ impl Embedded {
             retry,
             circuits: Arc::new(circuits),
         });
-        tokio::spawn(worker(Stage::Fetch, rx.fetch, pipeline.clone(), NOTIFY_BATCHES));
-        tokio::spawn(worker(Stage::Dedup, rx.dedup, pipeline.clone(), 1));
-        tokio::spawn(worker(Stage::Score, rx.score, pipeline.clone(), 1));
-        tokio::spawn(worker(Stage::Assign, rx.assign, pipeline.clone(), 1));
-        tokio::spawn(worker(Stage::Notify, rx.notify, pipeline.clone(), NOTIFY_BATCHES));
+        let fetch_pace = Pace { behind: Stage::Dedup, ahead: FETCHED_AHEAD };
+        tokio::spawn(worker(Stage::Fetch, rx.fetch, pipeline.clone(), NOTIFY_BATCHES, Some(fetch_pace)));
+        tokio::spawn(worker(Stage::Dedup, rx.dedup, pipeline.clone(), 1, None));
+        tokio::spawn(worker(Stage::Score, rx.score, pipeline.clone(), 1, None));
+        tokio::spawn(worker(Stage::Assign, rx.assign, pipeline.clone(), 1, None));
+        tokio::spawn(worker(Stage::Notify, rx.notify, pipeline.clone(), NOTIFY_BATCHES, None));
         let resumed = resume(&pipeline).await?;
         tokio::spawn(refill(pipeline.clone()));
         if let Some(every) = sweep_every {
@@ -235,7 +274,7 @@ async fn refill(p: Arc<EmbeddedPipeline>) {
                 began.remove(&stage);
                 continue;
             };
-            if q.room(stage) * 2 < q.capacity() {
+            if q.room(stage) * 2 < q.capacity(stage) {
                 continue;
             }
             let began_at = *began.entry(stage).or_insert(seen);

@@ -417,16 +417,16 @@ impl TestApp {
         clock: Arc<TestClock>,
         sweep_every: Option<Duration>,
     ) -> TestApp {
-        Self::spawn_queues(doc, clock, sweep_every, leadrouter::adapters::channel::CAPACITY).await
+        Self::spawn_queues(doc, clock, sweep_every, None).await
     }
 
     /// As `spawn_sweeping`, with each stage's queue holding `queue_capacity` messages (the
-    /// rest wait in the store).
+    /// rest wait in the store); None for the runtime's defaults.
     pub async fn spawn_queues(
         doc: impl Fn(&Receiver, &str) -> String,
         clock: Arc<TestClock>,
         sweep_every: Option<Duration>,
-        queue_capacity: usize,
+        queue_capacity: Option<usize>,
     ) -> TestApp {
         let receiver = Receiver::start().await;
         let graph = FakeGraph::start().await;

@@ -10,9 +10,13 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_larger_than_every_queue_is_routed_from_the_store() {
-    let app =
-        TestApp::spawn_queues(|r, g| routing_doc_with_graph(r, 64 * 1024, g), Arc::new(TestClock::default()), None, 8)
-            .await;
+    let app = TestApp::spawn_queues(
+        |r, g| routing_doc_with_graph(r, 64 * 1024, g),
+        Arc::new(TestClock::default()),
+        None,
+        Some(8),
+    )
+    .await;
     let n = 400;
     let posts = futures::future::join_all((0..n).map(|i| {
         let app = &app;

@@ -14,10 +14,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Messages one stage's queue holds. Smaller queues (512, 1,024) brought a Meta lead to its
-/// rep sooner after its fetch but cost a quarter of the saturated throughput in paired load
-/// runs: the serial stages (dedup, assign) then wait on each other (BENCHMARKS.md).
+/// Messages the queues that ingest, the sweep and the refill offer to (fetch, dedup, notify)
+/// hold. Ingest never waits: what finds these full waits in the store, so they are deep
+/// enough that a burst rarely needs reading back (smaller ones cost throughput in paired load
+/// runs, BENCHMARKS.md).
 pub const CAPACITY: usize = 4096;
+/// Messages the queues between serial stages (score, assign) hold: two batches, enough for
+/// the stage in front to fill the next batch while the one behind works through this one,
+/// and little for a lead to wait behind (a Meta lead is routed within a second of its fetch).
+pub const INNER_CAPACITY: usize = 512;
 
 /// A message and how many times it has been tried.
 #[derive(Debug, Clone)]
@@ -121,16 +126,23 @@ fn slot(stage: Stage) -> usize {
 }
 
 impl ChannelQueue {
+    /// Queues of `CAPACITY`, and `INNER_CAPACITY` between the serial stages.
     pub fn new() -> (ChannelQueue, Receivers) {
-        Self::with_capacity(CAPACITY)
+        Self::with_capacities([CAPACITY, CAPACITY, INNER_CAPACITY, INNER_CAPACITY, CAPACITY])
     }
 
+    /// Every stage's queue holding `capacity` messages.
     pub fn with_capacity(capacity: usize) -> (ChannelQueue, Receivers) {
-        let (f, fr) = mpsc::channel(capacity);
-        let (d, dr) = mpsc::channel(capacity);
-        let (s, sr) = mpsc::channel(capacity);
-        let (a, ar) = mpsc::channel(capacity);
-        let (n, nr) = mpsc::channel(capacity);
+        Self::with_capacities([capacity; 5])
+    }
+
+    /// Per stage, in `Stage::ALL` order.
+    fn with_capacities(c: [usize; 5]) -> (ChannelQueue, Receivers) {
+        let (f, fr) = mpsc::channel(c[0]);
+        let (d, dr) = mpsc::channel(c[1]);
+        let (s, sr) = mpsc::channel(c[2]);
+        let (a, ar) = mpsc::channel(c[3]);
+        let (n, nr) = mpsc::channel(c[4]);
         (
             ChannelQueue {
                 senders: Arc::new([f, d, s, a, n]),
@@ -242,8 +254,13 @@ impl ChannelQueue {
     }
 
     /// Messages a stage's queue holds.
-    pub fn capacity(&self) -> usize {
-        self.senders[0].max_capacity()
+    pub fn capacity(&self, stage: Stage) -> usize {
+        self.senders[slot(stage)].max_capacity()
+    }
+
+    /// Messages waiting in a stage's queue.
+    pub fn len(&self, stage: Stage) -> usize {
+        self.capacity(stage) - self.room(stage)
     }
 
     /// Room left in the stage's queue.

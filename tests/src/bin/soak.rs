@@ -31,13 +31,22 @@ fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A field of `/proc/PID/status` in KiB: `VmRSS` (all resident memory), `RssAnon` (the heap:
+/// what a leak would grow), `RssFile` and `RssShmem` (the database's mapped pages and WAL
+/// index, which the kernel may take back).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            s.lines()
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
 }
 
 /// Leads whose personal data retention has erased so far (read-only, through the index).
@@ -141,11 +150,13 @@ async fn main() {
         let t = start.elapsed().as_secs();
         let p = p99(&mut window);
         println!(
-            "| {t} | {seen} | {} | {} | {} | {} MiB | {per_lead} | {:.1} ms |",
+            "| {t} | {seen} | {} | {} | {} | {} MiB ({} anon, {} shared) | {per_lead} | {:.1} ms |",
             erased(&db),
             mib(d),
             mib(w),
             r / 1024,
+            status_kib(pid, "RssAnon") / 1024,
+            status_kib(pid, "RssShmem") / 1024,
             p.as_secs_f64() * 1000.0
         );
         rows.push((t, seen, d, r, p));
