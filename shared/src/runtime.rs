@@ -27,6 +27,10 @@ const NOTIFY_BATCHES: usize = 16;
 /// fetched (they wait in the store, `fetching`, where they cost no memory).
 const FETCHED_AHEAD: usize = 256;
 
+/// Retention rests this many times as long as each of its writes took: it has at most a
+/// quarter of the single writer, whatever is due.
+const RETENTION_REST: u32 = 3;
+
 /// A stage that works only as far ahead of the stage behind it as `ahead` messages: those in
 /// its own hands plus those queued for `behind`.
 #[derive(Clone, Copy)]
@@ -208,8 +212,16 @@ impl Embedded {
                     if let Err(e) = p.sweep(None).await {
                         tracing::warn!(error = %e, "sweep failed; next pass retries");
                     }
+                }
+            });
+            // Apart from the sweep, so that a long pass never holds up an SLA deadline, and
+            // paced, so that it never holds up the pipeline's writes for long.
+            let p = pipeline.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
                     // Indexed by last activity: a pass with nothing due reads one index page.
-                    if let Err(e) = p.retention().await {
+                    if let Err(e) = p.retention_paced(RETENTION_REST).await {
                         tracing::warn!(error = %e, "retention failed; next pass retries");
                     }
                 }

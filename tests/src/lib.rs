@@ -135,6 +135,8 @@ struct ReceiverState {
     /// Every this many requests one is answered 500 (0: none).
     fail_every: AtomicUsize,
     seen: AtomicUsize,
+    /// Whether every request is kept in `log` (a long benchmark keeps only `rep_arrivals`).
+    unlogged: std::sync::atomic::AtomicBool,
     /// Per hook, answers to give before answering 200: (status, Retry-After seconds).
     script: Mutex<std::collections::HashMap<String, std::collections::VecDeque<Answer>>>,
 }
@@ -167,14 +169,16 @@ async fn record(
     {
         s.rep_arrivals.lock().unwrap().entry(email.to_owned()).or_insert_with(std::time::Instant::now);
     }
-    s.log.lock().unwrap().push(Received {
-        hook,
-        signature: header("x-leadrouter-signature"),
-        idempotency_key: header("idempotency-key"),
-        raw: body.to_vec(),
-        body: parsed,
-        at: std::time::Instant::now(),
-    });
+    if !s.unlogged.load(Ordering::Relaxed) {
+        s.log.lock().unwrap().push(Received {
+            hook,
+            signature: header("x-leadrouter-signature"),
+            idempotency_key: header("idempotency-key"),
+            raw: body.to_vec(),
+            body: parsed,
+            at: std::time::Instant::now(),
+        });
+    }
     if let Some((status, retry_after)) = scripted {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return match retry_after {
@@ -217,6 +221,18 @@ impl Receiver {
     /// First arrival of an `assigned` notification at a rep, by lead email (cheap to poll).
     pub fn rep_arrivals(&self) -> std::collections::HashMap<String, std::time::Instant> {
         self.state.rep_arrivals.lock().unwrap().clone()
+    }
+
+    /// When each of `emails`' `assigned` notification first reached a rep, if it has.
+    pub fn rep_arrival_of(&self, emails: &[String]) -> Vec<Option<std::time::Instant>> {
+        let arrivals = self.state.rep_arrivals.lock().unwrap();
+        emails.iter().map(|e| arrivals.get(e).copied()).collect()
+    }
+
+    /// Keeps no request in `requests()` from now on, only first arrivals (`rep_arrivals`): a
+    /// benchmark of millions of notifications.
+    pub fn stop_logging(&self) {
+        self.state.unlogged.store(true, Ordering::Relaxed);
     }
 
     pub fn rep_arrival_count(&self) -> usize {

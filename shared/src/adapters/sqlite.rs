@@ -346,7 +346,11 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let conn = Connection::open(&path).map_err(sql_error)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+        // The writer's page cache holds the hot pages of the indexes every insert touches
+        // (identity keys land anywhere in theirs): 64 MiB, against SQLite's default 2 MiB.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536;",
+        )
             .map_err(sql_error)?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
         migrate(&conn)?;

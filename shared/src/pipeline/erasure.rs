@@ -101,6 +101,18 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// erased (or for `delete_after_days`, when only that is set), leads idle for
     /// `delete_after_days` deleted, identity claims past the dedup window dropped.
     pub async fn retention(&self) -> Result<Retained, StageError> {
+        self.retention_paced(0).await
+    }
+
+    /// A retention pass that, after each write, rests `rest` times as long as the write took:
+    /// with one writer (SQLite) the pipeline keeps at least `rest / (rest + 1)` of it however
+    /// much is due, and a pass that falls behind catches up on the next.
+    pub async fn retention_paced(&self, rest: u32) -> Result<Retained, StageError> {
+        let pause = |began: std::time::Instant| async move {
+            if rest > 0 {
+                tokio::time::sleep(began.elapsed() * rest).await;
+            }
+        };
         let r = &self.settings.retention;
         let now = self.clock.now();
         let mut done = Retained::default();
@@ -126,6 +138,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 // In slices, so that the pipeline's own writes are never held up long.
                 let ids: Vec<LeadId> = keys.keys().cloned().collect();
                 for slice in ids.chunks(ERASE_SLICE) {
+                    let began = std::time::Instant::now();
                     let why = why.clone();
                     let written = self
                         .store
@@ -140,6 +153,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     let forgotten = futures::future::join_all(forgets).await;
                     done.erased += forgotten.len();
                     forgotten.into_iter().collect::<Result<Vec<()>, _>>()?;
+                    pause(began).await;
                 }
                 match page.next {
                     Some(n) => after = Some(n),
@@ -150,7 +164,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let claims_before = now - chrono::Duration::days(i64::from(self.settings.dedup.window_days));
         let leads_before = r.delete_after.map(|d| now - d);
         loop {
+            let began = std::time::Instant::now();
             let e = self.store.expire(leads_before, claims_before, 10 * PAGE).await?;
+            pause(began).await;
             done.deleted += e.leads;
             done.claims += e.claims;
             if e.leads < 10 * PAGE && e.claims < 10 * PAGE {

@@ -6,7 +6,6 @@
 
 use clap::Parser;
 use leadrouter_tests::{Receiver, routing_doc};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,6 +69,9 @@ fn mib(b: u64) -> String {
 async fn main() {
     let args = Args::parse();
     let receiver = Receiver::start().await;
+    // Only first arrivals are kept: a log of every request would grow this process by
+    // gigabytes beside the server it measures.
+    receiver.stop_logging();
     let dir = tempfile::tempdir().expect("temp dir");
     let days = args.erase_after_minutes / (24.0 * 60.0);
     let doc = routing_doc(&receiver, 65536)
@@ -98,7 +100,8 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|");
 
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
-    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // Leads accepted since the last sample, when their 202 came.
+    let accepted: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let url = format!("{base}/v1/leads");
     let sender = {
         let (client, accepted, rate, secs) = (client.clone(), accepted.clone(), args.rate, args.seconds);
@@ -121,7 +124,7 @@ async fn main() {
                     if let Ok(r) = client.post(&url).form(&form).send().await
                         && r.status() == 202
                     {
-                        accepted.lock().unwrap().insert(email, Instant::now());
+                        accepted.lock().unwrap().push((email, Instant::now()));
                     }
                 });
             }
@@ -131,27 +134,37 @@ async fn main() {
     let mut seen: usize = 0;
     let mut rows = Vec::new();
     let mut max_wal = 0;
+    // Accepted and not yet told to their rep. Every sample is incremental (a sample that went
+    // through everything so far would stall this process, and so the arrivals it times, longer
+    // as the run goes on).
+    let mut waiting: Vec<(String, Instant)> = Vec::new();
     loop {
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let arrivals = receiver.rep_arrivals();
-        let accepted_now = accepted.lock().unwrap().clone();
+        let fresh = std::mem::take(&mut *accepted.lock().unwrap());
+        seen += fresh.len();
+        waiting.extend(fresh);
+        let emails: Vec<String> = waiting.iter().map(|(e, _)| e.clone()).collect();
+        let arrived = receiver.rep_arrival_of(&emails);
         let mut window: Vec<Duration> = Vec::new();
-        let mut keys: Vec<(&String, &Instant)> = accepted_now.iter().collect();
-        keys.sort_by_key(|(_, t)| **t);
-        for (email, t) in keys.iter().skip(seen) {
-            if let Some(a) = arrivals.get(*email) {
-                window.push(a.saturating_duration_since(**t));
+        let mut still = Vec::new();
+        for ((email, t), a) in waiting.drain(..).zip(arrived) {
+            match a {
+                Some(a) => window.push(a.saturating_duration_since(t)),
+                None => still.push((email, t)),
             }
         }
-        seen = accepted_now.len();
+        waiting = still;
+        let erased = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || erased(&db)).await.unwrap_or(0)
+        };
         let (d, w, r) = (size(&db), size(&wal), rss_kib(pid));
         max_wal = max_wal.max(w);
         let per_lead = if seen > 0 { d / seen as u64 } else { 0 };
         let t = start.elapsed().as_secs();
         let p = p99(&mut window);
         println!(
-            "| {t} | {seen} | {} | {} | {} | {} MiB ({} anon, {} shared) | {per_lead} | {:.1} ms |",
-            erased(&db),
+            "| {t} | {seen} | {erased} | {} | {} | {} MiB ({} anon, {} shared) | {per_lead} | {:.1} ms |",
             mib(d),
             mib(w),
             r / 1024,
