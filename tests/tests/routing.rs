@@ -530,11 +530,19 @@ async fn a_lead_is_passed_on_once_after_its_sla_then_left_to_the_manager() {
     let clock = tuesday_morning();
     let app = app(clock.clone()).await;
     let id = enterprise(&app, "nobody@ignored-co.com").await;
-    assert_eq!(app.wait_status(&id, &["notified"]).await["owner"], "ana");
+    let first = app.wait_status(&id, &["notified"]).await;
+    assert_eq!(first["owner"], "ana");
+    assert_eq!(first["assignment"]["how"]["by"], "turn", "how ana got it is typed on the lead");
     clock.advance(chrono::Duration::minutes(16));
     assert_eq!(app.sweep().await.sla_due, 1);
     app.settle().await;
-    assert_eq!(app.wait_status(&id, &["notified"]).await["owner"], "ben");
+    let second = app.wait_status(&id, &["notified"]).await;
+    assert_eq!(second["owner"], "ben");
+    assert_eq!(
+        (second["assignment"]["how"]["by"].as_str(), second["assignment"]["how"]["from"].as_str()),
+        (Some("sla_reassignment"), Some("ana")),
+        "what the next breach reads: ben got it from ana's breach"
+    );
     // ben lets it pass too: it stays with ben and the manager hears of it a second time.
     clock.advance(chrono::Duration::minutes(16));
     assert_eq!(app.sweep().await.sla_due, 1);

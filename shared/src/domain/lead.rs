@@ -398,6 +398,9 @@ pub struct Lead {
     /// The current owner let the SLA pass and nobody else could take the lead.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sla_breached_at: Option<DateTime<Utc>>,
+    /// How the current owner got the lead (absent on leads assigned before it was recorded).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub assignment: Option<Assignment>,
     /// When the lead's personal data was erased (by request or by retention).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub personal_data_erased_at: Option<DateTime<Utc>>,
@@ -407,6 +410,27 @@ pub struct Lead {
     pub erasure_pending: bool,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+}
+
+/// How the current owner got the lead, typed on the lead so that a later decision never reads
+/// it back out of a reason: when it was decided, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Assignment {
+    pub at: DateTime<Utc>,
+    pub how: AssignedBy,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum AssignedBy {
+    /// The pool's round-robin turn (counted from 0).
+    Turn { turn: u64 },
+    /// A round-robin turn after `from` let the pool's SLA pass.
+    SlaReassignment { from: String, turn: u64 },
+    /// The company's existing owner; no turn taken.
+    ExistingOwner,
+    /// A test lead, given to the pool's first rep without taking a turn.
+    Test,
 }
 
 /// How every erasure's history entry begins: it is not activity (see [`Lead::last_activity`]).
@@ -447,6 +471,7 @@ impl Lead {
             round: 0,
             sla_due_at: None,
             sla_breached_at: None,
+            assignment: None,
             personal_data_erased_at: None,
             erasure_pending: false,
             history: vec![HistoryEntry {
@@ -493,6 +518,8 @@ impl Lead {
         }
         self.pool = Some(pool.to_owned());
         self.owner = Some(rep);
+        // The caller says how, once it is given (`Lead::assigned_by`).
+        self.assignment = None;
         self.why = Some(why.clone());
         self.notify_pending = Some(kind);
         self.assigned_at = Some(now);
@@ -501,6 +528,16 @@ impl Lead {
         self.sla_due_at = None;
         self.sla_breached_at = None;
         self.transition(LeadStatus::Assigned, why, now);
+    }
+
+    /// Records how the owner just given the lead got it.
+    pub fn assigned_by(&mut self, how: AssignedBy, now: DateTime<Utc>) {
+        self.assignment = Some(Assignment { at: now, how });
+    }
+
+    /// Whether the current owner got the lead because the one before let the SLA pass.
+    pub fn sla_reassigned(&self) -> bool {
+        matches!(self.assignment, Some(Assignment { how: AssignedBy::SlaReassignment { .. }, .. }))
     }
 
     /// Records that `touch` turned out to be this lead again, keeping the most recent

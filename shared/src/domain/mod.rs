@@ -16,7 +16,9 @@ pub mod scoring;
 pub use email::{Email, InvalidEmail};
 pub use identity::identity_keys;
 pub use intake::{FieldError, Intake, IntakeOptions, normalize, normalize_lenient};
-pub use lead::{Contact, HistoryEntry, Lead, LeadId, LeadStatus, NotificationKind, RulePoints, Stage, Touch};
+pub use lead::{
+    AssignedBy, Assignment, Contact, HistoryEntry, Lead, LeadId, LeadStatus, NotificationKind, RulePoints, Stage, Touch,
+};
 pub use phone::{InvalidPhone, Phone, Region};
 pub use pool::{Manager, Pool, PoolMatch};
 pub use roster::{Rep, RepRecord, Roster, Unavailable};

@@ -5,7 +5,7 @@
 
 use super::{Pipeline, StageError, StageResults};
 use crate::domain::roster::{Pick, Unavailable, describe_skips, pick};
-use crate::domain::{Lead, LeadId, LeadStatus, NotificationKind, Pool, Roster, Stage};
+use crate::domain::{AssignedBy, Lead, LeadId, LeadStatus, NotificationKind, Pool, Roster, Stage};
 use crate::ports::{LeadStore, Message, Notifier, Queue, StoreError, Turns, Updated};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
@@ -57,7 +57,7 @@ pub fn needs_routing(lead: &Lead, roster: &Roster, now: DateTime<Utc>) -> Option
     }
     let waiting = matches!(lead.status, LeadStatus::Assigned | LeadStatus::Notified);
     (waiting && lead.sla_breached_at.is_none() && lead.sla_due_at.is_some_and(|d| d <= now))
-        .then(|| Route::Sla { from: owner.clone(), again: lead.why.as_deref().is_some_and(|w| w.starts_with("sla:")) })
+        .then(|| Route::Sla { from: owner.clone(), again: lead.sla_reassigned() })
 }
 
 /// Everything a routing decision reads, fixed for one batch.
@@ -158,18 +158,20 @@ fn give(l: &mut Lead, route: &Route, pool: &Pool, p: &Pick, weights: &str, passe
     if !passed.is_empty() {
         why.push_str(&format!("; passed over {}", passed.join("; ")));
     }
-    let kind = match route {
+    let turn = p.turn;
+    let (kind, how) = match route {
         Route::Sla { from, .. } => {
             why = format!("sla: {from} did not accept within {} minutes; {why}", pool.sla_minutes.unwrap_or(0));
-            NotificationKind::SlaReassigned
+            (NotificationKind::SlaReassigned, AssignedBy::SlaReassignment { from: from.clone(), turn })
         }
         Route::OwnerGone { from, why: gone } => {
             why = format!("owner {from} {gone}; {why}");
-            NotificationKind::Assigned
+            (NotificationKind::Assigned, AssignedBy::Turn { turn })
         }
-        _ => NotificationKind::Assigned,
+        _ => (NotificationKind::Assigned, AssignedBy::Turn { turn }),
     };
     l.give_to(&pool.id, p.rep.clone(), why, kind, now);
+    l.assigned_by(how, now);
     l.sla_due_at = pool.sla_minutes.map(|m| now + chrono::Duration::minutes(i64::from(m)));
 }
 
@@ -380,6 +382,7 @@ impl Single {
                     pool.rule.explain(l)
                 );
                 l.assign_to(&pool.id, rep, why, ctx.now);
+                l.assigned_by(AssignedBy::Test, ctx.now);
                 true
             }
             Single::Sticky { owner, other, domain } => {
@@ -394,6 +397,7 @@ impl Single {
                 let pool_id = pool.map(|p| p.id.clone()).unwrap_or_default();
                 let why = format!("existing owner: {owner} owns {domain} (lead {other}); no round-robin turn taken");
                 l.give_to(&pool_id, owner.clone(), why, NotificationKind::Assigned, ctx.now);
+                l.assigned_by(AssignedBy::ExistingOwner, ctx.now);
                 l.sla_due_at =
                     pool.and_then(|p| p.sla_minutes).map(|m| ctx.now + chrono::Duration::minutes(i64::from(m)));
                 true
