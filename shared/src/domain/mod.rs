@@ -11,6 +11,7 @@ pub mod phone;
 pub mod pool;
 pub mod roster;
 pub mod round_robin;
+pub mod routing;
 pub mod scoring;
 
 pub use email::{Email, InvalidEmail};
