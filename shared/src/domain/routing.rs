@@ -81,8 +81,9 @@ pub enum Decision {
     /// available; `passed` says why each earlier matching pool could not take it.
     Turn { route: Route, pool: usize, pick: Pick, weights: String, passed: Vec<String> },
     /// The company's existing owner, who is available; no turn is taken. `pool`: the first
-    /// matching pool that has the owner, else the first matching pool.
-    ExistingOwner { pool: Option<usize>, rep: String, domain: String, other: LeadId },
+    /// matching pool that has the owner, else the first matching pool, whose SLA applies. A
+    /// lead that matches no pool is not routed by stickiness either.
+    ExistingOwner { pool: usize, rep: String, domain: String, other: LeadId },
     /// A test lead shows where it would go but takes no rep's turn.
     Test { pool: usize, rep: String },
     /// Nobody can take it, with why (per pool, or that no pool matches).
@@ -138,6 +139,7 @@ pub fn decide(lead: &Lead, view: &RoutingView, turns: &Turns) -> Decision {
         return Decision::Nobody { route, first_pool, reasons };
     }
     if route.is_first()
+        && let Some(first) = first_pool
         && let Some(domain) = lead.account()
         && let Some((other, owner)) = view.owners.get(domain)
         && *other != lead.id
@@ -149,7 +151,7 @@ pub fn decide(lead: &Lead, view: &RoutingView, turns: &Turns) -> Decision {
             .find(|i| {
                 view.roster.rotation(&view.pools[*i].id).is_some_and(|r| r.members().iter().any(|m| m.0 == *owner))
             })
-            .or(first_pool);
+            .unwrap_or(first);
         return Decision::ExistingOwner { pool, rep: owner.clone(), domain: domain.to_owned(), other: other.clone() };
     }
     let mut passed = Vec::new();
@@ -183,11 +185,15 @@ pub fn apply(decision: &Decision, l: &mut Lead, view: &RoutingView) -> bool {
             true
         }
         Decision::ExistingOwner { pool, rep, domain, other } => {
-            let pool = pool.map(|i| &view.pools[i]);
-            let why = format!("existing owner: {rep} owns {domain} (lead {other}); no round-robin turn taken");
-            l.give_to(pool.map(|p| p.id.as_str()).unwrap_or_default(), rep.clone(), why, NotificationKind::Assigned, now);
+            let pool = &view.pools[*pool];
+            let why = format!(
+                "existing owner: {rep} owns {domain} (lead {other}); pool {} ({}); no round-robin turn taken",
+                pool.id,
+                pool.rule.explain(l)
+            );
+            l.give_to(&pool.id, rep.clone(), why, NotificationKind::Assigned, now);
             l.assigned_by(AssignedBy::ExistingOwner, now);
-            l.sla_due_at = pool.and_then(|p| p.sla_minutes).map(|m| now + chrono::Duration::minutes(i64::from(m)));
+            l.sla_due_at = pool.sla_minutes.map(|m| now + chrono::Duration::minutes(i64::from(m)));
             true
         }
         Decision::Test { pool, rep } => {
@@ -267,4 +273,196 @@ fn give(l: &mut Lead, route: &Route, pool: &Pool, p: &Pick, weights: &str, passe
     l.give_to(&pool.id, p.rep.clone(), why, kind, now);
     l.assigned_by(how, now);
     l.sla_due_at = pool.sla_minutes.map(|m| now + chrono::Duration::minutes(i64::from(m)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::pool::PoolMatch;
+    use crate::domain::roster::Rep;
+    use crate::domain::{Contact, Email, WeightedRoundRobin};
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 15, 0, 0).unwrap()
+    }
+
+    fn rep(id: &str, active: bool, max_open_leads: Option<u32>) -> Rep {
+        Rep {
+            id: id.into(),
+            name: id.into(),
+            email: None,
+            notify: vec![],
+            timezone: chrono_tz::UTC,
+            working_hours: None,
+            out_of_office: vec![],
+            max_open_leads,
+            active,
+        }
+    }
+
+    fn pool(id: &str, members: &[(String, u32)]) -> Pool {
+        Pool {
+            id: id.into(),
+            rule: PoolMatch { conditions: vec![] },
+            rotation: WeightedRoundRobin::new(members.to_vec()).unwrap(),
+            manager: None,
+            sla_minutes: Some(15),
+        }
+    }
+
+    fn lead(email: &str) -> Lead {
+        let contact = Contact { email: Some(Email::parse(email).unwrap()), ..Default::default() };
+        let mut l = Lead::new(LeadId::new(), "web".into(), contact, now());
+        l.status = LeadStatus::Scored;
+        l
+    }
+
+    /// Routes `n` new leads one after another as the assign stage does: the cursor moves past
+    /// each turn taken and each rep's leads given count against their cap.
+    fn route(view: &RoutingView, n: usize) -> Vec<Decision> {
+        let (mut cursor, mut given) = (0u64, HashMap::<String, u32>::new());
+        (0..n)
+            .map(|i| {
+                let c = cursor;
+                let d = decide(&lead(&format!("p{i}@co{i}.example")), view, &Turns { cursor: &|_| c, given: &given });
+                if let Decision::Turn { pick, .. } = &d {
+                    cursor = pick.turn + 1;
+                    *given.entry(pick.rep.clone()).or_default() += 1;
+                }
+                d
+            })
+            .collect()
+    }
+
+    fn reps_strategy() -> impl Strategy<Value = Vec<(u32, bool, Option<u32>, u32)>> {
+        // Per rep: weight, active, cap, open leads already.
+        prop::collection::vec((1u32..4, prop::bool::weighted(0.8), prop::option::of(0u32..4), 0u32..4), 1..6)
+    }
+
+    proptest! {
+        /// Every lead goes to a rep who can take it (active, under their cap counting the leads
+        /// of this run), and a lead goes to nobody only when nobody can take it.
+        #[test]
+        fn never_to_an_unavailable_rep_and_caps_hold(reps in reps_strategy(), n in 1usize..40) {
+            let members: Vec<(String, u32)> = reps.iter().enumerate().map(|(i, r)| (format!("r{i}"), r.0)).collect();
+            let roster_reps: Vec<Rep> =
+                reps.iter().enumerate().map(|(i, r)| rep(&format!("r{i}"), r.1, r.2)).collect();
+            let pools = vec![pool("all", &members)];
+            let roster = Roster::build(&roster_reps, &pools, &[]);
+            let open: HashMap<String, u32> =
+                reps.iter().enumerate().filter(|(_, r)| r.2.is_some()).map(|(i, r)| (format!("r{i}"), r.3)).collect();
+            let owners = HashMap::new();
+            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+            let mut given: HashMap<String, u32> = HashMap::new();
+            for d in route(&view, n) {
+                let room = |id: &str, given: &HashMap<String, u32>| {
+                    let i: usize = id[1..].parse().unwrap();
+                    let r = &reps[i];
+                    r.1 && r.2.is_none_or(|max| open.get(id).copied().unwrap_or(0) + given.get(id).copied().unwrap_or(0) < max)
+                };
+                match d {
+                    Decision::Turn { pick, .. } => {
+                        prop_assert!(room(&pick.rep, &given), "{} could not take it", pick.rep);
+                        *given.entry(pick.rep).or_default() += 1;
+                    }
+                    Decision::Nobody { .. } => {
+                        prop_assert!(members.iter().all(|(id, _)| !room(id, &given)), "someone could take it");
+                    }
+                    other => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+        }
+
+        /// With everyone available and no caps, each full period of the rotation gives every
+        /// rep exactly their weight in leads.
+        #[test]
+        fn fair_over_available_reps(weights in prop::collection::vec(1u32..5, 1..6), periods in 1usize..4) {
+            let members: Vec<(String, u32)> = weights.iter().enumerate().map(|(i, w)| (format!("r{i}"), *w)).collect();
+            let roster_reps: Vec<Rep> = members.iter().map(|(id, _)| rep(id, true, None)).collect();
+            let pools = vec![pool("all", &members)];
+            let roster = Roster::build(&roster_reps, &pools, &[]);
+            let (open, owners) = (HashMap::new(), HashMap::new());
+            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+            let total: u32 = weights.iter().sum();
+            let mut count: HashMap<String, u32> = HashMap::new();
+            for d in route(&view, total as usize * periods) {
+                let Decision::Turn { pick, .. } = d else { panic!("everyone is available") };
+                *count.entry(pick.rep).or_default() += 1;
+            }
+            for (id, w) in &members {
+                prop_assert_eq!(count.get(id).copied().unwrap_or(0), w * periods as u32);
+            }
+        }
+
+        /// The company's existing owner gets its lead exactly when they can take it; otherwise
+        /// the lead takes a round-robin turn among those who can.
+        #[test]
+        fn stickiness_wins_only_when_the_owner_is_available(active in any::<bool>(), cap in prop::option::of(0u32..3), open_now in 0u32..3) {
+            let members = vec![("ana".to_owned(), 1), ("ben".to_owned(), 1)];
+            let roster_reps = vec![rep("ana", true, None), rep("ben", active, cap)];
+            let pools = vec![pool("all", &members)];
+            let roster = Roster::build(&roster_reps, &pools, &[]);
+            let open: HashMap<String, u32> = cap.map(|_| ("ben".to_owned(), open_now)).into_iter().collect();
+            let owners: HashMap<String, (LeadId, String)> =
+                [("acme.example".to_owned(), (LeadId::new(), "ben".to_owned()))].into_iter().collect();
+            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+            let available = active && cap.is_none_or(|c| open_now < c);
+            let d = decide(&lead("cto@acme.example"), &view, &Turns { cursor: &|_| 1, given: &HashMap::new() });
+            match d {
+                Decision::ExistingOwner { rep, pool, .. } => {
+                    prop_assert!(available);
+                    prop_assert_eq!(rep, "ben");
+                    prop_assert_eq!(pool, 0);
+                }
+                Decision::Turn { pick, .. } => {
+                    prop_assert!(!available);
+                    prop_assert_eq!(pick.rep, "ana");
+                }
+                other => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_lead_of_an_owned_company_that_matches_no_pool_is_not_routed_by_stickiness() {
+        let members = vec![("ana".to_owned(), 1)];
+        let mut only_us = pool("us", &members);
+        only_us.rule = PoolMatch { conditions: vec![("country".into(), vec!["US".into()])] };
+        let pools = vec![only_us];
+        let roster = Roster::build(&[rep("ana", true, None)], &pools, &[]);
+        let open = HashMap::new();
+        let owners: HashMap<String, (LeadId, String)> =
+            [("nowhere.example".to_owned(), (LeadId::new(), "ana".to_owned()))].into_iter().collect();
+        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+        let mut l = lead("cfo@nowhere.example");
+        let d = decide(&l, &view, &Turns { cursor: &|_| 0, given: &HashMap::new() });
+        let Decision::Nobody { first_pool: None, ref reasons, .. } = d else { panic!("{d:?}") };
+        assert!(reasons.starts_with("no pool matches"), "{reasons}");
+        assert!(apply(&d, &mut l, &view));
+        assert_eq!((l.status, l.pool.as_deref()), (LeadStatus::Unassigned, None));
+    }
+
+    #[test]
+    fn an_sla_reassigned_lead_is_not_passed_on_twice() {
+        let members = vec![("ana".to_owned(), 1), ("ben".to_owned(), 1)];
+        let pools = vec![pool("all", &members)];
+        let roster = Roster::build(&[rep("ana", true, None), rep("ben", true, None)], &pools, &[]);
+        let (open, owners) = (HashMap::new(), HashMap::new());
+        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+        let mut l = lead("p@co.example");
+        let d = decide(&l, &view, &Turns { cursor: &|_| 0, given: &HashMap::new() });
+        assert!(apply(&d, &mut l, &view));
+        assert_eq!(l.owner.as_deref(), Some("ana"));
+        l.sla_due_at = Some(now() - chrono::Duration::minutes(1));
+        let d = decide(&l, &view, &Turns { cursor: &|_| 1, given: &HashMap::new() });
+        let Decision::Turn { route: Route::Sla { again: false, .. }, ref pick, .. } = d else { panic!("{d:?}") };
+        assert_eq!(pick.rep, "ben");
+        assert!(apply(&d, &mut l, &view));
+        assert!(l.sla_reassigned());
+        l.sla_due_at = Some(now() - chrono::Duration::minutes(1));
+        let d = decide(&l, &view, &Turns { cursor: &|_| 2, given: &HashMap::new() });
+        assert!(matches!(d, Decision::Nobody { route: Route::Sla { again: true, .. }, .. }), "{d:?}");
+    }
 }
