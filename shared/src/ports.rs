@@ -232,6 +232,9 @@ pub trait LeadStore: Send + Sync + 'static {
         assign: F,
     ) -> impl Future<Output = Result<Vec<Updated>, StoreError>> + Send;
 
+    /// Where `pool`'s round-robin stands (0 before its first turn), read without moving it.
+    fn turn(&self, pool: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     fn deliveries(&self, lead: &LeadId) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 
     /// Inserts or replaces the records of these deliveries of one lead (each known by its

@@ -206,6 +206,10 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.ping().await
     }
+    async fn turn(&self, pool: &str) -> Result<u64, StoreError> {
+        self.gate()?;
+        self.inner.turn(pool).await
+    }
     async fn insert(&self, lead: leadrouter::domain::Lead) -> Result<Inserted, StoreError> {
         self.gate()?;
         self.inner.insert(lead).await

@@ -113,6 +113,7 @@ pub async fn assign_advances_cursor_atomically<S: LeadStore>(s: S) {
     }
     let skip = leads[1].id.clone();
     let ids: Vec<LeadId> = leads.iter().map(|l| l.id.clone()).collect();
+    assert_eq!(s.turn("p").await.unwrap(), 0, "a pool before its first turn");
     let r = s
         .assign("p", ids[..3].to_vec(), move |l, turns| {
             if l.id == skip {
@@ -127,6 +128,8 @@ pub async fn assign_advances_cursor_atomically<S: LeadStore>(s: S) {
     assert_eq!(written(&r[0]).owner.as_deref(), Some("turn-0"));
     assert!(matches!(&r[1], Updated::Unchanged(_)), "a declined lead takes no turn");
     assert_eq!(written(&r[2]).owner.as_deref(), Some("turn-1"));
+    assert_eq!(s.turn("p").await.unwrap(), 2, "read without moving: two turns taken");
+    assert_eq!(s.turn("p").await.unwrap(), 2);
     let r = s
         .assign("p", ids[3..].to_vec(), |l, turns| {
             l.owner = Some(format!("turn-{}", turns.cursor));

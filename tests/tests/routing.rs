@@ -562,3 +562,65 @@ async fn a_lead_is_passed_on_once_after_its_sla_then_left_to_the_manager() {
     app.settle().await;
     assert_eq!(app.receiver.requests().len(), reqs.len());
 }
+
+/// `POST /v1/route/preview`: the same decision as the router, over the same state, changing
+/// nothing: posting the lead right after goes where the preview said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_says_where_a_lead_goes_and_changes_nothing() {
+    let clock = tuesday_morning();
+    let app = app(clock.clone()).await;
+    let preview = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app.admin_send(reqwest::Method::POST, "/v1/route/preview", Some(&body)).await;
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let fields =
+        |email: &str| json!({"email": email, "job_title": "VP Sales", "company_size": "500", "first_name": "Jo"});
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let email = format!("preview{i}@preview{i}-co.com");
+        let p = preview(fields(&email)).await;
+        assert_eq!(preview(fields(&email)).await, p, "a preview moves no cursor");
+        assert_eq!((p["grade"].as_str(), p["pool"].as_str()), (Some("B"), Some("enterprise-na")));
+        assert_eq!(p["score"], 45);
+        assert!(p["why"].as_str().unwrap().starts_with("pool enterprise-na (grade B); round-robin turn"), "{p}");
+        let id = enterprise(&app, &email).await;
+        let l = app.wait_status(&id, &["notified"]).await;
+        assert_eq!(l["owner"], p["rep"], "the lead went where the preview said: {p}");
+        assert_eq!(l["why"], p["why"]);
+        ids.push(id);
+    }
+    // Outside ana's working hours (18:30 in New York), on her turn: ben, and why ana was skipped.
+    let mut late = fields("late@late-co.com");
+    late["at"] = json!("2026-11-24T23:30:00Z");
+    let p = preview(late).await;
+    assert_eq!(p["rep"], "ben", "{p}");
+    let skipped = p["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["pool"] == "enterprise-na"
+            && s["rep"] == "ana"
+            && s["reason"].as_str().unwrap().contains("outside working hours")),
+        "{p}"
+    );
+    // A person already here: a duplicate, going to no pool of its own.
+    let p = preview(fields("preview0@preview0-co.com")).await;
+    assert_eq!(p["duplicate_of"], ids[0].as_str());
+    assert_eq!((p["pool"].clone(), p["rep"].clone()), (Value::Null, Value::Null));
+    assert!(p["why"].as_str().unwrap().starts_with("duplicate: same email as lead"), "{p}");
+    // A lead no pool can take says who could not.
+    let p = preview(json!({"email": "x@nobody-co.com", "source": "meta", "at": "2026-11-29T12:00:00Z"})).await;
+    assert_eq!(p["grade"], "D");
+    assert_eq!(p["pool"], "everyone", "{p}");
+    // Nothing was stored, claimed or counted.
+    let leads: Value = app.admin_get("/v1/leads?limit=100").await.json().await.unwrap();
+    assert_eq!(leads["items"].as_array().unwrap().len(), ids.len());
+    let r = app
+        .admin_send(reqwest::Method::POST, "/v1/route/preview", Some(&json!({"email": "a@b.com", "at": "soon"})))
+        .await;
+    assert_eq!(r.status(), 422);
+    let r = app.client.post(app.url("/v1/route/preview")).json(&json!({"email": "a@b.com"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}

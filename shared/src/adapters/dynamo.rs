@@ -402,6 +402,11 @@ fn listed_by_status(lead: &Lead) -> bool {
 }
 
 impl LeadStore for DynamoStore {
+    async fn turn(&self, pool: &str) -> Result<u64, StoreError> {
+        let key = HashMap::from([("pk".to_owned(), s(format!("POOL#{pool}"))), ("sk".to_owned(), s("CURSOR"))]);
+        Ok(self.get_item(key).await?.and_then(|i| get_n(&i, "turn")).unwrap_or(0) as u64)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.get_item(HashMap::from([("pk".to_owned(), s("CONFIG")), ("sk".to_owned(), s("PING"))])).await.map(|_| ())
     }

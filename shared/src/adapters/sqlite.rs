@@ -495,6 +495,18 @@ impl SqliteStore {
 }
 
 impl LeadStore for SqliteStore {
+    async fn turn(&self, pool: &str) -> Result<u64, StoreError> {
+        let pool = pool.to_owned();
+        self.read(move |c| {
+            let turn: Option<i64> = c
+                .prepare_cached("SELECT turn FROM pool_cursors WHERE pool = ?1")
+                .and_then(|mut s| s.query_row([&pool], |r| r.get(0)).optional())
+                .map_err(sql_error)?;
+            Ok(turn.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| c.prepare_cached("SELECT 1").and_then(|mut s| s.query_row([], |_| Ok(()))).map_err(sql_error))
             .await

@@ -15,9 +15,15 @@ pub enum Route {
     Retry,
     /// Its owner did not accept it within the pool's SLA. `again`: they got it from an
     /// earlier SLA reassignment, so it is not passed on a second time (the manager decides).
-    Sla { from: String, again: bool },
+    Sla {
+        from: String,
+        again: bool,
+    },
     /// Its owner left the roster or was deactivated.
-    OwnerGone { from: String, why: String },
+    OwnerGone {
+        from: String,
+        why: String,
+    },
 }
 
 impl Route {
@@ -72,6 +78,25 @@ pub struct Turns<'a> {
     pub given: &'a HashMap<String, u32>,
 }
 
+/// A matching pool in which nobody could take the lead: each rep with why (none: the pool has
+/// no reps).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Passed {
+    pub pool: usize,
+    pub reps: Vec<(String, Unavailable)>,
+}
+
+impl Passed {
+    fn describe(&self, pools: &[Pool]) -> String {
+        let id = &pools[self.pool].id;
+        if self.reps.is_empty() {
+            format!("pool {id} has no reps")
+        } else {
+            format!("pool {id}: {}", describe_skips(&self.reps))
+        }
+    }
+}
+
 /// What happens to a lead, and why, typed; the words are rendered by [`apply`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -79,15 +104,16 @@ pub enum Decision {
     Nothing,
     /// The rep whose round-robin turn it is in the first matching pool with someone
     /// available; `passed` says why each earlier matching pool could not take it.
-    Turn { route: Route, pool: usize, pick: Pick, weights: String, passed: Vec<String> },
+    Turn { route: Route, pool: usize, pick: Pick, weights: String, passed: Vec<Passed> },
     /// The company's existing owner, who is available; no turn is taken. `pool`: the first
     /// matching pool that has the owner, else the first matching pool, whose SLA applies. A
     /// lead that matches no pool is not routed by stickiness either.
     ExistingOwner { pool: usize, rep: String, domain: String, other: LeadId },
     /// A test lead shows where it would go but takes no rep's turn.
     Test { pool: usize, rep: String },
-    /// Nobody can take it, with why (per pool, or that no pool matches).
-    Nobody { route: Route, first_pool: Option<usize>, reasons: String },
+    /// Nobody can take it: `passed` per matching pool, or `reasons` when that is not why (no
+    /// pool matches, a second SLA breach).
+    Nobody { route: Route, first_pool: Option<usize>, passed: Vec<Passed>, reasons: Option<String> },
 }
 
 impl RoutingView<'_> {
@@ -108,15 +134,22 @@ impl RoutingView<'_> {
     /// The rep of the pool's turn from `cursor`, or why nobody in it can take the lead.
     fn try_pool(
         &self,
-        pool: &Pool,
+        pool: usize,
         cursor: u64,
         given: &HashMap<String, u32>,
         exclude: Option<&str>,
-    ) -> Result<(Pick, String), String> {
-        let Some(rotation) = self.roster.rotation(&pool.id) else { return Err(format!("pool {} has no reps", pool.id)) };
+    ) -> Result<(Pick, String), Passed> {
+        let Some(rotation) = self.roster.rotation(&self.pools[pool].id) else {
+            return Err(Passed { pool, reps: Vec::new() });
+        };
         pick(rotation, cursor, |r| self.can_take(r, given, exclude))
             .map(|p| (p, rotation.describe()))
-            .map_err(|skips| format!("pool {}: {}", pool.id, describe_skips(&skips)))
+            .map_err(|reps| Passed { pool, reps })
+    }
+
+    /// The reasons of the pools passed over, in words.
+    pub fn describe(&self, passed: &[Passed]) -> String {
+        passed.iter().map(|p| p.describe(self.pools)).collect::<Vec<_>>().join("; ")
     }
 }
 
@@ -131,12 +164,17 @@ pub fn decide(lead: &Lead, view: &RoutingView, turns: &Turns) -> Decision {
                 pool: i,
                 rep: view.roster.rotation(&view.pools[i].id).map(|r| r.pick(0).to_owned()).unwrap_or_default(),
             },
-            None => Decision::Nobody { route, first_pool, reasons: "no pool matches this test lead".into() },
+            None => Decision::Nobody {
+                route,
+                first_pool,
+                passed: Vec::new(),
+                reasons: Some("no pool matches this test lead".into()),
+            },
         };
     }
     if let Route::Sla { again: true, .. } = route {
-        let reasons = "it was already reassigned once after its SLA; the manager decides".into();
-        return Decision::Nobody { route, first_pool, reasons };
+        let reasons = Some("it was already reassigned once after its SLA; the manager decides".into());
+        return Decision::Nobody { route, first_pool, passed: Vec::new(), reasons };
     }
     if route.is_first()
         && let Some(first) = first_pool
@@ -156,23 +194,20 @@ pub fn decide(lead: &Lead, view: &RoutingView, turns: &Turns) -> Decision {
     }
     let mut passed = Vec::new();
     for i in matching.iter().copied() {
-        let pool = &view.pools[i];
-        match view.try_pool(pool, (turns.cursor)(&pool.id), turns.given, route.exclude()) {
+        match view.try_pool(i, (turns.cursor)(&view.pools[i].id), turns.given, route.exclude()) {
             Ok((pick, weights)) => return Decision::Turn { route, pool: i, pick, weights, passed },
-            Err(why) => passed.push(why),
+            Err(p) => passed.push(p),
         }
     }
-    let reasons = if matching.is_empty() {
+    let reasons = matching.is_empty().then(|| {
         format!(
             "no pool matches (grade {}, country {}, source {})",
             lead.grade.as_deref().unwrap_or("-"),
             lead.contact.country.as_deref().unwrap_or("-"),
             lead.source
         )
-    } else {
-        passed.join("; ")
-    };
-    Decision::Nobody { route, first_pool, reasons }
+    });
+    Decision::Nobody { route, first_pool, passed, reasons }
 }
 
 /// Writes `decision` on the lead, with its reason in words; false if it changes nothing.
@@ -181,7 +216,7 @@ pub fn apply(decision: &Decision, l: &mut Lead, view: &RoutingView) -> bool {
     match decision {
         Decision::Nothing => false,
         Decision::Turn { route, pool, pick, weights, passed } => {
-            give(l, route, &view.pools[*pool], pick, weights, passed, now);
+            give(l, route, &view.pools[*pool], pick, weights, &view.describe(passed), now);
             true
         }
         Decision::ExistingOwner { pool, rep, domain, other } => {
@@ -207,8 +242,9 @@ pub fn apply(decision: &Decision, l: &mut Lead, view: &RoutingView) -> bool {
             l.assigned_by(AssignedBy::Test, now);
             true
         }
-        Decision::Nobody { route, first_pool, reasons } => {
-            nobody(l, route, first_pool.map(|i| view.pools[i].id.as_str()), reasons, now)
+        Decision::Nobody { route, first_pool, passed, reasons } => {
+            let reasons = reasons.clone().unwrap_or_else(|| view.describe(passed));
+            nobody(l, route, first_pool.map(|i| view.pools[i].id.as_str()), &reasons, now)
         }
     }
 }
@@ -249,14 +285,14 @@ fn nobody(l: &mut Lead, route: &Route, first_pool: Option<&str>, reasons: &str, 
 }
 
 /// Gives the lead to the picked rep, saying why in words.
-fn give(l: &mut Lead, route: &Route, pool: &Pool, p: &Pick, weights: &str, passed: &[String], now: DateTime<Utc>) {
+fn give(l: &mut Lead, route: &Route, pool: &Pool, p: &Pick, weights: &str, passed: &str, now: DateTime<Utc>) {
     let mut why =
         format!("pool {} ({}); round-robin turn {} of weights {weights}", pool.id, pool.rule.explain(l), p.turn + 1);
     if !p.skipped.is_empty() {
         why.push_str(&format!("; skipped {}", describe_skips(&p.skipped)));
     }
     if !passed.is_empty() {
-        why.push_str(&format!("; passed over {}", passed.join("; ")));
+        why.push_str(&format!("; passed over {passed}"));
     }
     let turn = p.turn;
     let (kind, how) = match route {
@@ -438,7 +474,7 @@ mod tests {
         let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
         let mut l = lead("cfo@nowhere.example");
         let d = decide(&l, &view, &Turns { cursor: &|_| 0, given: &HashMap::new() });
-        let Decision::Nobody { first_pool: None, ref reasons, .. } = d else { panic!("{d:?}") };
+        let Decision::Nobody { first_pool: None, reasons: Some(ref reasons), .. } = d else { panic!("{d:?}") };
         assert!(reasons.starts_with("no pool matches"), "{reasons}");
         assert!(apply(&d, &mut l, &view));
         assert_eq!((l.status, l.pool.as_deref()), (LeadStatus::Unassigned, None));

@@ -245,6 +245,11 @@ fn document() -> utoipa::openapi::OpenApi {
             crate::pipeline::Erasure::schema(),
             schemas_of::<crate::pipeline::Erasure>(),
         ),
+        (
+            crate::pipeline::Preview::name(),
+            crate::pipeline::Preview::schema(),
+            schemas_of::<crate::pipeline::Preview>(),
+        ),
     ] {
         schemas.push((name.to_string(), schema));
         schemas.extend(deps);
@@ -318,6 +323,26 @@ fn document() -> utoipa::openapi::OpenApi {
         .param("id", ParameterIn::Path, true, string(), "The lead id.")
         .ok("200", "The lead.", "application/json", reference("LeadDetail"))
         .problems(&[("401", "Missing or wrong bearer token."), ("404", "No such lead."), STORE_DOWN]);
+    let preview = Op::new("routePreview", "admin", "Where a lead would go and why, changing nothing")
+        .admin()
+        .body(
+            &[("application/json", web_form()), ("application/x-www-form-urlencoded", web_form())],
+            "A lead's fields as a web form posts them (source may name any source), and optionally at (RFC 3339, default now).",
+        )
+        .ok(
+            "200",
+            "Grade, score, duplicate_of, the pool and rep it would go to (null when nobody would), why, and who was skipped.",
+            "application/json",
+            reference("Preview"),
+        )
+        .problems(&[
+            ("400", "Malformed body."),
+            ("401", "Missing or wrong bearer token."),
+            TOO_LARGE,
+            ("415", "Content-Type is neither JSON nor urlencoded."),
+            ("422", "Well-formed but invalid: every bad field is listed in errors."),
+            STORE_DOWN,
+        ]);
     let erasure = Op::new("postErasure", "admin", "Erase a person's personal data (GDPR Art. 17, CCPA)")
         .admin()
         .body(
@@ -530,6 +555,7 @@ fn document() -> utoipa::openapi::OpenApi {
         )
         .path("/v1/metrics", PathItemBuilder::new().operation(HttpMethod::Get, metrics.b).build())
         .path("/v1/erasures", PathItemBuilder::new().operation(HttpMethod::Post, erasure.b).build())
+        .path("/v1/route/preview", PathItemBuilder::new().operation(HttpMethod::Post, preview.b).build())
         .path("/healthz", PathItemBuilder::new().operation(HttpMethod::Get, health.b).build())
         .path(
             "/v1/webhooks/meta",
@@ -610,6 +636,7 @@ mod tests {
             ("/v1/reps/{id}", "delete"),
             ("/v1/metrics", "get"),
             ("/v1/erasures", "post"),
+            ("/v1/route/preview", "post"),
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }

@@ -14,6 +14,15 @@ use std::sync::Arc;
 
 pub use crate::domain::routing::{Route, needs_routing};
 
+/// What routing decisions read from the store, at one time, for some leads.
+pub(super) struct Snapshot {
+    pub roster: Roster,
+    /// Open leads per rep with a `max_open_leads`.
+    pub open: HashMap<String, u32>,
+    /// Each company's existing owner, for the leads' companies.
+    pub owners: HashMap<String, (LeadId, String)>,
+}
+
 /// Everything a routing decision reads, fixed for one batch.
 struct Context {
     roster: Roster,
@@ -118,7 +127,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     // not this write's to take: it waits unassigned for the next pass.
                     Decision::Turn { route, passed, .. } => {
                         let first_pool = view.matching(l).first().copied();
-                        Decision::Nobody { route, first_pool, reasons: passed.join("; ") }
+                        Decision::Nobody { route, first_pool, passed, reasons: None }
                     }
                     other => other,
                 };
@@ -174,9 +183,15 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             .collect()
     }
 
-    /// The snapshot a batch is decided on: the roster, open leads of capped reps, and who owns
-    /// each new lead's company (owner stickiness), in one read for the batch.
     async fn context(&self, unique: HashMap<LeadId, DateTime<Utc>>, leads: &[Lead]) -> Result<Context, StoreError> {
+        let now = self.clock.now();
+        let Snapshot { roster, open, owners } = self.snapshot(now, leads).await?;
+        Ok(Context { roster, open, owners, now, unique, settings: self.settings.clone() })
+    }
+
+    /// What `leads` are decided on at `now`: the roster, open leads of capped reps, and who
+    /// owns each new lead's company (owner stickiness), in one read for them all.
+    pub(super) async fn snapshot(&self, now: DateTime<Utc>, leads: &[Lead]) -> Result<Snapshot, StoreError> {
         let roster = self.roster().await?;
         let capped: Vec<(String, u32)> =
             roster.reps().iter().filter_map(|r| r.max_open_leads.map(|m| (r.id.clone(), m))).collect();
@@ -185,16 +200,17 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         for ((rep, _), c) in capped.into_iter().zip(counts) {
             open.insert(rep, c?);
         }
-        let now = self.clock.now();
         let mut domains: Vec<String> = leads
             .iter()
-            .filter(|l| !l.test && matches!(l.status, LeadStatus::Received | LeadStatus::Scored | LeadStatus::Unassigned))
+            .filter(|l| {
+                !l.test && matches!(l.status, LeadStatus::Received | LeadStatus::Scored | LeadStatus::Unassigned)
+            })
             .filter_map(|l| l.account().map(str::to_owned))
             .collect();
         domains.sort();
         domains.dedup();
         let since = now - chrono::Duration::days(i64::from(self.settings.dedup.window_days));
         let owners = self.store.account_owners(domains, since).await?;
-        Ok(Context { roster, open, owners, now, unique, settings: self.settings.clone() })
+        Ok(Snapshot { roster, open, owners })
     }
 }

@@ -11,12 +11,14 @@ mod erasure;
 mod fetch;
 mod ingest;
 mod notify;
+mod preview;
 mod score;
 mod sweep;
 
 pub use assign::{Route, needs_routing};
 pub use erasure::{Erasure, Retained};
 pub use ingest::{Accepted, Submission};
+pub use preview::{Preview, Skipped};
 pub use sweep::Swept;
 
 use crate::config::{Secret, SecretRef, Settings};

@@ -1,0 +1,43 @@
+//! `POST /v1/route/preview` (admin): where a lead would go and why, changing nothing.
+
+use super::{AppState, Problem, authorize};
+use crate::domain::intake::{IntakeOptions, normalize};
+use crate::ports::{LeadStore, Notifier, Queue};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+
+pub async fn post_preview<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let body = super::read_body(&headers, body, p.settings.server.max_body_bytes).await?;
+    let mut fields = super::ingest::form_fields(&headers, &body)?;
+    // `at`: when the lead is taken to arrive (RFC 3339); not a field of the lead.
+    let mut at: Option<DateTime<Utc>> = None;
+    if let Some(i) = fields.iter().position(|(k, _)| k == "at") {
+        let (_, v) = fields.remove(i);
+        let text = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+        let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
+            Problem::invalid(
+                "at must be an RFC 3339 time, e.g. 2026-11-24T15:00:00Z",
+                vec![crate::domain::FieldError::new("at", "is not an RFC 3339 time")],
+            )
+        })?;
+        at = Some(parsed.with_timezone(&Utc));
+    }
+    let opts = IntakeOptions { default_region: p.settings.dedup.default_phone_region };
+    let intake = normalize(fields, opts).map_err(|errors| {
+        let detail = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        Problem::invalid(detail, errors)
+    })?;
+    let preview = p.preview(intake, at).await.map_err(|e| {
+        tracing::error!(error = %e, "preview could not read the store");
+        Problem::unavailable("the store could not be read; try again")
+    })?;
+    Ok(axum::Json(preview).into_response())
+}
