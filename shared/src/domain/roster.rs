@@ -348,13 +348,10 @@ pub fn describe_skips(skipped: &[(String, Unavailable)]) -> String {
     skipped.iter().map(|(r, why)| format!("{r} ({why})")).collect::<Vec<_>>().join(", ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use proptest::prelude::*;
-
-    fn rep(id: &str) -> Rep {
+impl Rep {
+    /// A rep always available in UTC, for tests.
+    #[cfg(test)]
+    pub(crate) fn plain(id: &str) -> Rep {
         Rep {
             id: id.into(),
             name: id.into(),
@@ -366,6 +363,17 @@ mod tests {
             max_open_leads: None,
             active: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn rep(id: &str) -> Rep {
+        Rep::plain(id)
     }
 
     fn rr(weights: &[u32]) -> WeightedRoundRobin {

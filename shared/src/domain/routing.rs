@@ -325,17 +325,7 @@ mod tests {
     }
 
     fn rep(id: &str, active: bool, max_open_leads: Option<u32>) -> Rep {
-        Rep {
-            id: id.into(),
-            name: id.into(),
-            email: None,
-            notify: vec![],
-            timezone: chrono_tz::UTC,
-            working_hours: None,
-            out_of_office: vec![],
-            max_open_leads,
-            active,
-        }
+        Rep { active, max_open_leads, ..Rep::plain(id) }
     }
 
     fn pool(id: &str, members: &[(String, u32)]) -> Pool {

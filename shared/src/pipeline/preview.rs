@@ -57,15 +57,17 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             out.why = "rejected: honeypot: the hidden website_url field was filled in".into();
             return Ok(out);
         }
+        // The grade is said even of a duplicate (which the router does not score).
+        let scored = self.settings.scoring.score(&lead);
+        out.grade = Some(scored.grade);
+        out.score = Some(scored.score);
+        out.breakdown = scored.breakdown;
         if let Some((by, kind)) = self.earlier_lead(&lead, at).await? {
             out.why = format!("duplicate: same {kind} as lead {by} (within {} days)", self.settings.dedup.window_days);
             out.duplicate_of = Some(by.to_string());
             return Ok(out);
         }
         super::dedup::mark_unique(&self.settings, &mut lead, at);
-        out.grade = lead.grade.clone();
-        out.score = lead.score;
-        out.breakdown = lead.breakdown.clone();
         if lead.status != LeadStatus::Scored {
             out.why = last_reason(&lead);
             return Ok(out);
