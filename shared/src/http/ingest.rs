@@ -2,7 +2,7 @@
 
 use super::{AppState, Problem, read_body};
 use crate::domain::LeadId;
-use crate::domain::intake::{IntakeOptions, normalize};
+use crate::domain::intake::{Intake, IntakeOptions, normalize};
 use crate::pipeline::Submission;
 use crate::ports::{LeadStore, Notifier, Queue};
 use crate::sources::PayloadError;
@@ -22,6 +22,15 @@ pub(crate) fn form_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(Strin
         FormError::Unsupported(m) => Problem::unsupported_media(m),
         FormError::Payload(PayloadError::Malformed(m)) => Problem::bad_request(m),
         FormError::Payload(PayloadError::Invalid(m)) => Problem::invalid(m, vec![]),
+    })
+}
+
+/// A web form's fields normalized, or 422 listing every bad field.
+pub(crate) fn form_intake(fields: Vec<(String, Value)>, settings: &crate::config::Settings) -> Result<Intake, Problem> {
+    let opts = IntakeOptions { default_region: settings.dedup.default_phone_region };
+    normalize(fields, opts).map_err(|errors| {
+        let detail = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        Problem::invalid(detail, errors)
     })
 }
 
@@ -48,11 +57,7 @@ pub async fn post_lead<S: LeadStore, Q: Queue, N: Notifier>(
     let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
     let fields = form_fields(&headers, &body)?;
     let key = idempotency_key(&headers)?;
-    let opts = IntakeOptions { default_region: p.settings.dedup.default_phone_region };
-    let intake = normalize(fields, opts).map_err(|errors| {
-        let detail = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        Problem::invalid(detail, errors)
-    })?;
+    let intake = form_intake(fields, &p.settings)?;
     let id = match &key {
         Some(k) => LeadId::derived(&format!("idempotency:web:{k}")),
         None => LeadId::new(),

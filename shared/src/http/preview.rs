@@ -1,7 +1,6 @@
 //! `POST /v1/route/preview` (admin): where a lead would go and why, changing nothing.
 
 use super::{AppState, Problem, authorize};
-use crate::domain::intake::{IntakeOptions, normalize};
 use crate::ports::{LeadStore, Notifier, Queue};
 use axum::body::Body;
 use axum::extract::State;
@@ -30,11 +29,7 @@ pub async fn post_preview<S: LeadStore, Q: Queue, N: Notifier>(
         })?;
         at = Some(parsed.with_timezone(&Utc));
     }
-    let opts = IntakeOptions { default_region: p.settings.dedup.default_phone_region };
-    let intake = normalize(fields, opts).map_err(|errors| {
-        let detail = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        Problem::invalid(detail, errors)
-    })?;
+    let intake = super::ingest::form_intake(fields, &p.settings)?;
     let preview = p.preview(intake, at).await.map_err(|e| {
         tracing::error!(error = %e, "preview could not read the store");
         Problem::unavailable("the store could not be read; try again")

@@ -23,13 +23,16 @@ pub(super) struct Snapshot {
     pub owners: HashMap<String, (LeadId, String)>,
 }
 
+impl Snapshot {
+    pub(super) fn view<'a>(&'a self, pools: &'a [crate::domain::Pool], now: DateTime<Utc>) -> RoutingView<'a> {
+        RoutingView { pools, roster: &self.roster, open: &self.open, owners: &self.owners, now }
+    }
+}
+
 /// Everything a routing decision reads, fixed for one batch.
 struct Context {
-    roster: Roster,
-    /// Open leads per rep with a `max_open_leads`, as the batch started.
-    open: HashMap<String, u32>,
-    /// Each company's existing owner, for the batch's new leads.
-    owners: HashMap<String, (LeadId, String)>,
+    /// As the batch started.
+    snapshot: Snapshot,
     now: DateTime<Utc>,
     /// Leads dedup found unique (its finding came on their messages) and when.
     unique: HashMap<LeadId, DateTime<Utc>>,
@@ -50,13 +53,7 @@ impl Context {
     }
 
     fn view(&self) -> RoutingView<'_> {
-        RoutingView {
-            pools: &self.settings.pools,
-            roster: &self.roster,
-            open: &self.open,
-            owners: &self.owners,
-            now: self.now,
-        }
+        self.snapshot.view(&self.settings.pools, self.now)
     }
 
     /// The decision with no lead of the batch given yet, from each pool's start (who can take
@@ -185,8 +182,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
 
     async fn context(&self, unique: HashMap<LeadId, DateTime<Utc>>, leads: &[Lead]) -> Result<Context, StoreError> {
         let now = self.clock.now();
-        let Snapshot { roster, open, owners } = self.snapshot(now, leads).await?;
-        Ok(Context { roster, open, owners, now, unique, settings: self.settings.clone() })
+        let snapshot = self.snapshot(now, leads).await?;
+        Ok(Context { snapshot, now, unique, settings: self.settings.clone() })
     }
 
     /// What `leads` are decided on at `now`: the roster, open leads of capped reps, and who

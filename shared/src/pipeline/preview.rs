@@ -5,7 +5,7 @@
 use super::Pipeline;
 use crate::domain::identity::{identity_keys, key_kind};
 use crate::domain::intake::Intake;
-use crate::domain::routing::{Decision, Passed, RoutingView, Turns, apply, decide};
+use crate::domain::routing::{Decision, Passed, Turns, apply, decide};
 use crate::domain::{Lead, LeadId, LeadStatus, RulePoints};
 use crate::ports::{LeadStore, Notifier, Queue, StoreError};
 use chrono::{DateTime, Duration, Utc};
@@ -72,14 +72,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             out.why = last_reason(&lead);
             return Ok(out);
         }
-        let ctx = self.snapshot(at, std::slice::from_ref(&lead)).await?;
-        let view = RoutingView {
-            pools: &self.settings.pools,
-            roster: &ctx.roster,
-            open: &ctx.open,
-            owners: &ctx.owners,
-            now: at,
-        };
+        let snapshot = self.snapshot(at, std::slice::from_ref(&lead)).await?;
+        let view = snapshot.view(&self.settings.pools, at);
         let mut cursors: HashMap<String, u64> = HashMap::new();
         for i in view.matching(&lead) {
             let id = &self.settings.pools[i].id;
