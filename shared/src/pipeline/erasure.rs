@@ -123,26 +123,31 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let mut after = None;
             loop {
                 let page = self.store.idle(before, after, PAGE).await?;
-                // A page at a time: its reads together, one write erasing every lead of it,
-                // and the keys forgotten together (the SQLite writer commits them as one group).
-                let loaded = futures::future::join_all(page.leads.iter().map(|id| self.store.get(id))).await;
-                let mut keys: std::collections::HashMap<LeadId, Vec<String>> = Default::default();
-                for lead in loaded {
-                    if let Some(l) = lead?
-                        && l.personal_data_erased_at.is_none()
-                        && l.last_activity() < before
-                    {
-                        keys.insert(l.id.clone(), identity_keys(&l, fold));
-                    }
-                }
-                // In slices, so that the pipeline's own writes are never held up long.
-                let ids: Vec<LeadId> = keys.keys().cloned().collect();
-                for slice in ids.chunks(ERASE_SLICE) {
+                // A slice at a time: its reads together, one write erasing every lead of it, and
+                // the keys forgotten together (the SQLite writer commits them as one group), then
+                // a rest as long as `rest` times the slice took, reads included, so that neither
+                // the writer nor the readers the stages share are held up long.
+                for slice in page.leads.chunks(ERASE_SLICE) {
                     let began = std::time::Instant::now();
+                    let loaded = futures::future::join_all(slice.iter().map(|id| self.store.get(id))).await;
+                    let mut keys: std::collections::HashMap<LeadId, Vec<String>> = Default::default();
+                    for lead in loaded {
+                        if let Some(l) = lead?
+                            && l.personal_data_erased_at.is_none()
+                            && l.last_activity() < before
+                        {
+                            keys.insert(l.id.clone(), identity_keys(&l, fold));
+                        }
+                    }
+                    if keys.is_empty() {
+                        continue;
+                    }
                     let why = why.clone();
                     let written = self
                         .store
-                        .update(slice.to_vec(), move |l| l.last_activity() < before && l.erase_personal_data(&why, now))
+                        .update(keys.keys().cloned().collect(), move |l| {
+                            l.last_activity() < before && l.erase_personal_data(&why, now)
+                        })
                         .await?;
                     let forgets = written.iter().filter_map(|u| match u {
                         Updated::Written(l) => {
