@@ -58,6 +58,12 @@ enum Command {
         /// Read a DynamoDB table instead (the stack's `LeadsTable` output).
         #[arg(long)]
         table: Option<String>,
+        /// `table` for people, `json` for machines.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Exit 2 when more than PCT percent of the replayed leads would change owner.
+        #[arg(long, value_name = "PCT")]
+        fail_if_changed: Option<f64>,
     },
     /// Write a consistent copy of the SQLite database while `serve` keeps running. Restore by
     /// stopping `serve`, putting the copy in place of the database file (and removing its
@@ -80,6 +86,12 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -118,7 +130,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Replay { config, since, db, table } => {
+        Command::Replay { config, since, db, table, format, fail_if_changed } => {
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -126,11 +138,22 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(replay(&config, since.as_deref(), db, table)) {
-                Ok(()) => ExitCode::SUCCESS,
+            match rt.block_on(replay(&config, since.as_deref(), db, table, format)) {
+                Ok(r) => match fail_if_changed {
+                    Some(pct) if r.changed_more_than(pct) => {
+                        eprintln!(
+                            "{} of {} leads ({:.2}%) would change owner, more than --fail-if-changed {pct}%",
+                            r.owner_changes,
+                            r.leads,
+                            r.owner_changes as f64 * 100.0 / r.leads as f64
+                        );
+                        ExitCode::from(2)
+                    }
+                    _ => ExitCode::SUCCESS,
+                },
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    ExitCode::from(2)
+                    ExitCode::FAILURE
                 }
             }
         }
@@ -215,7 +238,13 @@ async fn push(file: &PathBuf, table: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn replay(file: &PathBuf, since: Option<&str>, db: Option<PathBuf>, table: Option<String>) -> anyhow::Result<()> {
+async fn replay(
+    file: &PathBuf,
+    since: Option<&str>,
+    db: Option<PathBuf>,
+    table: Option<String>,
+    format: Format,
+) -> anyhow::Result<leadrouter::replay::ReplayReport> {
     let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))?;
     let since = match since {
@@ -232,64 +261,63 @@ async fn replay(file: &PathBuf, since: Option<&str>, db: Option<PathBuf>, table:
         Some(t) => {
             let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             let store = leadrouter::adapters::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), &t);
-            replay_from(&store, &settings, since, &t).await
+            replay_from(&store, &settings, since, &t, format).await
         }
         None => {
             let db = db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
             anyhow::ensure!(db.exists(), "{} does not exist (pass --db with the file `serve` uses)", db.display());
             let store = leadrouter::adapters::sqlite::SqliteStore::open(&db)
                 .with_context(|| format!("cannot open {}", db.display()))?;
-            replay_from(&store, &settings, since, &db.display().to_string()).await
+            replay_from(&store, &settings, since, &db.display().to_string(), format).await
         }
     }
 }
 
-/// Reads every lead since `since`, oldest first, through the new document, with a progress bar.
+/// Replays every lead since `since` through the new document, with a progress bar for people,
+/// and prints the report.
 async fn replay_from<S: leadrouter::ports::LeadStore>(
     store: &S,
     settings: &Settings,
     since: chrono::DateTime<chrono::Utc>,
     name: &str,
-) -> anyhow::Result<()> {
-    use leadrouter::replay::Replayer;
-    let now = chrono::Utc::now() + chrono::Duration::days(1);
-    // A first pass over the small facts counts the leads for the bar.
-    let mut total = 0u64;
-    let mut after = None;
-    loop {
-        let page = store.facts(since, now, after, 50_000).await.context("cannot read the store")?;
-        total += page.facts.len() as u64;
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
+    format: Format,
+) -> anyhow::Result<leadrouter::replay::ReplayReport> {
+    let bar = if format == Format::Table {
+        // A first pass over the small facts counts the leads for the bar.
+        let now = chrono::Utc::now() + chrono::Duration::days(1);
+        let mut total = 0u64;
+        let mut after = None;
+        loop {
+            let page = store.facts(since, now, after, 50_000).await.context("cannot read the store")?;
+            total += page.facts.len() as u64;
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
         }
-    }
-    let changes = store.reps().await.context("cannot read the roster")?;
-    let mut replayer = Replayer::new(settings, &changes);
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} replaying {bar:40} {pos}/{len} leads ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let mut after = None;
-    loop {
-        let page = store.since(since, after, 1_000).await.context("cannot read the store")?;
-        for lead in &page.items {
-            replayer.add(lead);
-        }
-        bar.inc(page.items.len() as u64);
-        match page.next_cursor {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} replaying {bar:40} {pos}/{len} leads ({per_sec}, {eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let r = leadrouter::replay::replay_store(store, settings, since, |n| bar.inc(n as u64))
+        .await
+        .context("cannot read the store")?;
     bar.finish_and_clear();
-    let r = replayer.report;
-    say!("{} routed leads in {name} replayed against the new document (nothing was changed)\n", r.leads);
-    say!("{}", r.render());
-    Ok(())
+    match format {
+        Format::Json => say!("{}", serde_json::to_string_pretty(&r)?),
+        Format::Table => {
+            say!("{} routed leads in {name} replayed against the new document (nothing was changed)\n", r.leads);
+            say!("{}", r.render());
+        }
+    }
+    Ok(r)
 }
 
 fn init_tracing() {

@@ -1,13 +1,21 @@
-//! Replay: what a new routing document would do to the leads already stored, without changing
-//! anything. Scoring and pool matching are re-run as they are (pure functions of the lead);
-//! reps are picked by each pool's weighted round-robin from a fresh cursor, in the order the
-//! leads arrived, skipping reps who were not available at the time each lead arrived (working
-//! hours, out of office, inactive; capacity is not replayed).
+//! Replay: what a routing document would do to the leads already stored, without changing
+//! anything. It is the router run again: each lead is scored again and routed by the same
+//! [`decide`] the assign stage calls, at the times the assign stage decided it, in batches as
+//! that stage decided them (the leads of one batch share its decision time), over a view
+//! rebuilt as it goes: each pool's round-robin cursor from zero, open leads per rep as the
+//! replayed leads are given and as their owners accepted, won or lost them, each company's
+//! owner as it was, availability at the decision time, test leads given without a turn.
+//!
+//! Each lead's first routing decision is compared with the stored one. Leads replay cannot
+//! reproduce faithfully are counted under `excluded`, with why, and left out of the diff
+//! (they still take their turns). The roster is the one in force now: the document's reps with
+//! the changes made through `/v1/reps`.
 
 use crate::config::Settings;
-use crate::domain::roster::{describe_skips, pick};
-use crate::domain::{Lead, LeadStatus, Roster};
-use std::collections::{BTreeMap, HashMap};
+use crate::domain::routing::{Decision, RoutingView, Turns, apply, decide};
+use crate::domain::{AssignedBy, Assignment, Lead, LeadId, LeadStatus, Roster};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// Where a lead goes under one document.
@@ -18,135 +26,465 @@ pub struct Placement {
     pub rep: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReplayReport {
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BeforeAfter {
+    pub before: u64,
+    pub after: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Excluded {
+    pub count: u64,
+    pub why: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GradeShift {
+    pub before: String,
+    pub after: String,
     pub leads: u64,
-    /// Pool (or `(unassigned)`) → (before, after).
-    pub pools: BTreeMap<String, (u64, u64)>,
-    pub reps: BTreeMap<String, (u64, u64)>,
-    /// (before, after) grade → leads, for the leads whose grade changed.
-    pub grade_shifts: BTreeMap<(String, String), u64>,
-    /// Leads that would go unassigned, with why (the first 50 are kept).
-    pub unassigned: Vec<(String, String)>,
-    pub unassigned_total: u64,
-    /// Leads whose owner would change.
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unassigned {
+    pub lead_id: String,
+    pub why: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Changed {
+    pub lead_id: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// What replay found, as `replay --format json` prints it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayReport {
+    /// Leads replayed and compared (not excluded, not test leads).
+    pub leads: u64,
+    /// Leads whose first owner would differ.
     pub owner_changes: u64,
+    /// Pool (or `(unassigned)`) → leads before and after.
+    pub pools: BTreeMap<String, BeforeAfter>,
+    /// Rep (or `(unassigned)`) → leads before and after.
+    pub reps: BTreeMap<String, BeforeAfter>,
+    pub unassigned_total: u64,
+    /// The first leads that would go unassigned, with why.
+    pub unassigned: Vec<Unassigned>,
+    /// Leads whose grade would change, by (before, after).
+    pub grade_shifts: Vec<GradeShift>,
+    /// The first leads whose owner would change.
+    pub changes: Vec<Changed>,
+    pub excluded: Excluded,
 }
 
 const NOBODY: &str = "(unassigned)";
 const KEEP: usize = 50;
 
+/// A decision time is final once leads read later cannot have been decided before it: leads
+/// come in store order, which follows arrival to within this.
+fn settle() -> chrono::Duration {
+    chrono::Duration::minutes(10)
+}
+
+/// One stored lead as replay routes it again.
+struct Sim {
+    lead: Lead,
+    /// The stored first decision.
+    before: Placement,
+    /// In store order.
+    order: u64,
+    /// The round-robin turn the stored lead took at each decision time (the order of a
+    /// pool's leads within one batch).
+    turns: HashMap<DateTime<Utc>, u64>,
+    /// Why it is left out of the diff, if it is.
+    excluded: Option<&'static str>,
+    /// Its first decision has been replayed.
+    decided: bool,
+    /// Decision and status times still to come.
+    pending: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Decide(LeadId),
+    /// The owner moved the lead to a sales status (accepted, won, …).
+    Status(LeadId, LeadStatus),
+}
+
 pub struct Replayer<'a> {
     settings: &'a Settings,
     roster: Roster,
     cursors: HashMap<String, u64>,
+    sims: HashMap<LeadId, Sim>,
+    events: BTreeMap<DateTime<Utc>, Vec<Event>>,
+    open: HashMap<String, u32>,
+    /// Per company: the replayed leads that have an owner, in store order, with when each
+    /// arrived (owner stickiness reads the latest within the dedup window).
+    accounts: HashMap<String, BTreeMap<u64, (LeadId, String, DateTime<Utc>)>>,
+    read: u64,
+    latest: Option<DateTime<Utc>>,
+    grade_shifts: BTreeMap<(String, String), u64>,
     pub report: ReplayReport,
 }
 
+/// The lead as it was before routing: scored again by the document being replayed.
+fn fresh(stored: &Lead, settings: &Settings) -> Lead {
+    let mut l = stored.clone();
+    l.status = LeadStatus::Unique;
+    l.history.clear();
+    l.pool = None;
+    l.owner = None;
+    l.why = None;
+    l.notify_pending = None;
+    l.assigned_at = None;
+    l.first_assigned_at = None;
+    l.accepted_at = None;
+    l.previous_owner = None;
+    l.round = 0;
+    l.sla_due_at = None;
+    l.sla_breached_at = None;
+    l.assignment = None;
+    l.first_assignment = None;
+    settings.scoring.apply(&mut l, stored.received_at);
+    l
+}
+
+/// When the stored lead was routed (given, left unassigned, or disqualified instead), and when
+/// its owner moved it to a sales status.
+fn times(lead: &Lead) -> (Vec<DateTime<Utc>>, Vec<(DateTime<Utc>, LeadStatus)>) {
+    let mut decided: Vec<DateTime<Utc>> = lead
+        .history
+        .iter()
+        .filter(|h| matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified))
+        .map(|h| h.at)
+        .collect();
+    decided.dedup();
+    let statuses = lead
+        .history
+        .iter()
+        .filter(|h| LeadStatus::SALES.contains(&h.to) && h.from != Some(h.to))
+        .map(|h| (h.at, h.to))
+        .collect();
+    (decided, statuses)
+}
+
+/// The stored lead's first routing decision.
+fn first_placement(lead: &Lead) -> Placement {
+    let first = lead
+        .history
+        .iter()
+        .find(|h| matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified));
+    let rep = first.filter(|h| h.to == LeadStatus::Assigned).and_then(|h| h.owner.clone());
+    Placement { grade: lead.grade.clone(), pool: rep.as_ref().and(lead.pool.clone()), rep }
+}
+
+/// The rep a lead counts against (`max_open_leads`), if it is open.
+fn open_owner(l: &Lead) -> Option<String> {
+    l.is_open().then(|| l.owner.clone()).flatten()
+}
+
 impl<'a> Replayer<'a> {
-    /// `roster_changes` are the stored `/v1/reps` changes, laid over the new document's reps.
+    /// `roster_changes` are the stored `/v1/reps` changes, laid over the document's reps.
     pub fn new(settings: &'a Settings, roster_changes: &[crate::domain::RepRecord]) -> Replayer<'a> {
         Replayer {
             settings,
             roster: Roster::build(&settings.reps, &settings.pools, roster_changes),
             cursors: HashMap::new(),
+            sims: HashMap::new(),
+            events: BTreeMap::new(),
+            open: HashMap::new(),
+            accounts: HashMap::new(),
+            read: 0,
+            latest: None,
+            grade_shifts: BTreeMap::new(),
             report: ReplayReport::default(),
         }
     }
 
-    /// Whether replay has anything to say about a lead: it was scored and routed (or tried to
-    /// be); duplicates, rejected leads and leads still arriving are left out.
-    pub fn concerns(lead: &Lead) -> bool {
-        !matches!(
-            lead.status,
-            LeadStatus::Fetching
-                | LeadStatus::Received
-                | LeadStatus::Unique
-                | LeadStatus::Duplicate
-                | LeadStatus::Rejected
-        ) && !lead.test
-    }
-
-    /// Feeds one lead; leads should come oldest first, as they arrived.
+    /// Feeds one stored lead, in store order (oldest first). Leads never routed (duplicates,
+    /// rejected, still arriving) are passed over.
     pub fn add(&mut self, lead: &Lead) {
-        if !Self::concerns(lead) {
+        self.read += 1;
+        let (decided, statuses) = times(lead);
+        if decided.is_empty() {
             return;
         }
-        let before = Placement { grade: lead.grade.clone(), pool: lead.pool.clone(), rep: lead.owner.clone() };
-        let (after, why) = self.place(lead);
+        let excluded = if lead.personal_data_erased_at.is_some() {
+            Some("personal data erased: the fields routing read are gone")
+        } else if lead.first_assigned_at.is_some() && lead.first_assignment.is_none() {
+            Some("routed before decisions were recorded")
+        } else {
+            None
+        };
+        let mut turns = HashMap::new();
+        for Assignment { at, how } in [&lead.first_assignment, &lead.assignment].into_iter().flatten() {
+            if let AssignedBy::Turn { turn } | AssignedBy::SlaReassignment { turn, .. } = how {
+                turns.insert(*at, *turn);
+            }
+        }
+        for t in &decided {
+            self.events.entry(*t).or_default().push(Event::Decide(lead.id.clone()));
+        }
+        for (t, s) in &statuses {
+            self.events.entry(*t).or_default().push(Event::Status(lead.id.clone(), *s));
+        }
+        let sim = Sim {
+            lead: fresh(lead, self.settings),
+            before: first_placement(lead),
+            order: self.read,
+            turns,
+            excluded,
+            decided: false,
+            pending: decided.len() + statuses.len(),
+        };
+        self.sims.insert(lead.id.clone(), sim);
+        let latest = self.latest.map_or(lead.received_at, |l| l.max(lead.received_at));
+        self.latest = Some(latest);
+        self.flush(Some(latest - settle()));
+    }
+
+    /// Replays what is left and returns the report.
+    pub fn finish(mut self) -> ReplayReport {
+        self.flush(None);
+        let mut r = self.report;
+        r.grade_shifts = self
+            .grade_shifts
+            .into_iter()
+            .map(|((before, after), leads)| GradeShift { before, after, leads })
+            .collect();
+        r
+    }
+
+    /// Replays every decision made before `before` (all of them: `None`).
+    fn flush(&mut self, before: Option<DateTime<Utc>>) {
+        while let Some(entry) = self.events.first_entry() {
+            if before.is_some_and(|b| *entry.key() >= b) {
+                break;
+            }
+            let (at, events) = entry.remove_entry();
+            self.batch(at, events);
+        }
+    }
+
+    /// One assign batch, as the assign stage runs it: one view as the batch started; the
+    /// leads whose turn is in a pool decided pool by pool, each pool's cursor moving over its
+    /// leads and the batch's own leads counted against caps; the rest decided one by one.
+    fn batch(&mut self, now: DateTime<Utc>, events: Vec<Event>) {
+        let mut seen = HashSet::new();
+        let mut ids: Vec<LeadId> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Decide(id) if seen.insert(id.clone()) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        // The order the stored batch gave out its turns, else store order.
+        ids.sort_by_key(|id| {
+            let s = &self.sims[id];
+            (s.turns.get(&now).copied().unwrap_or(u64::MAX), s.order)
+        });
+        let mut sims: Vec<Sim> = ids.iter().filter_map(|id| self.sims.remove(id)).collect();
+        let was_open: Vec<Option<String>> = sims.iter().map(|s| open_owner(&s.lead)).collect();
+        let owners = self.owners_for(&sims, now);
+        let open = self.open.clone();
+        let (pools, roster) = (&self.settings.pools, &self.roster);
+        let view = RoutingView { pools, roster, open: &open, owners: &owners, now };
+        let none = HashMap::new();
+        let first_look = |l: &Lead| decide(l, &view, &Turns { cursor: &|_| 0, given: &none });
+        let mut by_pool: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut singles = Vec::new();
+        for (k, s) in sims.iter().enumerate() {
+            match first_look(&s.lead) {
+                Decision::Turn { pool, .. } => by_pool.entry(pool).or_default().push(k),
+                Decision::Nothing => {}
+                _ => singles.push(k),
+            }
+        }
+        for (i, members) in by_pool {
+            let mut cursor = self.cursors.get(&pools[i].id).copied().unwrap_or(0);
+            let mut given: HashMap<String, u32> = HashMap::new();
+            for k in members {
+                let l = &mut sims[k].lead;
+                let decision = decide(l, &view, &Turns { cursor: &|_| cursor, given: &given });
+                let decision = match decision {
+                    Decision::Turn { pool, ref pick, .. } if pool == i => {
+                        cursor = pick.turn + 1;
+                        *given.entry(pick.rep.clone()).or_default() += 1;
+                        decision
+                    }
+                    Decision::Turn { route, passed, .. } => {
+                        let first_pool = view.matching(l).first().copied();
+                        Decision::Nobody { route, first_pool, passed, reasons: None }
+                    }
+                    other => other,
+                };
+                apply(&decision, l, &view);
+            }
+            self.cursors.insert(pools[i].id.clone(), cursor);
+        }
+        for k in singles {
+            let l = &mut sims[k].lead;
+            match first_look(l) {
+                Decision::Turn { .. } => {}
+                decision => {
+                    apply(&decision, l, &view);
+                }
+            }
+        }
+        for (s, was) in sims.iter_mut().zip(was_open) {
+            self.moved(s, was);
+            if !s.decided {
+                s.decided = true;
+                self.compare(s);
+            }
+            s.pending -= 1;
+        }
+        for s in sims {
+            if s.pending > 0 {
+                self.sims.insert(s.lead.id.clone(), s);
+            }
+        }
+        for e in events {
+            if let Event::Status(id, to) = e
+                && let Some(mut s) = self.sims.remove(&id)
+            {
+                let was = open_owner(&s.lead);
+                if was.is_some() {
+                    if to == LeadStatus::Accepted {
+                        s.lead.accepted_at = Some(now);
+                    }
+                    s.lead.transition(to, "replayed: as its owner moved it", now);
+                    self.moved(&s, was);
+                }
+                s.pending -= 1;
+                if s.pending > 0 {
+                    self.sims.insert(id, s);
+                }
+            }
+        }
+    }
+
+    /// Keeps the open counts and the company owners up to date with a lead that changed.
+    fn moved(&mut self, s: &Sim, was_open: Option<String>) {
+        let now_open = open_owner(&s.lead);
+        if was_open != now_open {
+            if let Some(r) = was_open
+                && let Some(n) = self.open.get_mut(&r)
+            {
+                *n = n.saturating_sub(1);
+            }
+            if let Some(r) = now_open {
+                *self.open.entry(r).or_default() += 1;
+            }
+        }
+        if let Some(domain) = s.lead.account() {
+            let owned = self.accounts.entry(domain.to_owned()).or_default();
+            match &s.lead.owner {
+                Some(o) => {
+                    owned.insert(s.order, (s.lead.id.clone(), o.clone(), s.lead.received_at));
+                }
+                None => {
+                    owned.remove(&s.order);
+                }
+            }
+        }
+    }
+
+    /// Each new lead's company and its latest owned lead within the dedup window, as the
+    /// store answers the assign stage.
+    fn owners_for(&self, sims: &[Sim], now: DateTime<Utc>) -> HashMap<String, (LeadId, String)> {
+        let since = now - chrono::Duration::days(i64::from(self.settings.dedup.window_days));
+        sims.iter()
+            .map(|s| &s.lead)
+            .filter(|l| !l.test && matches!(l.status, LeadStatus::Scored | LeadStatus::Unassigned))
+            .filter_map(|l| {
+                let d = l.account()?;
+                let (_, (id, rep, received)) = self.accounts.get(d)?.last_key_value()?;
+                (*received >= since).then(|| (d.to_owned(), (id.clone(), rep.clone())))
+            })
+            .collect()
+    }
+
+    /// Counts a lead's replayed first decision against the stored one.
+    fn compare(&mut self, s: &Sim) {
+        if s.lead.test {
+            return;
+        }
         let r = &mut self.report;
+        if let Some(why) = s.excluded {
+            r.excluded.count += 1;
+            *r.excluded.why.entry(why.to_owned()).or_default() += 1;
+            return;
+        }
+        let l = &s.lead;
+        let after = Placement { grade: l.grade.clone(), pool: l.owner.as_ref().and(l.pool.clone()), rep: l.owner.clone() };
+        let before = &s.before;
         r.leads += 1;
-        let key = |p: &Placement| p.rep.as_ref().and(p.pool.clone()).unwrap_or_else(|| NOBODY.into());
-        r.pools.entry(key(&before)).or_default().0 += 1;
-        r.pools.entry(key(&after)).or_default().1 += 1;
-        r.reps.entry(before.rep.clone().unwrap_or_else(|| NOBODY.into())).or_default().0 += 1;
-        r.reps.entry(after.rep.clone().unwrap_or_else(|| NOBODY.into())).or_default().1 += 1;
+        let name = |v: &Option<String>| v.clone().unwrap_or_else(|| NOBODY.into());
+        r.pools.entry(name(&before.pool)).or_default().before += 1;
+        r.pools.entry(name(&after.pool)).or_default().after += 1;
+        r.reps.entry(name(&before.rep)).or_default().before += 1;
+        r.reps.entry(name(&after.rep)).or_default().after += 1;
         let g = |p: &Placement| p.grade.clone().unwrap_or_else(|| "-".into());
-        if g(&before) != g(&after) {
-            *r.grade_shifts.entry((g(&before), g(&after))).or_default() += 1;
+        if g(before) != g(&after) {
+            *self.grade_shifts.entry((g(before), g(&after))).or_default() += 1;
         }
         if before.rep != after.rep {
             r.owner_changes += 1;
+            if r.changes.len() < KEEP {
+                r.changes.push(Changed { lead_id: l.id.to_string(), before: before.rep.clone(), after: after.rep.clone() });
+            }
         }
         if after.rep.is_none() {
             r.unassigned_total += 1;
             if r.unassigned.len() < KEEP {
-                r.unassigned.push((lead.id.to_string(), why));
+                let why = l.history.last().map(|h| h.reason.clone()).unwrap_or_default();
+                r.unassigned.push(Unassigned { lead_id: l.id.to_string(), why });
             }
         }
-    }
-
-    /// Scores the lead and picks its pool and rep under the new document.
-    fn place(&mut self, lead: &Lead) -> (Placement, String) {
-        let s = self.settings.scoring.score(lead);
-        let mut scored = lead.clone();
-        scored.grade = Some(s.grade.clone());
-        let grade = Some(s.grade.clone());
-        if s.disqualified {
-            return (Placement { grade, pool: None, rep: None }, format!("disqualified (score {})", s.score));
-        }
-        let at = lead.received_at;
-        let mut reasons = Vec::new();
-        for pool in self.settings.pools.iter().filter(|p| p.rule.matches(&scored)) {
-            let Some(rotation) = self.roster.rotation(&pool.id) else {
-                reasons.push(format!("pool {} has no reps", pool.id));
-                continue;
-            };
-            let cursor = self.cursors.get(&pool.id).copied().unwrap_or(0);
-            let roster = &self.roster;
-            match pick(rotation, cursor, |rep| match roster.rep(rep) {
-                Some(r) => r.availability(at, 0),
-                None => Err(crate::domain::Unavailable::Inactive),
-            }) {
-                Ok(p) => {
-                    self.cursors.insert(pool.id.clone(), p.turn + 1);
-                    return (Placement { grade, pool: Some(pool.id.clone()), rep: Some(p.rep) }, String::new());
-                }
-                Err(skips) => reasons.push(format!("pool {}: {}", pool.id, describe_skips(&skips))),
-            }
-        }
-        let why = if reasons.is_empty() {
-            format!(
-                "no pool matches (grade {}, country {}, source {})",
-                s.grade,
-                lead.contact.country.as_deref().unwrap_or("-"),
-                lead.source
-            )
-        } else {
-            format!("nobody available: {}", reasons.join("; "))
-        };
-        (Placement { grade, pool: None, rep: None }, why)
     }
 }
 
+/// Replays `settings` over every lead stored since `since`, in store order, a page at a time;
+/// `progress` hears how many leads each page had.
+pub async fn replay_store<S: crate::ports::LeadStore>(
+    store: &S,
+    settings: &Settings,
+    since: DateTime<Utc>,
+    mut progress: impl FnMut(usize),
+) -> Result<ReplayReport, crate::ports::StoreError> {
+    let changes = store.reps().await?;
+    let mut replayer = Replayer::new(settings, &changes);
+    let mut after = None;
+    loop {
+        let page = store.since(since, after, 1_000).await?;
+        for lead in &page.items {
+            replayer.add(lead);
+        }
+        progress(page.items.len());
+        match page.next_cursor {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok(replayer.finish())
+}
+
 impl ReplayReport {
+    /// Whether more than `pct` percent of the replayed leads would change owner.
+    pub fn changed_more_than(&self, pct: f64) -> bool {
+        self.leads > 0 && (self.owner_changes as f64) * 100.0 > pct * self.leads as f64
+    }
+
     /// The report as a sales-ops engineer reads it in a terminal.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let table = |out: &mut String, title: &str, rows: &BTreeMap<String, (u64, u64)>| {
+        let table = |out: &mut String, title: &str, rows: &BTreeMap<String, BeforeAfter>| {
             let _ = writeln!(out, "{title:<24} {:>8} {:>8} {:>8}", "before", "after", "change");
-            for (k, (b, a)) in rows {
-                let _ = writeln!(out, "{k:<24} {b:>8} {a:>8} {:>+8}", *a as i64 - *b as i64);
+            for (k, n) in rows {
+                let _ = writeln!(out, "{k:<24} {:>8} {:>8} {:>+8}", n.before, n.after, n.after as i64 - n.before as i64);
             }
             out.push('\n');
         };
@@ -156,21 +494,33 @@ impl ReplayReport {
             out.push_str("no grade changes\n\n");
         } else {
             out.push_str("grade shifts\n");
-            for ((b, a), n) in &self.grade_shifts {
-                let _ = writeln!(out, "  {b} -> {a}: {n}");
+            for s in &self.grade_shifts {
+                let _ = writeln!(out, "  {} -> {}: {}", s.before, s.after, s.leads);
             }
             out.push('\n');
         }
         let _ = writeln!(out, "{} of {} leads would change owner", self.owner_changes, self.leads);
+        for c in &self.changes {
+            let _ = writeln!(out, "  {}: {} -> {}", c.lead_id, c.before.as_deref().unwrap_or(NOBODY), c.after.as_deref().unwrap_or(NOBODY));
+        }
+        if self.owner_changes as usize > self.changes.len() {
+            let _ = writeln!(out, "  … and {} more", self.owner_changes as usize - self.changes.len());
+        }
         if self.unassigned_total == 0 {
             out.push_str("no lead would go unassigned\n");
         } else {
             let _ = writeln!(out, "{} leads would go unassigned:", self.unassigned_total);
-            for (id, why) in &self.unassigned {
-                let _ = writeln!(out, "  {id}: {why}");
+            for u in &self.unassigned {
+                let _ = writeln!(out, "  {}: {}", u.lead_id, u.why);
             }
             if self.unassigned_total as usize > self.unassigned.len() {
                 let _ = writeln!(out, "  … and {} more", self.unassigned_total as usize - self.unassigned.len());
+            }
+        }
+        if self.excluded.count > 0 {
+            let _ = writeln!(out, "{} leads left out (replay cannot reproduce them):", self.excluded.count);
+            for (why, n) in &self.excluded.why {
+                let _ = writeln!(out, "  {n}: {why}");
             }
         }
         out
@@ -205,6 +555,7 @@ mod tests {
         l.transition(LeadStatus::Scored, "scored", at);
         let pool = old.pools.iter().find(|p| p.rule.matches(&l)).unwrap();
         l.assign_to(&pool.id, pool.rotation.pick(0).to_owned(), "old".into(), at);
+        l.assigned_by(AssignedBy::Turn { turn: 0 }, at);
         l
     }
 
@@ -221,19 +572,21 @@ mod tests {
         for l in &leads {
             r.add(l);
         }
-        let rep = r.report;
+        let rep = r.finish();
         assert_eq!(rep.leads, 3);
         // VP in the US: 80 points, grade A, to ben (in hours at 12:00 UTC on a Tuesday).
-        assert_eq!(rep.pools["top"], (0, 1));
-        assert_eq!(rep.pools["us"], (0, 1));
-        assert_eq!(rep.pools["all"], (3, 0));
-        assert_eq!(rep.pools[NOBODY], (0, 1));
-        assert_eq!(rep.reps["ben"], (0, 1));
-        assert_eq!(rep.reps["ana"], (3, 1));
-        assert_eq!(rep.grade_shifts[&("B".to_owned(), "A".to_owned())], 1, "{:?}", rep.grade_shifts);
-        assert_eq!(rep.grade_shifts[&("D".to_owned(), "C".to_owned())], 1);
+        let n = |before, after| BeforeAfter { before, after };
+        assert_eq!(rep.pools["top"], n(0, 1));
+        assert_eq!(rep.pools["us"], n(0, 1));
+        assert_eq!(rep.pools["all"], n(3, 0));
+        assert_eq!(rep.pools[NOBODY], n(0, 1));
+        assert_eq!(rep.reps["ben"], n(0, 1));
+        assert_eq!(rep.reps["ana"], n(3, 1));
+        let shift = |b: &str, a: &str| rep.grade_shifts.iter().find(|s| s.before == b && s.after == a).map(|s| s.leads);
+        assert_eq!(shift("B", "A"), Some(1), "{:?}", rep.grade_shifts);
+        assert_eq!(shift("D", "C"), Some(1));
         assert_eq!(rep.unassigned_total, 1);
-        assert!(rep.unassigned[0].1.starts_with("no pool matches (grade D, country FR"), "{:?}", rep.unassigned);
+        assert!(rep.unassigned[0].why.contains("no pool matches (grade D, country FR"), "{:?}", rep.unassigned);
         assert_eq!(rep.owner_changes, 2);
         let text = rep.render();
         assert!(text.contains("1 leads would go unassigned"), "{text}");

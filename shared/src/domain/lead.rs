@@ -401,6 +401,9 @@ pub struct Lead {
     /// How the current owner got the lead (absent on leads assigned before it was recorded).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub assignment: Option<Assignment>,
+    /// How the lead's first owner got it (replay reproduces first decisions).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub first_assignment: Option<Assignment>,
     /// When the lead's personal data was erased (by request or by retention).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub personal_data_erased_at: Option<DateTime<Utc>>,
@@ -472,6 +475,7 @@ impl Lead {
             sla_due_at: None,
             sla_breached_at: None,
             assignment: None,
+            first_assignment: None,
             personal_data_erased_at: None,
             erasure_pending: false,
             history: vec![HistoryEntry {
@@ -532,7 +536,9 @@ impl Lead {
 
     /// Records how the owner just given the lead got it.
     pub fn assigned_by(&mut self, how: AssignedBy, now: DateTime<Utc>) {
-        self.assignment = Some(Assignment { at: now, how });
+        let a = Assignment { at: now, how };
+        self.first_assignment.get_or_insert_with(|| a.clone());
+        self.assignment = Some(a);
     }
 
     /// Whether the current owner got the lead because the one before let the SLA pass.

@@ -92,6 +92,39 @@ impl ScoringRules {
         }
     }
 
+    /// Scores a `unique` lead and moves it to `scored` or `disqualified`, the points in its
+    /// history.
+    pub fn apply(&self, l: &mut Lead, now: chrono::DateTime<chrono::Utc>) {
+        let s = self.score(l);
+        let parts = s.breakdown.iter().map(|r| format!("{} {:+}", r.rule, r.points)).collect::<Vec<_>>();
+        let parts = if parts.is_empty() { "no rule matched".to_owned() } else { parts.join(", ") };
+        l.score = Some(s.score);
+        l.breakdown = s.breakdown;
+        l.grade = Some(s.grade.clone());
+        if s.disqualified {
+            let floor = self.disqualify_below.unwrap_or_default();
+            l.transition(
+                crate::domain::LeadStatus::Disqualified,
+                format!("score {} ({parts}) is under disqualify_below {floor}", s.score),
+                now,
+            );
+        } else {
+            l.transition(crate::domain::LeadStatus::Scored, format!("score {} ({parts}): grade {}", s.score, s.grade), now);
+        }
+    }
+
+    /// Dedup found `l` unique (no earlier lead within `window_days` shares its identity keys):
+    /// it moves to `unique` and is scored at once.
+    pub fn found_unique(&self, l: &mut Lead, window_days: u32, at: chrono::DateTime<chrono::Utc>) {
+        let reason = if l.test {
+            "unique: a test lead is not deduplicated".to_owned()
+        } else {
+            format!("unique: no earlier lead within {window_days} days shares its identity keys")
+        };
+        l.transition(crate::domain::LeadStatus::Unique, reason, at);
+        self.apply(l, at);
+    }
+
     pub fn grade(&self, score: i64) -> String {
         self.grades
             .iter()

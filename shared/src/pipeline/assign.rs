@@ -45,7 +45,7 @@ impl Context {
     fn prepare(&self, l: &mut Lead) -> bool {
         match self.unique.get(&l.id) {
             Some(at) if l.status == LeadStatus::Received => {
-                super::dedup::mark_unique(&self.settings, l, *at);
+                self.settings.scoring.found_unique(l, self.settings.dedup.window_days, *at);
                 true
             }
             _ => false,

