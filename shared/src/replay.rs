@@ -113,6 +113,12 @@ enum Event {
     Status(LeadId, LeadStatus),
 }
 
+/// A replayed lead with an owner: its id, its owner, when it arrived.
+type Owned = (LeadId, String, DateTime<Utc>);
+
+/// When a stored lead was routed, and when its owner moved it to which sales status.
+type Times = (Vec<DateTime<Utc>>, Vec<(DateTime<Utc>, LeadStatus)>);
+
 pub struct Replayer<'a> {
     settings: &'a Settings,
     roster: Roster,
@@ -122,7 +128,7 @@ pub struct Replayer<'a> {
     open: HashMap<String, u32>,
     /// Per company: the replayed leads that have an owner, in store order, with when each
     /// arrived (owner stickiness reads the latest within the dedup window).
-    accounts: HashMap<String, BTreeMap<u64, (LeadId, String, DateTime<Utc>)>>,
+    accounts: HashMap<String, BTreeMap<u64, Owned>>,
     read: u64,
     latest: Option<DateTime<Utc>>,
     grade_shifts: BTreeMap<(String, String), u64>,
@@ -153,7 +159,7 @@ fn fresh(stored: &Lead, settings: &Settings) -> Lead {
 
 /// When the stored lead was routed (given, left unassigned, or disqualified instead), and when
 /// its owner moved it to a sales status.
-fn times(lead: &Lead) -> (Vec<DateTime<Utc>>, Vec<(DateTime<Utc>, LeadStatus)>) {
+fn times(lead: &Lead) -> Times {
     let mut decided: Vec<DateTime<Utc>> = lead
         .history
         .iter()
