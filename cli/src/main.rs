@@ -249,13 +249,8 @@ async fn replay(
     let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))?;
     let since = match since {
         None => chrono::DateTime::<chrono::Utc>::MIN_UTC,
-        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map(|t| t.to_utc())
-            .or_else(|_| {
-                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
-            })
-            .map_err(|_| anyhow::anyhow!("--since '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))?,
+        Some(s) => leadrouter::http::parse_since(s)
+            .ok_or_else(|| anyhow::anyhow!("--since '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))?,
     };
     match table {
         Some(t) => {

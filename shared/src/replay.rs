@@ -26,32 +26,32 @@ pub struct Placement {
     pub rep: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BeforeAfter {
     pub before: u64,
     pub after: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Excluded {
     pub count: u64,
     pub why: BTreeMap<String, u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct GradeShift {
     pub before: String,
     pub after: String,
     pub leads: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Unassigned {
     pub lead_id: String,
     pub why: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Changed {
     pub lead_id: String,
     pub before: Option<String>,
@@ -59,7 +59,7 @@ pub struct Changed {
 }
 
 /// What replay found, as `replay --format json` prints it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ReplayReport {
     /// Leads replayed and compared (not excluded, not test leads).
     pub leads: u64,
@@ -255,11 +255,8 @@ impl<'a> Replayer<'a> {
     pub fn finish(mut self) -> ReplayReport {
         self.flush(None);
         let mut r = self.report;
-        r.grade_shifts = self
-            .grade_shifts
-            .into_iter()
-            .map(|((before, after), leads)| GradeShift { before, after, leads })
-            .collect();
+        r.grade_shifts =
+            self.grade_shifts.into_iter().map(|((before, after), leads)| GradeShift { before, after, leads }).collect();
         r
     }
 
@@ -425,7 +422,8 @@ impl<'a> Replayer<'a> {
             return;
         }
         let l = &s.lead;
-        let after = Placement { grade: l.grade.clone(), pool: l.owner.as_ref().and(l.pool.clone()), rep: l.owner.clone() };
+        let after =
+            Placement { grade: l.grade.clone(), pool: l.owner.as_ref().and(l.pool.clone()), rep: l.owner.clone() };
         let before = &s.before;
         r.leads += 1;
         let name = |v: &Option<String>| v.clone().unwrap_or_else(|| NOBODY.into());
@@ -440,7 +438,11 @@ impl<'a> Replayer<'a> {
         if before.rep != after.rep {
             r.owner_changes += 1;
             if r.changes.len() < KEEP {
-                r.changes.push(Changed { lead_id: l.id.to_string(), before: before.rep.clone(), after: after.rep.clone() });
+                r.changes.push(Changed {
+                    lead_id: l.id.to_string(),
+                    before: before.rep.clone(),
+                    after: after.rep.clone(),
+                });
             }
         }
         if after.rep.is_none() {
@@ -490,7 +492,8 @@ impl ReplayReport {
         let table = |out: &mut String, title: &str, rows: &BTreeMap<String, BeforeAfter>| {
             let _ = writeln!(out, "{title:<24} {:>8} {:>8} {:>8}", "before", "after", "change");
             for (k, n) in rows {
-                let _ = writeln!(out, "{k:<24} {:>8} {:>8} {:>+8}", n.before, n.after, n.after as i64 - n.before as i64);
+                let _ =
+                    writeln!(out, "{k:<24} {:>8} {:>8} {:>+8}", n.before, n.after, n.after as i64 - n.before as i64);
             }
             out.push('\n');
         };
@@ -507,7 +510,13 @@ impl ReplayReport {
         }
         let _ = writeln!(out, "{} of {} leads would change owner", self.owner_changes, self.leads);
         for c in &self.changes {
-            let _ = writeln!(out, "  {}: {} -> {}", c.lead_id, c.before.as_deref().unwrap_or(NOBODY), c.after.as_deref().unwrap_or(NOBODY));
+            let _ = writeln!(
+                out,
+                "  {}: {} -> {}",
+                c.lead_id,
+                c.before.as_deref().unwrap_or(NOBODY),
+                c.after.as_deref().unwrap_or(NOBODY)
+            );
         }
         if self.owner_changes as usize > self.changes.len() {
             let _ = writeln!(out, "  … and {} more", self.owner_changes as usize - self.changes.len());

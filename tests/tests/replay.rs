@@ -117,16 +117,21 @@ fn check(report: &ReplayReport, leads: &[leadrouter::domain::Lead], test_leads: 
     if test_leads {
         assert!(leads.iter().any(|l| l.test && l.owner.is_some()), "the run had test leads");
     }
-    assert!(
-        leads.iter().any(|l| l.status.as_str() == "won"),
-        "the run closed leads (ana's cap freed as it went)"
-    );
+    assert!(leads.iter().any(|l| l.status.as_str() == "won"), "the run closed leads (ana's cap freed as it went)");
     let summary = format!("{}\n{}", report.render(), serde_json::to_string(report).unwrap());
     assert_eq!(report.owner_changes, 0, "replay of the live document moved owners:\n{summary}");
     assert_eq!(report.excluded.count, 0, "{summary}");
-    assert_eq!(report.leads as usize, leads.iter().filter(|l| !l.test && !l.history.is_empty()).filter(|l| {
-        l.history.iter().any(|h| matches!(h.to.as_str(), "assigned" | "unassigned" | "disqualified"))
-    }).count(), "{summary}");
+    assert_eq!(
+        report.leads as usize,
+        leads
+            .iter()
+            .filter(|l| !l.test && !l.history.is_empty())
+            .filter(|l| {
+                l.history.iter().any(|h| matches!(h.to.as_str(), "assigned" | "unassigned" | "disqualified"))
+            })
+            .count(),
+        "{summary}"
+    );
     for (pool, n) in &report.pools {
         assert_eq!(n.before, n.after, "pool {pool}: {summary}");
     }
@@ -251,9 +256,69 @@ async fn replaying_the_live_document_reproduces_every_first_assignment_on_dynamo
     }
     drain_queues(&pipeline, &sqs, &urls, Delivery { twice: false, shuffle: true }).await;
     let leads = every_lead(&pipeline.store).await;
-    let report =
-        replay_store(&pipeline.store, &pipeline.settings, chrono::DateTime::<chrono::Utc>::MIN_UTC, |_| {})
+    let report = replay_store(&pipeline.store, &pipeline.settings, chrono::DateTime::<chrono::Utc>::MIN_UTC, |_| {})
+        .await
+        .unwrap();
+    check(&report, &leads, false);
+}
+
+/// `POST /v1/routing/replay`: the live document changes no owner, a changed one says what it
+/// would change, a broken one is refused with its lines, and nothing is changed by any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_route_reports_on_a_pasted_document_and_changes_nothing() {
+    let app = TestApp::spawn_custom(doc, Arc::new(TestClock::default())).await;
+    for i in 0..30 {
+        let r = app
+            .client
+            .post(app.url("/v1/leads"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(i))
+            .send()
             .await
             .unwrap();
-    check(&report, &leads, false);
+        assert_eq!(r.status(), 202);
+    }
+    app.settle().await;
+    let before = every_lead(&app.runtime.pipeline.store).await;
+    let replay = async |body: String, query: &str| {
+        let r = app
+            .client
+            .post(app.url(&format!("/v1/routing/replay{query}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/toml")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or_default())
+    };
+    let live = doc(&app.receiver, "");
+    let (status, report) = replay(live.clone(), "").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["leads"], 30, "{report}");
+    assert_eq!(report["owner_changes"], 0, "{report}");
+    assert_eq!(report["excluded"]["count"], 0);
+    assert!(report["pools"]["everyone"]["before"].as_u64().unwrap() > 0, "{report}");
+    // Without eve, everything she had goes elsewhere.
+    let without_eve =
+        live.replace(r#", {{ id = "eve", weight = 2 }}"#.replace("{{", "{").replace("}}", "}").as_str(), "");
+    assert_ne!(without_eve, live);
+    let eve = before.iter().filter(|l| l.owner.as_deref() == Some("eve")).count() as u64;
+    assert!(eve > 0);
+    let (status, report) = replay(without_eve, "?since=2000-01-01").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["reps"]["eve"]["after"], 0, "{report}");
+    assert_eq!(report["reps"]["eve"]["before"], eve, "{report}");
+    assert!(report["owner_changes"].as_u64().unwrap() >= eve, "{report}");
+    // A broken document: 422 with the line; a bad since: 422; no token: 401.
+    let (status, problem) = replay(live.replace("max_open_leads = 4", "max_open_leads = \"four\""), "").await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["errors"][0]["field"].as_str().unwrap().starts_with("line "), "{problem}");
+    assert_eq!(replay(live.clone(), "?since=yesterday").await.0, 422);
+    let r = app.client.post(app.url("/v1/routing/replay")).body(live).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // Nothing changed.
+    let after = every_lead(&app.runtime.pipeline.store).await;
+    assert_eq!(before, after);
 }

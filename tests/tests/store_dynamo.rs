@@ -110,3 +110,30 @@ async fn lead_items_carry_their_ttl_from_their_last_activity() {
         .unwrap();
     assert_eq!(expires(&store, &lead.id).await, (now + after).timestamp(), "activity moves the expiry");
 }
+
+/// Every route of the OpenAPI document is an event of some function in the SAM template, so
+/// that what runs locally is reachable on AWS too.
+#[test]
+fn the_template_routes_every_path_of_the_api() {
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let events: Vec<(String, String)> = template
+        .split("Type: HttpApi")
+        .skip(1)
+        .filter_map(|block| {
+            let field =
+                |name: &str| block.lines().find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()));
+            Some((field("Method:")?, field("Path:")?))
+        })
+        .collect();
+    let api: serde_json::Value = serde_json::from_str(&leadrouter::http::openapi::OPENAPI_JSON).unwrap();
+    let mut missing = Vec::new();
+    for (path, item) in api["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let m = method.to_ascii_uppercase();
+            if !events.iter().any(|(em, ep)| ep == path && (*em == m || em == "ANY")) {
+                missing.push(format!("{m} {path}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "routes in the API but not in infra/template.yaml: {missing:?}");
+}

@@ -109,7 +109,11 @@ impl ScoringRules {
                 now,
             );
         } else {
-            l.transition(crate::domain::LeadStatus::Scored, format!("score {} ({parts}): grade {}", s.score, s.grade), now);
+            l.transition(
+                crate::domain::LeadStatus::Scored,
+                format!("score {} ({parts}): grade {}", s.score, s.grade),
+                now,
+            );
         }
     }
 

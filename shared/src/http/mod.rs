@@ -5,6 +5,7 @@ mod ingest;
 pub mod limit;
 pub mod openapi;
 mod preview;
+pub use preview::parse_since;
 mod privacy;
 pub mod problem;
 pub mod roster;
@@ -60,6 +61,7 @@ fn routes<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>, admin: 
             .route("/v1/metrics", get(roster::metrics::<S, Q, N>))
             .route("/v1/erasures", post(privacy::post_erasure::<S, Q, N>))
             .route("/v1/route/preview", post(preview::post_preview::<S, Q, N>))
+            .route("/v1/routing/replay", post(preview::post_replay::<S, Q, N>))
             .route("/healthz", get(admin::healthz::<S, Q, N>))
             .route("/openapi.json", get(openapi::serve))
     };

@@ -250,6 +250,11 @@ fn document() -> utoipa::openapi::OpenApi {
             crate::pipeline::Preview::schema(),
             schemas_of::<crate::pipeline::Preview>(),
         ),
+        (
+            crate::replay::ReplayReport::name(),
+            crate::replay::ReplayReport::schema(),
+            schemas_of::<crate::replay::ReplayReport>(),
+        ),
     ] {
         schemas.push((name.to_string(), schema));
         schemas.extend(deps);
@@ -323,6 +328,32 @@ fn document() -> utoipa::openapi::OpenApi {
         .param("id", ParameterIn::Path, true, string(), "The lead id.")
         .ok("200", "The lead.", "application/json", reference("LeadDetail"))
         .problems(&[("401", "Missing or wrong bearer token."), ("404", "No such lead."), STORE_DOWN]);
+    let replay = Op::new("routingReplay", "admin", "What a routing document would change over the stored leads, changing nothing")
+        .admin()
+        .param(
+            "since",
+            ParameterIn::Query,
+            false,
+            string(),
+            "Only leads received on or after this date (YYYY-MM-DD) or RFC 3339 time; default all.",
+        )
+        .body(
+            &[("application/toml", string()), ("text/plain", string())],
+            "A routing document (TOML), as `leadrouter config check` takes it. It is not published.",
+        )
+        .ok(
+            "200",
+            "The report `leadrouter replay --format json` prints: leads, owner_changes, pools, reps, unassigned_total, excluded.",
+            "application/json",
+            reference("ReplayReport"),
+        )
+        .problems(&[
+            ("400", "Malformed query string, or a body that is not UTF-8."),
+            ("401", "Missing or wrong bearer token."),
+            TOO_LARGE,
+            ("422", "The document has problems (each with its line in errors), or since is not a date."),
+            STORE_DOWN,
+        ]);
     let preview = Op::new("routePreview", "admin", "Where a lead would go and why, changing nothing")
         .admin()
         .body(
@@ -556,6 +587,7 @@ fn document() -> utoipa::openapi::OpenApi {
         .path("/v1/metrics", PathItemBuilder::new().operation(HttpMethod::Get, metrics.b).build())
         .path("/v1/erasures", PathItemBuilder::new().operation(HttpMethod::Post, erasure.b).build())
         .path("/v1/route/preview", PathItemBuilder::new().operation(HttpMethod::Post, preview.b).build())
+        .path("/v1/routing/replay", PathItemBuilder::new().operation(HttpMethod::Post, replay.b).build())
         .path("/healthz", PathItemBuilder::new().operation(HttpMethod::Get, health.b).build())
         .path(
             "/v1/webhooks/meta",
@@ -637,6 +669,7 @@ mod tests {
             ("/v1/metrics", "get"),
             ("/v1/erasures", "post"),
             ("/v1/route/preview", "post"),
+            ("/v1/routing/replay", "post"),
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }

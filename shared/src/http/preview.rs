@@ -36,3 +36,53 @@ pub async fn post_preview<S: LeadStore, Q: Queue, N: Notifier>(
     })?;
     Ok(axum::Json(preview).into_response())
 }
+
+#[derive(serde::Deserialize)]
+struct ReplayParams {
+    since: Option<String>,
+}
+
+/// `POST /v1/routing/replay` (admin): a routing document (TOML) in, the report `leadrouter
+/// replay --format json` prints out, over the stored leads (since `?since=`, a date or an
+/// RFC 3339 time). Changes nothing: the document is not published.
+pub async fn post_replay<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: Body,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let params: ReplayParams = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
+    let since = match params.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => DateTime::<Utc>::MIN_UTC,
+        Some(s) => parse_since(s).ok_or_else(|| {
+            Problem::invalid(
+                "since must be a date (YYYY-MM-DD) or an RFC 3339 time",
+                vec![crate::domain::FieldError::new("since", "is neither a date nor an RFC 3339 time")],
+            )
+        })?,
+    };
+    let body = super::read_body(&headers, body, p.settings.server.max_body_bytes).await?;
+    let src = std::str::from_utf8(&body).map_err(|_| Problem::bad_request("the document is not UTF-8 text"))?;
+    let settings = crate::config::Settings::parse(src).map_err(|problems| {
+        let errors = problems
+            .0
+            .iter()
+            .map(|e| crate::domain::FieldError::new(format!("line {}", e.line), e.message.clone()))
+            .collect();
+        Problem::invalid("the routing document has problems; nothing was replayed", errors)
+    })?;
+    let report = crate::replay::replay_store(&p.store, &settings, since, |_| {}).await.map_err(|e| {
+        tracing::error!(error = %e, "replay could not read the store");
+        Problem::unavailable("the store could not be read; try again")
+    })?;
+    Ok(axum::Json(report).into_response())
+}
+
+/// A date (midnight UTC) or an RFC 3339 time.
+pub fn parse_since(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).ok().or_else(|| {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    })
+}
