@@ -10,6 +10,7 @@ CARGO ?= cargo
 test: lint
 	./scripts/lint-infra.sh
 	./scripts/with-moto.sh $(CARGO) test --workspace --all-targets
+	$(CARGO) run -q -p leadrouter-cli -- config test examples/leadrouter.toml --cases examples/leadrouter.cases.toml
 	./scripts/schemathesis.sh
 
 ## Every Lambda, for arm64, zipped under target/lambda/ (cargo-lambda goes into .venv; slow on 2 cores).

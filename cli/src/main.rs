@@ -98,6 +98,14 @@ enum Format {
 enum ConfigCommand {
     /// Check a routing document: every problem with its line, or a one-line summary.
     Check { file: PathBuf },
+    /// Run routing test cases against a document: each case's lead scored and routed by the
+    /// router's own decision from an empty store; exit 1 if any case fails.
+    Test {
+        file: PathBuf,
+        /// The cases file (`[[case]]` tables: name, lead, expect, optional at, open, owners).
+        #[arg(long)]
+        cases: PathBuf,
+    },
     /// Check a routing document, then store it in the DynamoDB table the Lambdas read it from.
     Push {
         file: PathBuf,
@@ -111,6 +119,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config { command: ConfigCommand::Check { file } } => check(&file),
+        Command::Config { command: ConfigCommand::Test { file, cases } } => test_cases(&file, &cases),
         Command::Config { command: ConfigCommand::Push { file, table } } => {
             if check(&file) != ExitCode::SUCCESS {
                 return ExitCode::FAILURE;
@@ -226,6 +235,38 @@ fn check(file: &PathBuf) -> ExitCode {
             eprintln!("{}: {} problem(s)", file.display(), problems.0.len());
             ExitCode::FAILURE
         }
+    }
+}
+
+fn test_cases(file: &PathBuf, cases: &PathBuf) -> ExitCode {
+    let read = |f: &PathBuf| std::fs::read_to_string(f).map_err(|e| eprintln!("{}: cannot read: {e}", f.display()));
+    let (Ok(src), Ok(cases_src)) = (read(file), read(cases)) else { return ExitCode::from(2) };
+    let settings = match Settings::parse(&src) {
+        Ok(s) => s,
+        Err(problems) => {
+            for p in &problems.0 {
+                eprintln!("{}:{}: {}", file.display(), p.line, p.message);
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let outcomes = match leadrouter::cases::run(&settings, &cases_src, chrono::Utc::now()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{}: {e}", cases.display());
+            return ExitCode::from(2);
+        }
+    };
+    for o in &outcomes {
+        say!("{o}");
+    }
+    let failed = outcomes.iter().filter(|o| !o.held()).count();
+    if failed == 0 {
+        say!("{} cases: all hold", outcomes.len());
+        ExitCode::SUCCESS
+    } else {
+        say!("{failed} of {} cases failed", outcomes.len());
+        ExitCode::FAILURE
     }
 }
 
