@@ -509,17 +509,13 @@ impl ReplayReport {
             out.push('\n');
         }
         let _ = writeln!(out, "{} of {} leads would change owner", self.owner_changes, self.leads);
-        for c in &self.changes {
-            let _ = writeln!(
-                out,
-                "  {}: {} -> {}",
-                c.lead_id,
-                c.before.as_deref().unwrap_or(NOBODY),
-                c.after.as_deref().unwrap_or(NOBODY)
-            );
+        const SHOWN: usize = 10;
+        for c in self.changes.iter().take(SHOWN) {
+            let (before, after) = (c.before.as_deref().unwrap_or(NOBODY), c.after.as_deref().unwrap_or(NOBODY));
+            let _ = writeln!(out, "  {}: {before} -> {after}", c.lead_id);
         }
-        if self.owner_changes as usize > self.changes.len() {
-            let _ = writeln!(out, "  … and {} more", self.owner_changes as usize - self.changes.len());
+        if self.owner_changes as usize > SHOWN {
+            let _ = writeln!(out, "  … and {} more (--format json lists {KEEP})", self.owner_changes as usize - SHOWN);
         }
         if self.unassigned_total == 0 {
             out.push_str("no lead would go unassigned\n");
