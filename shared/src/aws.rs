@@ -5,12 +5,13 @@
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::graph::GraphFetcher;
 use crate::adapters::notifier::{HttpNotifier, Mailer};
-use crate::adapters::sqs::{SqsQueue, handle_batch};
+use crate::adapters::sqs::SqsQueue;
 use crate::config::{Secret, Settings};
 use crate::domain::Stage;
 use crate::pipeline::{Pipeline, RetryPolicy, Secrets};
 use crate::ports::{Clock, SystemClock};
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use crate::ports::{LeadStore, Message, Notifier, Queue};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
 
@@ -126,4 +127,44 @@ pub async fn run_sweep() -> Result<(), Error> {
         Ok::<serde_json::Value, Error>(serde_json::json!({ "swept": swept, "retained": retained }))
     }))
     .await
+}
+
+/// Runs one stage over an SQS batch and reports the messages to retry. A message that cannot be
+/// decoded is reported too: SQS redelivers it until `maxReceiveCount`, then moves it to the
+/// stage's dead-letter queue, so it is kept, not retried forever.
+pub async fn handle_batch<S: LeadStore, Q: Queue, N: Notifier>(
+    pipeline: &Pipeline<S, Q, N>,
+    stage: Stage,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let mut failures = Vec::new();
+    let mut decoded: Vec<(String, Message)> = Vec::with_capacity(event.records.len());
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        match record.body.as_deref().map(serde_json::from_str::<Message>) {
+            Some(Ok(m)) => decoded.push((id, m)),
+            _ => {
+                tracing::error!(message_id = %id, stage = stage.as_str(), "undecodable message; it goes to the dead-letter queue");
+                failures.push(id);
+            }
+        }
+    }
+    let messages: Vec<Message> = decoded.iter().map(|(_, m)| m.clone()).collect();
+    let results = pipeline.run(stage, messages).await;
+    for ((id, m), result) in decoded.into_iter().zip(results) {
+        if let Err(e) = result {
+            tracing::warn!(message_id = %id, lead_id = %m.lead_id, stage = stage.as_str(), error = %e, "will be retried");
+            failures.push(id);
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
 }

@@ -12,4 +12,5 @@ pub mod pipeline;
 pub mod ports;
 pub mod replay;
 pub mod runtime;
+pub mod secrets;
 pub mod sources;

@@ -154,33 +154,7 @@ pub struct Turns {
 pub trait AssignChange: Fn(&mut Lead, &mut Turns) -> bool + Send + Sync + 'static {}
 impl<F: Fn(&mut Lead, &mut Turns) -> bool + Send + Sync + 'static> AssignChange for F {}
 
-/// What the funnel metrics need of one lead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeadFacts {
-    pub source: String,
-    pub status: LeadStatus,
-    pub grade: Option<String>,
-    pub owner: Option<String>,
-    pub pool: Option<String>,
-    pub received_at: DateTime<Utc>,
-    pub first_assigned_at: Option<DateTime<Utc>>,
-    pub accepted_at: Option<DateTime<Utc>>,
-}
-
-impl LeadFacts {
-    pub fn of(l: &Lead) -> LeadFacts {
-        LeadFacts {
-            source: l.source.clone(),
-            status: l.status,
-            grade: l.grade.clone(),
-            owner: l.owner.clone(),
-            pool: l.pool.clone(),
-            received_at: l.received_at,
-            first_assigned_at: l.first_assigned_at,
-            accepted_at: l.accepted_at,
-        }
-    }
-}
+pub use crate::domain::metrics::LeadFacts;
 
 /// What one `expire` call removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

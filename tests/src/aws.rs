@@ -39,8 +39,9 @@ pub async fn fresh_dynamo_counted(counter: Option<RequestCounter>, meter: Option
 }
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use leadrouter::adapters::sqs::{SqsQueue, handle_batch};
+use leadrouter::adapters::sqs::SqsQueue;
 use leadrouter::aws::AwsPipeline;
+use leadrouter::aws::handle_batch;
 use leadrouter::domain::Stage;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -133,7 +133,7 @@ async fn ses_send(client: &aws_sdk_sesv2::Client, from: &Mailbox, to: &Mailbox, 
 /// The AWS runtime uses SES where this gives None and `[email]` is set.
 pub fn mailer_for(
     settings: &crate::config::Settings,
-    secrets: &crate::pipeline::Secrets,
+    secrets: &crate::secrets::Secrets,
 ) -> Result<Option<Mailer>, String> {
     match (&settings.email, secrets.source("email.smtp_url")) {
         (Some(e), Some(url)) => Mailer::smtp(url, &e.from).map(Some),

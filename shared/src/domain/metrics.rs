@@ -3,11 +3,38 @@
 //! resolution, 3 significant figures), so a window of millions of leads costs a few KB.
 
 use super::lead::LeadStatus;
-use crate::ports::LeadFacts;
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
+
+/// What the funnel metrics need of one lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadFacts {
+    pub source: String,
+    pub status: LeadStatus,
+    pub grade: Option<String>,
+    pub owner: Option<String>,
+    pub pool: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub first_assigned_at: Option<DateTime<Utc>>,
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+impl LeadFacts {
+    pub fn of(l: &super::Lead) -> LeadFacts {
+        LeadFacts {
+            source: l.source.clone(),
+            status: l.status,
+            grade: l.grade.clone(),
+            owner: l.owner.clone(),
+            pool: l.pool.clone(),
+            received_at: l.received_at,
+            first_assigned_at: l.first_assigned_at,
+            accepted_at: l.accepted_at,
+        }
+    }
+}
 
 /// p50 and p90 in seconds; null when nothing was measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
