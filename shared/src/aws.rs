@@ -152,9 +152,21 @@ pub async fn handle_batch<S: LeadStore, Q: Queue, N: Notifier>(
     let messages: Vec<Message> = decoded.iter().map(|(_, m)| m.clone()).collect();
     let results = pipeline.run(stage, messages).await;
     for ((id, m), result) in decoded.into_iter().zip(results) {
-        if let Err(e) = result {
-            tracing::warn!(message_id = %id, lead_id = %m.lead_id, stage = stage.as_str(), error = %e, "will be retried");
-            failures.push(id);
+        match result {
+            Ok(()) => {}
+            // No retry can help: to the dead-letter queue at once, with why (should that
+            // fail, the message is redelivered and SQS moves it after `maxReceiveCount`).
+            Err(e) if !e.is_retryable() => {
+                tracing::error!(message_id = %id, lead_id = %m.lead_id, stage = stage.as_str(), error = %e, "to the dead-letter queue");
+                if let Err(q) = pipeline.queue.dead_letter(stage, &m, &e.to_string()).await {
+                    tracing::warn!(message_id = %id, error = %q, "could not dead-letter; it will be redelivered");
+                    failures.push(id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(message_id = %id, lead_id = %m.lead_id, stage = stage.as_str(), error = %e, "will be retried");
+                failures.push(id);
+            }
         }
     }
     let mut response = SqsBatchResponse::default();

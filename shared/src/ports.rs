@@ -338,6 +338,16 @@ pub trait Queue: Send + Sync + 'static {
     fn backlog(&self, _stage: Stage) -> impl Future<Output = Result<usize, QueueError>> + Send {
         async { Ok(0) }
     }
+
+    /// Takes a message no retry can help (an unreadable record) off `stage`'s queue at once,
+    /// with why: into the stage's dead-letter queue where there is one (SQS, found from the
+    /// queue's redrive policy), else set aside and logged.
+    fn dead_letter(
+        &self,
+        stage: Stage,
+        message: &Message,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 /// How one delivery attempt went.

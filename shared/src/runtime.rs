@@ -121,6 +121,10 @@ async fn worker(
             for (envelope, result) in batch.into_iter().zip(results) {
                 match result {
                     Ok(()) => p2.queue.finished(stage, &envelope.message),
+                    Err(e) if !e.is_retryable() => {
+                        let _ = p2.queue.dead_letter(stage, &envelope.message, &e.to_string()).await;
+                        p2.queue.finished(stage, &envelope.message);
+                    }
                     Err(e) => {
                         let delay = backoff(envelope.attempt);
                         tracing::warn!(stage = stage.as_str(), lead_id = %envelope.message.lead_id, attempt = envelope.attempt,

@@ -51,11 +51,30 @@ pub async fn fresh_queues(counter: Option<RequestCounter>) -> (aws_sdk_sqs::Clie
     let client = sqs_client(counter).await;
     let run = leadrouter::domain::LeadId::new().as_str().to_ascii_lowercase();
     let mut urls = HashMap::new();
+    use aws_sdk_sqs::types::QueueAttributeName as A;
     for stage in Stage::ALL {
+        // Each with its dead-letter queue after five receives, as the SAM template has it.
+        let dlq = client
+            .create_queue()
+            .queue_name(format!("lr-{run}-{}-dlq", stage.as_str()))
+            .send()
+            .await
+            .expect("create dead-letter queue");
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(dlq.queue_url().unwrap_or_default())
+            .attribute_names(A::QueueArn)
+            .send()
+            .await
+            .expect("dead-letter queue ARN")
+            .attributes()
+            .and_then(|a| a.get(&A::QueueArn).cloned())
+            .expect("a QueueArn");
         let out = client
             .create_queue()
             .queue_name(format!("lr-{run}-{}", stage.as_str()))
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "60")
+            .attributes(A::VisibilityTimeout, "60")
+            .attributes(A::RedrivePolicy, format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#))
             .send()
             .await
             .expect("create queue");

@@ -43,12 +43,14 @@ struct Book {
     /// Leads taken by the worker and not finished (a retry waiting its turn included), with the
     /// messages that came for them meanwhile.
     working: HashMap<LeadId, Vec<Envelope>>,
+    /// Leads set aside for good (no retry can help them), with why; until a restart.
+    dead: HashMap<LeadId, String>,
 }
 
 impl Book {
-    /// False when the message is queued already.
+    /// False when the message is queued already, or its lead was set aside.
     fn add(&mut self, m: &Message) -> bool {
-        if !self.queued.insert(m.clone()) {
+        if self.dead.contains_key(&m.lead_id) || !self.queued.insert(m.clone()) {
             return false;
         }
         *self.leads.entry(m.lead_id.clone()).or_default() += 1;
@@ -56,7 +58,7 @@ impl Book {
     }
 
     fn holds(&self, lead: &LeadId) -> bool {
-        self.leads.contains_key(lead) || self.working.contains_key(lead)
+        self.leads.contains_key(lead) || self.working.contains_key(lead) || self.dead.contains_key(lead)
     }
 
     /// The message left the queue.
@@ -177,8 +179,13 @@ impl ChannelQueue {
         }
     }
 
-    /// Whether a message for the lead is queued for `stage` or being worked on there: the
-    /// refill and the sweep leave such a lead alone.
+    /// The leads `stage` set aside for good, with why.
+    pub fn dead_letters(&self, stage: Stage) -> Vec<(LeadId, String)> {
+        self.book(stage, |b| b.dead.iter().map(|(l, r)| (l.clone(), r.clone())).collect())
+    }
+
+    /// Whether a message for the lead is queued for `stage` or being worked on there (or was
+    /// set aside): the refill and the sweep leave such a lead alone.
     pub fn holds(&self, stage: Stage, lead: &LeadId) -> bool {
         self.book(stage, |b| b.holds(lead))
     }
@@ -295,6 +302,15 @@ impl Queue for ChannelQueue {
                 return Err(QueueError("the runtime is shutting down".into()));
             }
         }
+        Ok(())
+    }
+
+    /// The embedded runtime has no dead-letter queue: the lead is set aside (never queued for
+    /// the stage again until a restart) and the reason logged as an error. The worker then
+    /// finishes the message as usual.
+    async fn dead_letter(&self, stage: Stage, message: &Message, reason: &str) -> Result<(), QueueError> {
+        tracing::error!(stage = stage.as_str(), lead_id = %message.lead_id, reason, "set aside: no retry can help");
+        self.book(stage, |b| b.dead.insert(message.lead_id.clone(), reason.to_owned()));
         Ok(())
     }
 

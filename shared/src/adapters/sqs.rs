@@ -35,6 +35,58 @@ impl SqsQueue {
 }
 
 impl Queue for SqsQueue {
+    /// Into the stage queue's own dead-letter queue, named by its redrive policy (as the SAM
+    /// template declares it), with the reason as the `reason` message attribute.
+    async fn dead_letter(&self, stage: Stage, message: &Message, reason: &str) -> Result<(), QueueError> {
+        use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName as A};
+        let url =
+            self.urls.get(&stage).ok_or_else(|| QueueError(format!("no queue for stage {}", stage.as_str()).into()))?;
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| QueueError(Box::new(e)))?;
+        let policy = attrs
+            .attributes()
+            .and_then(|a| a.get(&A::RedrivePolicy))
+            .ok_or_else(|| QueueError(format!("the {} queue has no dead-letter queue", stage.as_str()).into()))?;
+        let arn = serde_json::from_str::<serde_json::Value>(policy)
+            .ok()
+            .and_then(|v| v["deadLetterTargetArn"].as_str().map(str::to_owned))
+            .ok_or_else(|| QueueError(format!("unreadable redrive policy: {policy}").into()))?;
+        // arn:aws:sqs:<region>:<account>:<name>
+        let parts: Vec<&str> = arn.split(':').collect();
+        let (Some(account), Some(name)) = (parts.get(4), parts.get(5)) else {
+            return Err(QueueError(format!("unreadable dead-letter queue ARN: {arn}").into()));
+        };
+        let dlq = self
+            .client
+            .get_queue_url()
+            .queue_name(*name)
+            .queue_owner_aws_account_id(*account)
+            .send()
+            .await
+            .map_err(|e| QueueError(Box::new(e)))?;
+        let body = serde_json::to_string(message).map_err(|e| QueueError(Box::new(e)))?;
+        let reason = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(|e| QueueError(Box::new(e)))?;
+        self.client
+            .send_message()
+            .queue_url(dlq.queue_url().unwrap_or_default())
+            .message_body(body)
+            .message_attributes("reason", reason)
+            .send()
+            .await
+            .map_err(|e| QueueError(Box::new(e)))?;
+        Ok(())
+    }
+
     async fn backlog(&self, stage: Stage) -> Result<usize, QueueError> {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let url =

@@ -73,7 +73,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     pub(super) async fn assign(&self, messages: Vec<Message>) -> StageResults {
         let ids: Vec<LeadId> = messages.iter().map(|m| m.lead_id.clone()).collect();
         let unique = messages.iter().filter_map(|m| Some((m.lead_id.clone(), m.unique_at?))).collect();
-        let mut outcome: HashMap<LeadId, Result<(), String>> = HashMap::new();
+        let mut outcome: HashMap<LeadId, StageError> = HashMap::new();
         // A lead twice in one batch (messages for it from two paths) is decided and written
         // once: a transaction may not name one item twice.
         let mut seen = std::collections::HashSet::new();
@@ -83,7 +83,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         for (id, l) in distinct.into_iter().zip(loaded) {
             match l {
                 Err(e) => {
-                    outcome.insert(id.clone(), Err(e.to_string()));
+                    outcome.insert(id.clone(), e.into());
                 }
                 Ok(None) => tracing::warn!(lead_id = %id, "assign: no such lead; message dropped"),
                 Ok(Some(lead)) => leads.push(lead),
@@ -140,8 +140,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     Updated::Missing => None,
                 })),
                 Err(e) => {
+                    let e = StageError::from(e);
                     for id in pool_ids {
-                        outcome.insert(id, Err(e.to_string()));
+                        outcome.insert(id, e.clone());
                     }
                 }
             }
@@ -167,8 +168,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     Updated::Missing => None,
                 })),
                 Err(e) => {
+                    let e = StageError::from(e);
                     for id in singles {
-                        outcome.insert(id, Err(e.to_string()));
+                        outcome.insert(id, e.clone());
                     }
                 }
             }
@@ -176,7 +178,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let refs: Vec<&Lead> = done.iter().collect();
         let forwarded = self.forward(Some(Stage::Assign), &refs).await.map_err(|e| e.to_string());
         ids.iter()
-            .map(|id| outcome.get(id).cloned().unwrap_or(Ok(())).and(forwarded.clone()).map_err(StageError::NotYet))
+            .map(|id| match outcome.get(id) {
+                Some(e) => Err(e.clone()),
+                None => forwarded.clone().map_err(StageError::NotYet),
+            })
             .collect()
     }
 

@@ -49,6 +49,34 @@ pub enum StageError {
     /// The lead cannot move yet (a delivery still failing, an earlier lead not yet assigned).
     #[error("{0}")]
     NotYet(String),
+    /// No retry can help (a record that cannot be read back): the message goes to the
+    /// dead-letter path at once, with this reason.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl StageError {
+    /// Throttling, conflicts, an unreachable store or queue, a lead not ready yet: retried
+    /// with backoff. A corrupt record is not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StageError::Store(e) => e.is_retryable(),
+            StageError::Queue(_) | StageError::NotYet(_) => true,
+            StageError::Permanent(_) => false,
+        }
+    }
+}
+
+/// A copy that keeps what matters of an error: its words and whether to retry.
+impl Clone for StageError {
+    fn clone(&self) -> StageError {
+        match self {
+            StageError::NotYet(s) => StageError::NotYet(s.clone()),
+            StageError::Permanent(s) => StageError::Permanent(s.clone()),
+            e if e.is_retryable() => StageError::NotYet(e.to_string()),
+            e => StageError::Permanent(e.to_string()),
+        }
+    }
 }
 
 /// How notification attempts are spread out.
@@ -109,25 +137,28 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 })
             })
             .collect();
-        let results = match stage {
+        let mut results = self.run_unique(stage, unique.clone()).await;
+        // A failure no retry can help may be one lead's (an unreadable record) that failed the
+        // batch's shared write: each such message is tried again alone, so that only the lead
+        // at fault goes to the dead-letter path.
+        if unique.len() > 1 && results.iter().any(|r| r.as_ref().is_err_and(|e| !e.is_retryable())) {
+            for (i, m) in unique.iter().enumerate() {
+                if results[i].as_ref().is_err_and(|e| !e.is_retryable()) {
+                    results[i] = self.run_unique(stage, vec![m.clone()]).await.pop().unwrap_or(Ok(()));
+                }
+            }
+        }
+        slots.into_iter().map(|i| results.get(i).cloned().unwrap_or(Ok(()))).collect()
+    }
+
+    async fn run_unique(&self, stage: Stage, unique: Vec<Message>) -> StageResults {
+        match stage {
             Stage::Fetch => self.fetch(unique).await,
             Stage::Dedup => self.dedup(unique).await,
             Stage::Score => self.score(unique).await,
             Stage::Assign => self.assign(unique).await,
             Stage::Notify => self.notify(unique).await,
-        };
-        let failed: Vec<Option<String>> = results.iter().map(|r| r.as_ref().err().map(ToString::to_string)).collect();
-        let mut results: Vec<Option<Result<(), StageError>>> = results.into_iter().map(Some).collect();
-        slots
-            .into_iter()
-            .map(|i| match results.get_mut(i).and_then(Option::take) {
-                Some(r) => r,
-                None => match failed.get(i).cloned().flatten() {
-                    Some(e) => Err(StageError::NotYet(e)),
-                    None => Ok(()),
-                },
-            })
-            .collect()
+        }
     }
 
     /// Sends on what a batch's messages left (one per message, if any) in one send per stage,
@@ -187,8 +218,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     }
 }
 
-pub(crate) fn all_failed(n: usize, e: impl std::fmt::Display) -> StageResults {
-    let text = e.to_string();
-    tracing::warn!(error = %text, batch = n, "stage failed for the whole batch; it will be retried");
-    (0..n).map(|_| Err(StageError::NotYet(text.clone()))).collect()
+/// The same failure for every message of a batch.
+pub(crate) fn all_failed(n: usize, e: impl Into<StageError>) -> StageResults {
+    let e = e.into();
+    tracing::warn!(error = %e, batch = n, retryable = e.is_retryable(), "stage failed for the whole batch");
+    (0..n).map(|_| Err(e.clone())).collect()
 }
