@@ -3,7 +3,7 @@
 use chrono::{TimeZone, Utc};
 use leadrouter::adapters::sqlite::SqliteStore;
 use leadrouter::config::Settings;
-use leadrouter::domain::{Contact, Lead, LeadId, LeadStatus};
+use leadrouter::domain::{AssignedBy, Contact, Lead, LeadId, LeadStatus};
 use leadrouter::ports::LeadStore;
 use std::process::Command;
 
@@ -62,6 +62,7 @@ fn routed(title: &str, country: &str, day: u32, owner: &str, old: &Settings) -> 
     l.grade = Some(old.scoring.score(&l).grade);
     l.transition(LeadStatus::Scored, "scored", at);
     l.assign_to("all", owner.into(), "turn".into(), at);
+    l.assigned_by(AssignedBy::Turn { turn: 0 }, at);
     l
 }
 
@@ -110,7 +111,13 @@ async fn replay_reports_what_would_change_and_changes_nothing() {
     assert_eq!(row("(unassigned)")[1..], ["0", "2", "+2"]);
     assert!(out.contains("B -> A: 1") && out.contains("D -> C: 1"), "{out}");
     assert!(out.contains("2 leads would go unassigned:"), "{out}");
-    assert!(out.contains(&format!("{}: no pool matches (grade D, country FR", leads[2].id)), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}: unassigned: nobody could take it: no pool matches (grade D, country FR",
+            leads[2].id
+        )),
+        "{out}"
+    );
 
     // --since leaves out the older leads.
     let (code, out, _) =
@@ -124,10 +131,10 @@ async fn replay_reports_what_would_change_and_changes_nothing() {
     }
 
     let (code, _, err) = replay(&["--config", new.to_str().unwrap(), "--db", db.to_str().unwrap(), "--since", "soon"]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1, "an error exits 1 (2 is --fail-if-changed's)");
     assert!(err.contains("--since 'soon'"), "{err}");
     let (code, _, err) =
         replay(&["--config", new.to_str().unwrap(), "--db", dir.path().join("none.db").to_str().unwrap()]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(err.contains("does not exist"), "{err}");
 }
