@@ -53,7 +53,9 @@ pub async fn fresh_queues(counter: Option<RequestCounter>) -> (aws_sdk_sqs::Clie
     let mut urls = HashMap::new();
     use aws_sdk_sqs::types::QueueAttributeName as A;
     for stage in Stage::ALL {
-        // Each with its dead-letter queue after five receives, as the SAM template has it.
+        // Each with its dead-letter queue, as the SAM template has it; after 50 receives rather
+        // than its 5, since `drain_queues` hands a failed message back at once, not after the
+        // visibility timeout (the throttling test fails some messages many times in a row).
         let dlq = client
             .create_queue()
             .queue_name(format!("lr-{run}-{}-dlq", stage.as_str()))
@@ -74,7 +76,7 @@ pub async fn fresh_queues(counter: Option<RequestCounter>) -> (aws_sdk_sqs::Clie
             .create_queue()
             .queue_name(format!("lr-{run}-{}", stage.as_str()))
             .attributes(A::VisibilityTimeout, "60")
-            .attributes(A::RedrivePolicy, format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#))
+            .attributes(A::RedrivePolicy, format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"50"}}"#))
             .send()
             .await
             .expect("create queue");
