@@ -219,8 +219,13 @@ pub trait LeadStore: Send + Sync + 'static {
     /// The roster changes made through the API (the routing document holds the rest).
     fn reps(&self) -> impl Future<Output = Result<Vec<RepRecord>, StoreError>> + Send;
 
-    /// Inserts or replaces a rep's record (a removal is a record with `removed`).
+    /// Inserts or replaces a rep's record (a removal is a record with `removed`), and keeps
+    /// it in the roster's history.
     fn put_rep(&self, rep: RepRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every record `put_rep` was given, in the order given (each with its `updated_at`):
+    /// replay rebuilds the roster in force when each lead was decided.
+    fn rep_history(&self) -> impl Future<Output = Result<Vec<RepRecord>, StoreError>> + Send;
 
     /// Leads `rep` owns that are open (assigned, not yet won or lost).
     fn open_leads(&self, rep: &str) -> impl Future<Output = Result<Vec<LeadId>, StoreError>> + Send;

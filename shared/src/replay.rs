@@ -8,12 +8,12 @@
 //!
 //! Each lead's first routing decision is compared with the stored one. Leads replay cannot
 //! reproduce faithfully are counted under `excluded`, with why, and left out of the diff
-//! (they still take their turns). The roster is the one in force now: the document's reps with
-//! the changes made through `/v1/reps`.
+//! (they still take their turns). The roster is the one in force at each decision: the
+//! document's reps with the changes made through `/v1/reps` up to then.
 
 use crate::config::Settings;
 use crate::domain::routing::{Decision, RoutingView, Turns, apply, decide};
-use crate::domain::{AssignedBy, Assignment, Lead, LeadId, LeadStatus, Roster};
+use crate::domain::{AssignedBy, Assignment, Lead, LeadId, LeadStatus, RepRecord, Roster};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -122,6 +122,10 @@ type Times = (Vec<DateTime<Utc>>, Vec<(DateTime<Utc>, LeadStatus)>);
 pub struct Replayer<'a> {
     settings: &'a Settings,
     roster: Roster,
+    /// Roster changes not yet in force, oldest first.
+    history: std::collections::VecDeque<RepRecord>,
+    /// Each rep's latest change in force.
+    in_force: BTreeMap<String, RepRecord>,
     cursors: HashMap<String, u64>,
     sims: HashMap<LeadId, Sim>,
     events: BTreeMap<DateTime<Utc>, Vec<Event>>,
@@ -192,11 +196,16 @@ fn open_owner(l: &Lead) -> Option<String> {
 }
 
 impl<'a> Replayer<'a> {
-    /// `roster_changes` are the stored `/v1/reps` changes, laid over the document's reps.
-    pub fn new(settings: &'a Settings, roster_changes: &[crate::domain::RepRecord]) -> Replayer<'a> {
-        Replayer {
+    /// `roster_changes`: the `/v1/reps` changes, oldest first, each in force from its
+    /// `updated_at` (from the start without one), laid over the document's reps.
+    pub fn new(settings: &'a Settings, roster_changes: &[RepRecord]) -> Replayer<'a> {
+        let mut history: Vec<RepRecord> = roster_changes.to_vec();
+        history.sort_by_key(|r| r.updated_at);
+        let mut r = Replayer {
             settings,
-            roster: Roster::build(&settings.reps, &settings.pools, roster_changes),
+            roster: Roster::build(&settings.reps, &settings.pools, &[]),
+            history: history.into(),
+            in_force: BTreeMap::new(),
             cursors: HashMap::new(),
             sims: HashMap::new(),
             events: BTreeMap::new(),
@@ -206,6 +215,23 @@ impl<'a> Replayer<'a> {
             latest: None,
             grade_shifts: BTreeMap::new(),
             report: ReplayReport::default(),
+        };
+        r.roster_at(DateTime::<Utc>::MIN_UTC);
+        r
+    }
+
+    /// Puts in force the roster changes made by `at`.
+    fn roster_at(&mut self, at: DateTime<Utc>) {
+        let mut changed = false;
+        while self.history.front().is_some_and(|r| r.updated_at.is_none_or(|t| t <= at)) {
+            if let Some(r) = self.history.pop_front() {
+                self.in_force.insert(r.id.clone(), r);
+                changed = true;
+            }
+        }
+        if changed {
+            let changes: Vec<RepRecord> = self.in_force.values().cloned().collect();
+            self.roster = Roster::build(&self.settings.reps, &self.settings.pools, &changes);
         }
     }
 
@@ -275,6 +301,7 @@ impl<'a> Replayer<'a> {
     /// leads whose turn is in a pool decided pool by pool, each pool's cursor moving over its
     /// leads and the batch's own leads counted against caps; the rest decided one by one.
     fn batch(&mut self, now: DateTime<Utc>, events: Vec<Event>) {
+        self.roster_at(now);
         let mut seen = HashSet::new();
         let mut ids: Vec<LeadId> = events
             .iter()
@@ -463,7 +490,14 @@ pub async fn replay_store<S: crate::ports::LeadStore>(
     since: DateTime<Utc>,
     mut progress: impl FnMut(usize),
 ) -> Result<ReplayReport, crate::ports::StoreError> {
-    let changes = store.reps().await?;
+    // The roster's history; a rep changed before it was kept is taken as in force from the start.
+    let mut changes = store.rep_history().await?;
+    for mut r in store.reps().await? {
+        if !changes.iter().any(|h| h.id == r.id) {
+            r.updated_at = None;
+            changes.push(r);
+        }
+    }
     let mut replayer = Replayer::new(settings, &changes);
     let mut after = None;
     loop {

@@ -296,6 +296,10 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.put_rep(rep).await
     }
+    async fn rep_history(&self) -> Result<Vec<leadrouter::domain::RepRecord>, StoreError> {
+        self.gate()?;
+        self.inner.rep_history().await
+    }
     async fn open_count(&self, rep: &str, up_to: u32) -> Result<u32, StoreError> {
         self.gate()?;
         self.inner.open_count(rep, up_to).await

@@ -390,12 +390,16 @@ pub async fn reps_are_kept<S: LeadStore>(s: S) {
         removed: false,
         updated_at: Some(at),
     };
+    let later = |r: RepRecord, secs: i64| RepRecord { updated_at: Some(at + Duration::seconds(secs)), ..r };
+    let zoe_gone = later(RepRecord { removed: true, ..rec("zoe", "Zoe Z") }, 2);
     s.put_rep(rec("zoe", "Zoe")).await.unwrap();
-    s.put_rep(rec("amy", "Amy")).await.unwrap();
-    s.put_rep(RepRecord { removed: true, ..rec("zoe", "Zoe Z") }).await.unwrap();
+    s.put_rep(later(rec("amy", "Amy"), 1)).await.unwrap();
+    s.put_rep(zoe_gone.clone()).await.unwrap();
     let mut reps = s.reps().await.unwrap();
     reps.sort_by(|a, b| a.id.cmp(&b.id));
-    assert_eq!(reps, vec![rec("amy", "Amy"), RepRecord { removed: true, ..rec("zoe", "Zoe Z") }]);
+    assert_eq!(reps, vec![later(rec("amy", "Amy"), 1), zoe_gone.clone()]);
+    // Every change is kept, in order, for replay's roster in force at each decision.
+    assert_eq!(s.rep_history().await.unwrap(), vec![rec("zoe", "Zoe"), later(rec("amy", "Amy"), 1), zoe_gone]);
 }
 
 /// Open leads per owner (capacity), owned accounts (stickiness) and funnel facts.

@@ -1,6 +1,7 @@
 //! Replay is the router: a run with a capacity cap, a rep out of office, a rep outside working
 //! hours, shared company domains (owner stickiness), test leads and leads closed as it goes is
-//! replayed with the very document that routed it, and every stored first assignment is
+//! replayed with the very document that routed it, the roster changed through `/v1/reps` on the
+//! way (a rep away for a while, a weight raised), and every stored first assignment is
 //! reproduced. Once on the embedded runtime (SQLite, real HTTP, its own concurrent batches)
 //! and once through the AWS stage handlers on the DynamoDB and SQS emulator.
 
@@ -95,6 +96,20 @@ fn form(i: usize) -> String {
     format!("email={email}&job_title={title}&company_size={size}&country=US")
 }
 
+/// The roster changes a manager makes through `/v1/reps` as the run goes on: eve is away for
+/// the fourth and fifth chunks, and dan's weight in every pool is 3 from the seventh.
+fn roster_change(chunk: usize, hook: &str) -> Option<(&'static str, Value)> {
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let notify = vec![format!("webhook:{hook}")];
+    match chunk {
+        3 => Some(("eve", json!({"name": "eve", "notify": notify, "out_of_office": [today, tomorrow]}))),
+        5 => Some(("eve", json!({"name": "eve", "notify": notify, "out_of_office": []}))),
+        6 => Some(("dan", json!({"name": "dan", "notify": notify, "weight": 3}))),
+        _ => None,
+    }
+}
+
 fn google_test_lead(i: usize) -> String {
     let sample = include_str!("../../examples/payloads/google-lead.json");
     sample
@@ -111,7 +126,14 @@ fn check(report: &ReplayReport, leads: &[leadrouter::domain::Lead], test_leads: 
     let routed: Vec<_> = leads.iter().filter(|l| l.first_assignment.is_some() && !l.test).collect();
     assert!(routed.len() >= LEADS * 9 / 10, "{} of {LEADS} leads routed", routed.len());
     let why = |needle: &str| routed.iter().filter(|l| l.history.iter().any(|h| h.reason.contains(needle))).count();
-    for needle in ["ana (at capacity", "ben (outside working hours", "cara (out of office", "existing owner: "] {
+    for needle in [
+        "ana (at capacity",
+        "ben (outside working hours",
+        "cara (out of office",
+        "eve (out of office",
+        "existing owner: ",
+        "dan:3",
+    ] {
         assert!(why(needle) > 0, "the run never had a decision with {needle:?}");
     }
     if test_leads {
@@ -147,6 +169,10 @@ async fn replaying_the_live_document_reproduces_every_first_assignment_on_sqlite
     let store = &app.runtime.pipeline.store;
     let mut ids = Vec::new();
     for chunk in 0..LEADS / CHUNK {
+        if let Some((rep, body)) = roster_change(chunk, &app.receiver.hook("reps")) {
+            let r = app.admin_send(reqwest::Method::PUT, &format!("/v1/reps/{rep}"), Some(&body)).await;
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        }
         // A chunk at once, so that the assign stage decides leads in batches.
         let posts = (chunk * CHUNK..(chunk + 1) * CHUNK).map(|i| {
             app.client
@@ -238,6 +264,10 @@ async fn replaying_the_live_document_reproduces_every_first_assignment_on_dynamo
         (status, serde_json::from_slice::<Value>(&body).unwrap_or_default())
     };
     for chunk in 0..LEADS / CHUNK {
+        if let Some((rep, body)) = roster_change(chunk, &receiver.hook("reps")) {
+            let (status, answer) = call("PUT", &format!("/v1/reps/{rep}"), "application/json", &body.to_string()).await;
+            assert_eq!(status, 200, "{answer}");
+        }
         for i in chunk * CHUNK..(chunk + 1) * CHUNK {
             let (status, _) = call("POST", "/v1/leads", "application/x-www-form-urlencoded", &form(i)).await;
             assert_eq!(status, 202);

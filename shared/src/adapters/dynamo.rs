@@ -239,6 +239,34 @@ impl DynamoStore {
         &self.table
     }
 
+    /// The rep records under one partition, in key order.
+    async fn rep_records(&self, pk: &str) -> Result<Vec<RepRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in page.items.unwrap_or_default() {
+                let id = get_s(&item, "sk").unwrap_or("?").to_owned();
+                let doc = get_s(&item, "doc").unwrap_or_default();
+                out.push(serde_json::from_str(doc).map_err(|e| corrupt(&id, e))?);
+            }
+            match page.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Creates the table with its indexes (on-demand) and waits until it is active. For local
     /// emulators and tests; on AWS the SAM template creates it.
     pub async fn create_table(&self) -> Result<(), StoreError> {
@@ -585,41 +613,34 @@ impl LeadStore for DynamoStore {
     }
 
     async fn reps(&self) -> Result<Vec<RepRecord>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p")
-                .expression_attribute_values(":p", s("REPS"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in page.items.unwrap_or_default() {
-                let id = get_s(&item, "sk").unwrap_or("?").to_owned();
-                let doc = get_s(&item, "doc").unwrap_or_default();
-                out.push(serde_json::from_str(doc).map_err(|e| corrupt(&id, e))?);
-            }
-            match page.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(out),
-            }
-        }
+        self.rep_records("REPS").await
     }
 
+    /// The current record (`REPS`, `REP#<id>`) and one in the history (`REPHISTORY`,
+    /// `<time>#<id>`, time in microseconds, zero-padded), in one transaction.
     async fn put_rep(&self, rep: RepRecord) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
         let doc = serde_json::to_string(&rep).map_err(|e| corrupt(&rep.id, e))?;
-        let item = HashMap::from([
-            ("pk".to_owned(), s("REPS")),
-            ("sk".to_owned(), s(format!("REP#{}", rep.id))),
-            ("doc".to_owned(), s(doc)),
-        ]);
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        let at = rep.updated_at.map_or(0, |t| t.timestamp_micros().max(0));
+        let put = |pk: &str, sk: String| {
+            let item =
+                HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk)), ("doc".to_owned(), s(doc.clone()))]);
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+        };
+        let items = vec![
+            put("REPS", format!("REP#{}", rep.id)).map_err(|e| corrupt(&rep.id, e))?,
+            put("REPHISTORY", format!("{at:020}#{}#{}", rep.id, LeadId::new())).map_err(|e| corrupt(&rep.id, e))?,
+        ];
+        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(sdk_error)?;
         Ok(())
+    }
+
+    async fn rep_history(&self) -> Result<Vec<RepRecord>, StoreError> {
+        self.rep_records("REPHISTORY").await
     }
 
     async fn open_leads(&self, rep: &str) -> Result<Vec<LeadId>, StoreError> {

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS reps (
     id  TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rep_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id  TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS leads_by_status ON leads(status, seq);
 CREATE INDEX IF NOT EXISTS leads_by_owner ON leads(owner, seq) WHERE owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS leads_by_source ON leads(source, seq);
@@ -775,6 +780,9 @@ impl LeadStore for SqliteStore {
                 c.prepare_cached("INSERT OR REPLACE INTO reps (id, doc) VALUES (?1, ?2)")
                     .and_then(|mut s| s.execute(params![rep.id, doc]))
                     .map_err(sql_error)?;
+                c.prepare_cached("INSERT INTO rep_history (id, doc) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![rep.id, doc]))
+                    .map_err(sql_error)?;
                 Ok(())
             })
             .await;
@@ -783,6 +791,16 @@ impl LeadStore for SqliteStore {
             c.1 = None;
         }
         r
+    }
+
+    async fn rep_history(&self) -> Result<Vec<RepRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, doc FROM rep_history ORDER BY seq").map_err(sql_error)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql_error)?;
+            rows.map(|r| r.map_err(sql_error).and_then(|(id, d)| decode(&id, &d))).collect()
+        })
+        .await
     }
 
     async fn open_leads(&self, rep: &str) -> Result<Vec<LeadId>, StoreError> {
