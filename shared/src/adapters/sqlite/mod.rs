@@ -7,6 +7,9 @@
 //! transitions) commit with `NORMAL`: safe against a process crash, and after a power loss at
 //! worst a transition is redone, since every stage is guarded and resumable. Reads run on a
 //! pool of read-only connections.
+//!
+//! Here: the store and its queries. `schema` holds the tables and their migrations, `writer`
+//! the writer thread, `rows` how a lead is kept in a row.
 
 use crate::domain::{Lead, LeadId, LeadStatus, RepRecord, Stage};
 use crate::ports::{
@@ -19,143 +22,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::oneshot;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS leads (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    status      TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    owner       TEXT,
-    stage       TEXT,
-    received_at TEXT NOT NULL,
-    doc         TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reps (
-    id  TEXT PRIMARY KEY,
-    doc TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rep_history (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id  TEXT NOT NULL,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS leads_by_status ON leads(status, seq);
-CREATE INDEX IF NOT EXISTS leads_by_owner ON leads(owner, seq) WHERE owner IS NOT NULL;
-CREATE INDEX IF NOT EXISTS leads_by_source ON leads(source, seq);
-CREATE TABLE IF NOT EXISTS identities (
-    key        TEXT PRIMARY KEY,
-    lead_id    TEXT NOT NULL,
-    claimed_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS lead_keys (
-    key     TEXT NOT NULL,
-    lead_id TEXT NOT NULL,
-    PRIMARY KEY (key, lead_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pool_cursors (
-    pool TEXT PRIMARY KEY,
-    turn INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS deliveries (
-    lead_id   TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    kind      TEXT NOT NULL,
-    target    TEXT NOT NULL,
-    doc       TEXT NOT NULL,
-    PRIMARY KEY (lead_id, recipient, kind, target)
-) WITHOUT ROWID;
-"#;
+mod rows;
+mod schema;
+mod writer;
 
-/// Columns the funnel metrics and the routing queries read without decoding the lead, added
-/// to databases made before them and filled from the stored documents.
-const FACT_COLUMNS: &str = r#"
-ALTER TABLE leads ADD COLUMN grade TEXT;
-ALTER TABLE leads ADD COLUMN pool TEXT;
-ALTER TABLE leads ADD COLUMN account TEXT;
-ALTER TABLE leads ADD COLUMN received_ms INTEGER;
-ALTER TABLE leads ADD COLUMN assigned_ms INTEGER;
-ALTER TABLE leads ADD COLUMN accepted_ms INTEGER;
-UPDATE leads SET
-    grade = json_extract(doc, '$.grade'),
-    pool = json_extract(doc, '$.pool'),
-    received_ms = CAST(unixepoch(json_extract(doc, '$.received_at'), 'subsec') * 1000 AS INTEGER),
-    assigned_ms = CAST(unixepoch(json_extract(doc, '$.first_assigned_at'), 'subsec') * 1000 AS INTEGER),
-    accepted_ms = CAST(unixepoch(json_extract(doc, '$.accepted_at'), 'subsec') * 1000 AS INTEGER);
-"#;
-/// When the sweep should look at a waiting lead (`Lead::pending_due`; 0: now), so that leads
-/// waiting for acceptance within their SLA are not read until their deadline.
-const DUE_COLUMN: &str = r#"
-ALTER TABLE leads ADD COLUMN due_ms INTEGER NOT NULL DEFAULT 0;
-UPDATE leads SET due_ms = COALESCE(CAST(unixepoch(json_extract(doc, '$.sla_due_at'), 'subsec') * 1000 AS INTEGER), 0)
-    WHERE stage = 'assign' AND status IN ('assigned', 'notified') AND json_extract(doc, '$.notify_pending') IS NULL;
-"#;
-/// Retention: when the lead last changed or was touched (`Lead::last_activity`), and whether
-/// its personal data is erased (a 0 or 1 costs no bytes in a SQLite record). Filled for
-/// databases made before from the times already stored; `lead_keys` from the claims.
-const ACTIVITY_COLUMNS: &str = r#"
-ALTER TABLE leads ADD COLUMN active_ms INTEGER;
-ALTER TABLE leads ADD COLUMN erased INTEGER NOT NULL DEFAULT 0;
-UPDATE leads SET active_ms = MAX(COALESCE(received_ms, 0), COALESCE(assigned_ms, 0), COALESCE(accepted_ms, 0));
-INSERT OR IGNORE INTO lead_keys (key, lead_id) SELECT key, lead_id FROM identities;
-"#;
-const FACT_INDEXES: &str = r#"
-DROP INDEX IF EXISTS leads_open;
-DROP INDEX IF EXISTS leads_pending;
-CREATE INDEX IF NOT EXISTS leads_waiting ON leads(seq, due_ms) WHERE stage IS NOT NULL;
-DROP INDEX IF EXISTS leads_facts;
-CREATE INDEX IF NOT EXISTS leads_by_received ON leads(received_ms);
-CREATE INDEX IF NOT EXISTS leads_by_account ON leads(account, seq) WHERE account IS NOT NULL;
-CREATE INDEX IF NOT EXISTS leads_by_activity ON leads(erased, active_ms);
-"#;
+use rows::*;
+use schema::*;
+use writer::*;
 
-/// How many waiting writes one transaction may take.
-const MAX_GROUP: usize = 512;
 /// Read connections. Reads beyond this wait for one: a connection opened for a single read
 /// parses the schema again (the profile showed that churn as a fifth of the CPU under load).
 const READERS: usize = 16;
 /// Statements kept prepared per connection (more than the store has, so none is prepared twice).
 const STATEMENTS: usize = 64;
-
-trait Job: Send {
-    /// Whether the caller must not hear back before the write is on disk.
-    fn durable(&self) -> bool;
-    /// Runs inside the group's transaction; false rolls back this job's savepoint.
-    fn run(&mut self, conn: &Connection) -> bool;
-    /// Answers the caller once the group's commit is known.
-    fn finish(self: Box<Self>, commit: Result<(), String>);
-}
-
-struct Task<R, F> {
-    durable: bool,
-    f: Option<F>,
-    out: Option<Result<R, StoreError>>,
-    reply: oneshot::Sender<Result<R, StoreError>>,
-}
-
-impl<R: Send, F: FnOnce(&Connection) -> Result<R, StoreError> + Send> Job for Task<R, F> {
-    fn durable(&self) -> bool {
-        self.durable
-    }
-
-    fn run(&mut self, conn: &Connection) -> bool {
-        let out = match self.f.take() {
-            Some(f) => f(conn),
-            None => Err(StoreError::Unavailable("job ran twice".into())),
-        };
-        let ok = out.is_ok();
-        self.out = Some(out);
-        ok
-    }
-
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
-        let result = match (commit, self.out) {
-            (Ok(()), Some(out)) => out,
-            (Err(e), _) => Err(StoreError::Retryable(format!("commit failed: {e}").into())),
-            (Ok(()), None) => Err(StoreError::Unavailable("job never ran".into())),
-        };
-        let _ = self.reply.send(result);
-    }
-}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -168,182 +47,6 @@ pub struct SqliteStore {
     /// writes one (it is the only writer of its file). The counter tells a read that raced
     /// a write not to keep what it read.
     reps_cache: Arc<Mutex<(u64, Option<Vec<RepRecord>>)>>,
-}
-
-fn sql_error(e: rusqlite::Error) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            StoreError::Retryable(Box::new(e))
-        }
-        _ => StoreError::Unavailable(Box::new(e)),
-    }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(id: &str, doc: &str) -> Result<T, StoreError> {
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt { id: id.to_owned(), source: Box::new(e) })
-}
-
-fn encode<T: serde::Serialize>(id: &str, v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt { id: id.to_owned(), source: Box::new(e) })
-}
-
-fn load(conn: &Connection, id: &LeadId) -> Result<Option<Lead>, StoreError> {
-    let doc: Option<String> = conn
-        .prepare_cached("SELECT doc FROM leads WHERE id = ?1")
-        .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())
-        .map_err(sql_error)?;
-    doc.map(|d| decode(id.as_str(), &d)).transpose()
-}
-
-fn ms(t: Option<DateTime<Utc>>) -> Option<i64> {
-    t.map(|t| t.timestamp_millis())
-}
-
-fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
-    v.and_then(DateTime::from_timestamp_millis)
-}
-
-/// The owned lead's account, indexed for owner stickiness.
-fn account(lead: &Lead) -> Option<&str> {
-    lead.owner.as_ref().and(lead.account())
-}
-
-fn due_ms(lead: &Lead) -> i64 {
-    lead.pending_due().map_or(0, |d| d.timestamp_millis())
-}
-
-fn save(conn: &Connection, lead: &Lead) -> Result<(), StoreError> {
-    let doc = encode(lead.id.as_str(), lead)?;
-    conn.prepare_cached(
-        "UPDATE leads SET status = ?2, owner = ?3, stage = ?4, doc = ?5, grade = ?6, account = ?7, assigned_ms = ?8,
-         accepted_ms = ?9, pool = ?10, due_ms = ?11, active_ms = ?12, erased = ?13 WHERE id = ?1",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            lead.id.as_str(),
-            lead.status.as_str(),
-            lead.owner,
-            lead.pending_stage().map(Stage::as_str),
-            doc,
-            lead.grade,
-            account(lead),
-            ms(lead.first_assigned_at),
-            ms(lead.accepted_at),
-            lead.pool,
-            due_ms(lead),
-            lead.last_activity().timestamp_millis(),
-            lead.personal_data_erased_at.is_some(),
-        ])
-    })
-    .map_err(sql_error)?;
-    Ok(())
-}
-
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    for (column, migration) in [("received_ms", FACT_COLUMNS), ("due_ms", DUE_COLUMN), ("active_ms", ACTIVITY_COLUMNS)]
-    {
-        let present: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('leads') WHERE name = ?1")
-            .and_then(|mut s| s.exists([column]))
-            .map_err(sql_error)?;
-        if !present {
-            conn.execute_batch(&format!("BEGIN; {migration} COMMIT;")).map_err(sql_error)?;
-        }
-    }
-    conn.execute_batch(FACT_INDEXES).map_err(sql_error)?;
-    let counted: bool = conn
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'open_per_rep'")
-        .and_then(|mut s| s.exists([]))
-        .map_err(sql_error)?;
-    if !counted {
-        conn.execute_batch(&format!("BEGIN; {} COMMIT;", open_counts_sql())).map_err(sql_error)?;
-    }
-    Ok(())
-}
-
-/// Open leads per rep, kept by triggers in the same transaction as every write to `leads`, so
-/// that capacity (`max_open_leads`, asked at every assignment) is one row, not a count of a
-/// rep's leads; filled from the leads already stored when it is created. Openness is tested
-/// with `instr` on a list rather than `IN (…)`, which builds a temporary table per row written,
-/// and no column is added: a few bytes more per row made the metrics scan read 11% more pages.
-fn open_counts_sql() -> String {
-    let list: Vec<&str> = LeadStatus::ALL.iter().filter(|s| s.is_open()).map(|s| s.as_str()).collect();
-    let list = format!(",{},", list.join(","));
-    let is_open = |row: &str| format!("({row}.owner IS NOT NULL AND instr('{list}', ',' || {row}.status || ',') > 0)");
-    let (old, new, any) = (is_open("OLD"), is_open("NEW"), is_open("leads"));
-    format!(
-        "DROP TRIGGER IF EXISTS open_counts_insert;
-         DROP TRIGGER IF EXISTS open_counts_update;
-         DROP TRIGGER IF EXISTS open_counts_delete;
-         DROP TABLE IF EXISTS open_counts;
-         CREATE TABLE open_per_rep (rep TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-         INSERT INTO open_per_rep (rep, n) SELECT owner, COUNT(*) FROM leads WHERE {any} GROUP BY owner;
-         CREATE TRIGGER open_per_rep_insert AFTER INSERT ON leads WHEN {new}
-         BEGIN
-             INSERT INTO open_per_rep (rep, n) VALUES (NEW.owner, 1) ON CONFLICT(rep) DO UPDATE SET n = n + 1;
-         END;
-         CREATE TRIGGER open_per_rep_update AFTER UPDATE OF status, owner ON leads
-         WHEN {old} IS NOT {new} OR ({old} AND OLD.owner IS NOT NEW.owner)
-         BEGIN
-             UPDATE open_per_rep SET n = n - 1 WHERE {old} AND rep = OLD.owner;
-             INSERT INTO open_per_rep (rep, n) SELECT NEW.owner, 1 WHERE {new}
-                 ON CONFLICT(rep) DO UPDATE SET n = n + 1;
-         END;
-         CREATE TRIGGER open_per_rep_delete AFTER DELETE ON leads WHEN {old}
-         BEGIN
-             UPDATE open_per_rep SET n = n - 1 WHERE rep = OLD.owner;
-         END;"
-    )
-}
-
-/// The statuses in which a rep works a lead, as an SQL list (`LeadStatus::is_open`).
-fn open_statuses() -> String {
-    let open: Vec<String> =
-        LeadStatus::ALL.iter().filter(|s| s.is_open()).map(|s| format!("'{}'", s.as_str())).collect();
-    open.join(",")
-}
-
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
-    let mut full = true;
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        let want_full = jobs.iter().any(|j| j.durable());
-        if want_full != full {
-            let pragma = if want_full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
-            match conn.execute_batch(pragma) {
-                Ok(()) => full = want_full,
-                Err(e) => tracing::error!(error = %e, "could not set synchronous"),
-            }
-        }
-        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => {
-                let msg = e.to_string();
-                jobs.into_iter().for_each(|j| j.finish(Err(msg.clone())));
-                continue;
-            }
-        };
-        for job in jobs.iter_mut() {
-            // Kept prepared: one savepoint per job is the writer's most frequent statement.
-            let run = |sql: &str| tx.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ());
-            if run("SAVEPOINT job").is_err() {
-                continue;
-            }
-            let ok = job.run(&tx);
-            let end = if ok { run("RELEASE job") } else { run("ROLLBACK TO job").and_then(|()| run("RELEASE job")) };
-            if let Err(e) = end {
-                tracing::error!(error = %e, "savepoint could not be closed");
-            }
-        }
-        let commit = tx.commit().map_err(|e| e.to_string());
-        jobs.into_iter().for_each(|j| j.finish(commit.clone()));
-    }
 }
 
 impl SqliteStore {
