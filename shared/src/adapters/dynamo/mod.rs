@@ -11,6 +11,7 @@
 //! | pool cursor | `POOL#<pool>` | `CURSOR` | `turn`: the round-robin counter |
 //! | routing document | `CONFIG` | `ROUTING` | `toml` (written by `leadrouter config push`) |
 //! | roster change | `REPS` | `REP#<id>` | `doc`: the rep's record as `PUT /v1/reps/{id}` stored it |
+//! | roster history | `REPHISTORY` | `<updated µs>#<id>#<ulid>` | `doc`: every record `PUT /v1/reps/{id}` stored, for replay |
 //!
 //! A lead item holds the lead as one deflated JSON document (`doc`), so that a routed lead stays
 //! under 1 KB, one write unit; beside it only keys, `version`, `status`, the index keys and
@@ -31,6 +32,9 @@
 //! choices is a write unit saved per lead (the cost test meters them). Keys that every lead
 //! passes through are spread over [`SHARDS`] partitions by a hash of the lead id; a query reads
 //! every shard and merges.
+//!
+//! Here: the store. `items` holds the item encoding (the lead item, its document and index
+//! keys, the deliveries item), `partitions` which index partitions hold which leads.
 
 use crate::domain::{Lead, LeadId, LeadStatus, RepRecord};
 use crate::ports::{
@@ -38,12 +42,16 @@ use crate::ports::{
     PendingPage, StoreError, Turns, Updated,
 };
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+
+mod items;
+mod partitions;
+
+use items::*;
+use partitions::*;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -81,143 +89,6 @@ pub struct DynamoStore {
     /// `[retention] delete_after_days`: each lead item carries `expires_at` (the table's TTL
     /// attribute, unix seconds) this long after its last activity.
     delete_after: Option<chrono::Duration>,
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-/// Throttling and conflicts are worth a retry; the cause is kept either way.
-fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let retryable = match &e {
-        SdkError::ServiceError(se) => matches!(
-            se.err().code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "TransactionConflictException"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-            )
-        ),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        _ => false,
-    };
-    if retryable { StoreError::Retryable(Box::new(e)) } else { StoreError::Unavailable(Box::new(e)) }
-}
-
-fn corrupt(id: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Corrupt { id: id.to_owned(), source: Box::new(e) }
-}
-
-fn shard(id: &LeadId) -> u8 {
-    Sha256::digest(id.as_str().as_bytes())[0] % SHARDS
-}
-
-fn seq(lead: &Lead) -> String {
-    format!("{:016}#{}", lead.received_at.timestamp_micros().max(0), lead.id)
-}
-
-fn lead_key(id: &LeadId) -> Item {
-    HashMap::from([("pk".to_owned(), s(format!("LEAD#{id}"))), ("sk".to_owned(), s("A"))])
-}
-
-/// The lead an index entry points at (every entry carries the table's keys).
-fn lead_id_of(item: &Item) -> Option<LeadId> {
-    get_s(item, "pk").and_then(|p| p.strip_prefix("LEAD#")).and_then(LeadId::parse)
-}
-
-fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
-    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
-}
-
-fn get_n(item: &Item, k: &str) -> Option<i64> {
-    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
-}
-
-/// The sort key of the item holding a lead's delivery records.
-const DELIVERIES: &str = "DELIVERIES";
-
-fn deflated(json: &[u8]) -> AttributeValue {
-    AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(json, 9)))
-}
-
-fn inflated(id: &str, doc: &Blob) -> Result<Vec<u8>, StoreError> {
-    miniz_oxide::inflate::decompress_to_vec_with_limit(doc.as_ref(), MAX_DOC)
-        .map_err(|e| StoreError::Corrupt { id: id.to_owned(), source: format!("doc: {e}").into() })
-}
-
-/// A lead's delivery records: one deflated JSON list, so that a notification's deliveries
-/// (the rep's and the manager's, every target) cost one write together.
-fn deliveries_of(lead: &LeadId, item: &Item) -> Result<Vec<Delivery>, StoreError> {
-    match item.get("doc") {
-        Some(AttributeValue::B(doc)) => {
-            serde_json::from_slice(&inflated(lead.as_str(), doc)?).map_err(|e| corrupt(lead.as_str(), e))
-        }
-        _ => Err(StoreError::Corrupt { id: lead.to_string(), source: "deliveries without doc".into() }),
-    }
-}
-
-/// Decompressed lead documents larger than this are refused (an item is at most 400 KB).
-const MAX_DOC: usize = 4 << 20;
-
-/// The lead as an item. Its fields travel as one deflated JSON document, `doc`, which keeps a
-/// routed lead under 1 KB, the size of one write unit (a routed lead is about 1.3 KB as
-/// attributes, most of it names repeated in its history). Beside it: the keys, `version`,
-/// the index keys, what the indexes project (`due`, `owner`), and `status` for a person
-/// reading the table.
-fn lead_item(lead: &Lead, version: i64, delete_after: Option<chrono::Duration>) -> Result<Item, StoreError> {
-    let json = serde_json::to_vec(lead).map_err(|e| corrupt(lead.id.as_str(), e))?;
-    let sh = shard(&lead.id);
-    let mut item = lead_key(&lead.id);
-    if let Some(after) = delete_after {
-        item.insert("expires_at".into(), n((lead.last_activity() + after).timestamp()));
-    }
-    item.insert("doc".into(), deflated(&json));
-    item.insert("status".into(), s(lead.status.as_str()));
-    item.insert("version".into(), n(version));
-    item.insert("seq".into(), s(seq(lead)));
-    if listed_by_status(lead) {
-        item.insert("by_status_pk".into(), s(format!("STATUS#{}#{sh}", lead.status)));
-    }
-    item.insert("by_source_pk".into(), s(format!("SOURCE#{}#{sh}", lead.source)));
-    // Open leads in a partition of their own: capacity and reassignment read only those.
-    if let Some(o) = &lead.owner {
-        let open = if lead.is_open() { "OPEN" } else { "OWNER" };
-        item.insert("by_owner_pk".into(), s(format!("{open}#{o}")));
-    }
-    // Constant while the lead moves from stage to stage, so those writes leave the index alone.
-    if lead.pending_stage().is_some() {
-        item.insert("pending_pk".into(), s(format!("PENDING#{sh}")));
-        if let Some(due) = lead.pending_due() {
-            item.insert("due".into(), n(due.timestamp_millis()));
-        }
-    }
-    if let (Some(o), Some(domain)) = (&lead.owner, lead.account()) {
-        item.insert("by_account_pk".into(), s(format!("ACCOUNT#{domain}")));
-        item.insert("owner".into(), s(o));
-    }
-    Ok(item)
-}
-
-fn lead_of(item: Item) -> Result<(Lead, i64), StoreError> {
-    let id = get_s(&item, "pk").unwrap_or("?").to_owned();
-    let version = get_n(&item, "version").unwrap_or(0);
-    let lead: Lead = match item.get("doc") {
-        Some(AttributeValue::B(doc)) => serde_json::from_slice(&inflated(&id, doc)?).map_err(|e| corrupt(&id, e))?,
-        // Written before leads were compressed: the fields are the attributes.
-        _ => serde_dynamo::from_item(item).map_err(|e| corrupt(&id, e))?,
-    };
-    Ok((lead, version))
 }
 
 impl DynamoStore {
@@ -386,47 +257,6 @@ impl DynamoStore {
         let out = q.key_condition_expression(cond).send().await.map_err(sdk_error)?;
         Ok(out.items.unwrap_or_default())
     }
-}
-
-/// One index partition: index, key attribute, key.
-type Partition = (&'static str, &'static str, String);
-
-fn pending_partitions() -> impl Iterator<Item = Partition> {
-    (0..SHARDS).map(|sh| ("pending", "pending_pk", format!("PENDING#{sh}")))
-}
-
-fn status_partitions(st: LeadStatus) -> impl Iterator<Item = Partition> {
-    (0..SHARDS).map(move |sh| ("by_status", "by_status_pk", format!("STATUS#{st}#{sh}")))
-}
-
-/// Every lead is in `by_status` or in `pending` (`listed_by_status`), so these partitions
-/// together hold every lead: listing all leads, replay and the metrics read them, and no
-/// index of every lead has to be written.
-fn every_partition() -> Vec<Partition> {
-    let mut p: Vec<Partition> =
-        LeadStatus::ALL.into_iter().filter(|s| !passing_through(*s)).flat_map(status_partitions).collect();
-    p.extend(pending_partitions());
-    p
-}
-
-/// The table key of an index entry (every entry carries it).
-fn table_key(k: &Item) -> Item {
-    ["pk", "sk"].iter().filter_map(|a| k.get(*a).map(|v| (a.to_string(), v.clone()))).collect()
-}
-
-/// Statuses a lead holds only on its way to a rep (each always waiting for a stage): not kept
-/// in `by_status`, to save the index writes of every lead's first steps.
-fn passing_through(status: LeadStatus) -> bool {
-    matches!(status, LeadStatus::Fetching | LeadStatus::Received | LeadStatus::Unique | LeadStatus::Scored)
-}
-
-/// Whether `by_status` holds the lead: unless it waits in `pending` on its way to a rep or
-/// while a new owner is being told (assigned, a notification owed: it becomes `notified`
-/// within a second). Those leads are listed from `pending`, and each status skipped saves an
-/// index delete and put. Every lead is in one of the two.
-fn listed_by_status(lead: &Lead) -> bool {
-    let being_told = lead.status == LeadStatus::Assigned && lead.notify_pending.is_some();
-    !(lead.pending_stage().is_some() && (passing_through(lead.status) || being_told))
 }
 
 impl LeadStore for DynamoStore {
