@@ -290,7 +290,7 @@ async fn replay(
     let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))?;
     let since = match since {
         None => chrono::DateTime::<chrono::Utc>::MIN_UTC,
-        Some(s) => leadrouter::http::parse_since(s)
+        Some(s) => leadrouter::replay::parse_since(s)
             .ok_or_else(|| anyhow::anyhow!("--since '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))?,
     };
     match table {

@@ -5,9 +5,9 @@
 //! `owners`.
 
 use crate::config::Settings;
-use crate::domain::intake::{IntakeOptions, normalize};
-use crate::domain::routing::{RoutingView, Turns, apply, decide};
-use crate::domain::{Lead, LeadId, LeadStatus, Roster};
+use crate::domain::intake::{HONEYPOT, IntakeOptions, normalize};
+use crate::domain::routing::{RoutingView, apply, first_look};
+use crate::domain::{LeadId, LeadStatus, Roster};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -174,24 +174,17 @@ fn decide_case(
     open: &BTreeMap<String, u32>,
     owners: &BTreeMap<String, String>,
 ) -> Decided {
-    let source = intake.source.clone().unwrap_or_else(|| "web".into());
-    let mut lead = Lead::new(LeadId::new(), source, intake.contact, at);
-    lead.attributes = intake.attributes;
     if intake.honeypot {
-        return Decided {
-            grade: None,
-            pool: None,
-            rep: None,
-            why: "rejected: honeypot: the hidden website_url field was filled in".into(),
-        };
+        return Decided { grade: None, pool: None, rep: None, why: format!("rejected: {HONEYPOT}") };
     }
+    let mut lead = intake.into_lead(at);
     settings.scoring.found_unique(&mut lead, settings.dedup.window_days, at);
     let open: HashMap<String, u32> = open.iter().map(|(k, v)| (k.clone(), *v)).collect();
     let owners: HashMap<String, (LeadId, String)> =
         owners.iter().map(|(d, rep)| (d.to_ascii_lowercase(), (LeadId::new(), rep.clone()))).collect();
     let view = RoutingView { pools: &settings.pools, roster, open: &open, owners: &owners, now: at };
     if lead.status == LeadStatus::Scored {
-        let decision = decide(&lead, &view, &Turns { cursor: &|_| 0, given: &HashMap::new() });
+        let decision = first_look(&lead, &view);
         apply(&decision, &mut lead, &view);
     }
     let given = lead.owner.is_some();

@@ -12,7 +12,7 @@
 //! document's reps with the changes made through `/v1/reps` up to then.
 
 use crate::config::Settings;
-use crate::domain::routing::{Decision, RoutingView, Turns, apply, decide};
+use crate::domain::routing::{Decision, RoutingView, apply, decide_in_pool, first_look};
 use crate::domain::{AssignedBy, Assignment, Lead, LeadId, LeadStatus, RepRecord, Roster};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -161,31 +161,28 @@ fn fresh(stored: &Lead, settings: &Settings) -> Lead {
     l
 }
 
-/// When the stored lead was routed (given, left unassigned, or disqualified instead), and when
-/// its owner moved it to a sales status.
+/// Whether a history entry records a routing decision: the lead given, left unassigned, or
+/// disqualified instead.
+fn decided(h: &crate::domain::HistoryEntry) -> bool {
+    matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified)
+}
+
+/// When the stored lead was routed ([`decided`]), and when its owner moved it to a sales status.
 fn times(lead: &Lead) -> Times {
-    let mut decided: Vec<DateTime<Utc>> = lead
-        .history
-        .iter()
-        .filter(|h| matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified))
-        .map(|h| h.at)
-        .collect();
-    decided.dedup();
+    let mut decisions: Vec<DateTime<Utc>> = lead.history.iter().filter(|h| decided(h)).map(|h| h.at).collect();
+    decisions.dedup();
     let statuses = lead
         .history
         .iter()
         .filter(|h| LeadStatus::SALES.contains(&h.to) && h.from != Some(h.to))
         .map(|h| (h.at, h.to))
         .collect();
-    (decided, statuses)
+    (decisions, statuses)
 }
 
 /// The stored lead's first routing decision.
 fn first_placement(lead: &Lead) -> Placement {
-    let first = lead
-        .history
-        .iter()
-        .find(|h| matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified));
+    let first = lead.history.iter().find(|h| decided(h));
     let rep = first.filter(|h| h.to == LeadStatus::Assigned).and_then(|h| h.owner.clone());
     Placement { grade: lead.grade.clone(), pool: rep.as_ref().and(lead.pool.clone()), rep }
 }
@@ -321,12 +318,10 @@ impl<'a> Replayer<'a> {
         let open = self.open.clone();
         let (pools, roster) = (&self.settings.pools, &self.roster);
         let view = RoutingView { pools, roster, open: &open, owners: &owners, now };
-        let none = HashMap::new();
-        let first_look = |l: &Lead| decide(l, &view, &Turns { cursor: &|_| 0, given: &none });
         let mut by_pool: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut singles = Vec::new();
         for (k, s) in sims.iter().enumerate() {
-            match first_look(&s.lead) {
+            match first_look(&s.lead, &view) {
                 Decision::Turn { pool, .. } => by_pool.entry(pool).or_default().push(k),
                 Decision::Nothing => {}
                 _ => singles.push(k),
@@ -337,26 +332,14 @@ impl<'a> Replayer<'a> {
             let mut given: HashMap<String, u32> = HashMap::new();
             for k in members {
                 let l = &mut sims[k].lead;
-                let decision = decide(l, &view, &Turns { cursor: &|_| cursor, given: &given });
-                let decision = match decision {
-                    Decision::Turn { pool, ref pick, .. } if pool == i => {
-                        cursor = pick.turn + 1;
-                        *given.entry(pick.rep.clone()).or_default() += 1;
-                        decision
-                    }
-                    Decision::Turn { route, passed, .. } => {
-                        let first_pool = view.matching(l).first().copied();
-                        Decision::Nobody { route, first_pool, passed, reasons: None }
-                    }
-                    other => other,
-                };
+                let decision = decide_in_pool(l, &view, i, &mut cursor, &mut given);
                 apply(&decision, l, &view);
             }
             self.cursors.insert(pools[i].id.clone(), cursor);
         }
         for k in singles {
             let l = &mut sims[k].lead;
-            match first_look(l) {
+            match first_look(l, &view) {
                 Decision::Turn { .. } => {}
                 decision => {
                     apply(&decision, l, &view);
@@ -512,6 +495,13 @@ pub async fn replay_store<S: crate::ports::LeadStore>(
         }
     }
     Ok(replayer.finish())
+}
+
+/// `--since` and `?since=`: a date (midnight UTC) or an RFC 3339 time.
+pub fn parse_since(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).ok().or_else(|| {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    })
 }
 
 impl ReplayReport {

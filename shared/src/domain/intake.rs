@@ -36,6 +36,20 @@ pub struct Intake {
     pub honeypot: bool,
 }
 
+/// Why a form that filled in the honeypot is rejected.
+pub const HONEYPOT: &str = "honeypot: the hidden website_url field was filled in";
+
+impl Intake {
+    /// The lead these fields make, arriving at `at` from the `source` the form named (else
+    /// `web`): what the preview and routing tests decide on without storing anything.
+    pub fn into_lead(self, at: chrono::DateTime<chrono::Utc>) -> super::Lead {
+        let source = self.source.unwrap_or_else(|| "web".into());
+        let mut lead = super::Lead::new(super::LeadId::new(), source, self.contact, at);
+        lead.attributes = self.attributes;
+        lead
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct IntakeOptions {
     pub default_region: Region,

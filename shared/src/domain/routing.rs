@@ -210,6 +210,38 @@ pub fn decide(lead: &Lead, view: &RoutingView, turns: &Turns) -> Decision {
     Decision::Nobody { route, first_pool, passed, reasons }
 }
 
+/// The decision with no lead of the batch given yet, from each pool's start (who can take a
+/// lead does not depend on the turn): which pool's write of a batch the lead belongs to.
+pub fn first_look(lead: &Lead, view: &RoutingView) -> Decision {
+    decide(lead, view, &Turns { cursor: &|_| 0, given: &HashMap::new() })
+}
+
+/// A lead of pool `pool`'s write in a batch, decided from the write's `cursor` with the leads
+/// the batch has `given` so far counted; both move when it takes this pool's turn. A turn in
+/// another pool (this one filled up with the batch's own leads) is not this write's to take:
+/// the lead waits unassigned for the next pass.
+pub fn decide_in_pool(
+    lead: &Lead,
+    view: &RoutingView,
+    pool: usize,
+    cursor: &mut u64,
+    given: &mut HashMap<String, u32>,
+) -> Decision {
+    let at = *cursor;
+    match decide(lead, view, &Turns { cursor: &|_| at, given }) {
+        Decision::Turn { pool: p, pick, route, weights, passed } if p == pool => {
+            *cursor = pick.turn + 1;
+            *given.entry(pick.rep.clone()).or_default() += 1;
+            Decision::Turn { pool: p, pick, route, weights, passed }
+        }
+        Decision::Turn { route, passed, .. } => {
+            let first_pool = view.matching(lead).first().copied();
+            Decision::Nobody { route, first_pool, passed, reasons: None }
+        }
+        other => other,
+    }
+}
+
 /// Writes `decision` on the lead, with its reason in words; false if it changes nothing.
 pub fn apply(decision: &Decision, l: &mut Lead, view: &RoutingView) -> bool {
     let now = view.now;

@@ -5,7 +5,6 @@ mod ingest;
 pub mod limit;
 pub mod openapi;
 mod preview;
-pub use preview::parse_since;
 mod privacy;
 pub mod problem;
 pub mod roster;

@@ -56,7 +56,7 @@ pub async fn post_replay<S: LeadStore, Q: Queue, N: Notifier>(
         .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
     let since = match params.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => DateTime::<Utc>::MIN_UTC,
-        Some(s) => parse_since(s).ok_or_else(|| {
+        Some(s) => crate::replay::parse_since(s).ok_or_else(|| {
             Problem::invalid(
                 "since must be a date (YYYY-MM-DD) or an RFC 3339 time",
                 vec![crate::domain::FieldError::new("since", "is neither a date nor an RFC 3339 time")],
@@ -78,11 +78,4 @@ pub async fn post_replay<S: LeadStore, Q: Queue, N: Notifier>(
         Problem::unavailable("the store could not be read; try again")
     })?;
     Ok(axum::Json(report).into_response())
-}
-
-/// A date (midnight UTC) or an RFC 3339 time.
-pub fn parse_since(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).ok().or_else(|| {
-        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
-    })
 }

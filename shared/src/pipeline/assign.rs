@@ -4,7 +4,7 @@
 //! pass, or left the roster, and an unassigned lead once someone can take it.
 
 use super::{Pipeline, StageError, StageResults};
-use crate::domain::routing::{Decision, RoutingView, Turns, apply, decide};
+use crate::domain::routing::{Decision, RoutingView, apply, decide_in_pool, first_look};
 use crate::domain::{Lead, LeadId, LeadStatus, Roster, Stage};
 use crate::ports::{LeadStore, Message, Notifier, Queue, StoreError, Turns as Cursor, Updated};
 use chrono::{DateTime, Utc};
@@ -56,10 +56,8 @@ impl Context {
         self.snapshot.view(&self.settings.pools, self.now)
     }
 
-    /// The decision with no lead of the batch given yet, from each pool's start (who can take
-    /// a lead does not depend on the turn): which pool's write it belongs to.
     fn first_look(&self, l: &Lead) -> Decision {
-        decide(l, &self.view(), &Turns { cursor: &|_| 0, given: &HashMap::new() })
+        first_look(l, &self.view())
     }
 }
 
@@ -112,22 +110,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let change = move |l: &mut Lead, turns: &mut Cursor| {
                 let prepared = ctx.prepare(l);
                 let view = ctx.view();
-                let cursor = turns.cursor;
-                let decision = decide(l, &view, &Turns { cursor: &|_| cursor, given: &turns.given });
-                let decision = match decision {
-                    Decision::Turn { pool, ref pick, .. } if pool == i => {
-                        turns.cursor = pick.turn + 1;
-                        *turns.given.entry(pick.rep.clone()).or_default() += 1;
-                        decision
-                    }
-                    // This pool filled up with the batch's own leads; another pool's turn is
-                    // not this write's to take: it waits unassigned for the next pass.
-                    Decision::Turn { route, passed, .. } => {
-                        let first_pool = view.matching(l).first().copied();
-                        Decision::Nobody { route, first_pool, passed, reasons: None }
-                    }
-                    other => other,
-                };
+                let decision = decide_in_pool(l, &view, i, &mut turns.cursor, &mut turns.given);
                 apply(&decision, l, &view) || prepared
             };
             match self.store.assign(&pool_id, pool_ids.clone(), change).await {

@@ -91,7 +91,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
         }
         if sub.intake.honeypot {
-            lead.transition(LeadStatus::Rejected, "honeypot: the hidden website_url field was filled in", now);
+            lead.transition(LeadStatus::Rejected, crate::domain::intake::HONEYPOT, now);
         } else if let Some(reason) = sub.reject {
             lead.transition(LeadStatus::Rejected, reason, now);
         }

@@ -40,9 +40,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// Decides `intake` (its `source` may name any source) as if it arrived at `at`.
     pub async fn preview(&self, intake: Intake, at: Option<DateTime<Utc>>) -> Result<Preview, StoreError> {
         let at = at.unwrap_or_else(|| self.clock.now());
-        let source = intake.source.clone().unwrap_or_else(|| "web".into());
-        let mut lead = Lead::new(LeadId::new(), source, intake.contact, at);
-        lead.attributes = intake.attributes;
+        let honeypot = intake.honeypot;
+        let mut lead = intake.into_lead(at);
         let mut out = Preview {
             grade: None,
             score: None,
@@ -53,8 +52,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             why: String::new(),
             skipped: Vec::new(),
         };
-        if intake.honeypot {
-            out.why = "rejected: honeypot: the hidden website_url field was filled in".into();
+        if honeypot {
+            out.why = format!("rejected: {}", crate::domain::intake::HONEYPOT);
             return Ok(out);
         }
         // The grade is said even of a duplicate (which the router does not score).
