@@ -137,14 +137,15 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 })
             })
             .collect();
-        let mut results = self.run_unique(stage, unique.clone()).await;
+        let n = unique.len();
+        let mut results = self.run_unique(stage, unique).await;
         // A failure no retry can help may be one lead's (an unreadable record) that failed the
-        // batch's shared write: each such message is tried again alone, so that only the lead
-        // at fault goes to the dead-letter path.
-        if unique.len() > 1 && results.iter().any(|r| r.as_ref().is_err_and(|e| !e.is_retryable())) {
-            for (i, m) in unique.iter().enumerate() {
-                if results[i].as_ref().is_err_and(|e| !e.is_retryable()) {
-                    results[i] = self.run_unique(stage, vec![m.clone()]).await.pop().unwrap_or(Ok(()));
+        // batch's shared write: each such message (the index kept a copy) is tried again
+        // alone, so that only the lead at fault goes to the dead-letter path.
+        if n > 1 && results.iter().any(|r| r.as_ref().is_err_and(|e| !e.is_retryable())) {
+            for (m, i) in &index {
+                if results[*i].as_ref().is_err_and(|e| !e.is_retryable()) {
+                    results[*i] = self.run_unique(stage, vec![m.clone()]).await.pop().unwrap_or(Ok(()));
                 }
             }
         }
