@@ -392,3 +392,34 @@ async fn a_lead_waiting_in_unique_is_scored_by_the_score_stage() {
     assert_eq!(path, ["received", "unique", "scored", "assigned", "notified"]);
     assert_eq!(l["score"], 10);
 }
+
+/// The document is produced from the route table: every operation it lists is answered by its
+/// handler, never by the router's fallbacks (404 "no such route", 405), and the routes it
+/// cannot list are exactly those fallbacks.
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_nothing_else_is() {
+    let app = TestApp::spawn().await;
+    let c = reqwest::Client::new();
+    let doc: Value = c.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 15, "{} paths", paths.len());
+    let mut checked = 0;
+    for (path, item) in paths {
+        let concrete = path.replace("{id}", "01JZZZZZZZZZZZZZZZZZZZZZZZ").replace("{source}", "nosuch");
+        for method in item.as_object().unwrap().keys() {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = c.request(m, app.url(&concrete)).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            assert_ne!(status, 405, "{method} {path} is documented but not routed: {body}");
+            assert!(!body.contains("no such route"), "{method} {path} is documented but not routed: {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} operations");
+    // A path the table does not have, and a method a documented path does not take.
+    let r = c.get(app.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("no such route"));
+    assert_eq!(c.patch(app.url("/v1/reps")).send().await.unwrap().status(), 405);
+}

@@ -1,5 +1,6 @@
 //! Admin routes (bearer token) and the health check.
 
+use super::openapi::{IntoSchema, Op, STORE_DOWN, UNAUTHORIZED, string};
 use super::{AppState, Problem, authorize};
 use crate::domain::{LeadId, LeadStatus};
 use crate::ports::{LeadQuery, LeadStore, Notifier, Queue};
@@ -8,6 +9,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::PartialSchema;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 const MAX_PAGE: usize = 500;
 const DEFAULT_PAGE: usize = 50;
@@ -96,4 +100,46 @@ pub async fn healthz<S: LeadStore, Q: Queue, N: Notifier>(
 ) -> Result<Response, Problem> {
     p.store.ping().await.map_err(store_down)?;
     Ok(Json(super::openapi::Health { status: "ok".into() }).into_response())
+}
+
+pub(super) fn list_leads_op() -> Op {
+    Op::new("listLeads", "admin", "Page through leads, newest first")
+        .admin()
+        .param("status", ParameterIn::Query, false, LeadStatus::schema().into_schema(), "Only leads in this status.")
+        .param("owner", ParameterIn::Query, false, string(), "Only leads owned by this rep id.")
+        .param("source", ParameterIn::Query, false, string(), "Only leads from this source.")
+        .param(
+            "limit",
+            ParameterIn::Query,
+            false,
+            ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(500)).into(),
+            "Page size, 1 to 500 (default 50).",
+        )
+        .param(
+            "cursor",
+            ParameterIn::Query,
+            false,
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(128))
+                .pattern(Some("^[0-9A-Za-z#]*$"))
+                .into(),
+            "next_cursor of the previous page; empty means the first page.",
+        )
+        .ok_json::<super::openapi::LeadList>("200", "A page of leads.")
+        .problems(&[("400", "Malformed query string."), UNAUTHORIZED, ("422", "Invalid parameters."), STORE_DOWN])
+}
+
+pub(super) fn get_lead_op() -> Op {
+    Op::new("getLead", "admin", "A lead with its score, routing, history and deliveries")
+        .admin()
+        .param("id", ParameterIn::Path, true, string(), "The lead id.")
+        .ok_json::<super::openapi::LeadDetail>("200", "The lead.")
+        .problems(&[UNAUTHORIZED, ("404", "No such lead."), STORE_DOWN])
+}
+
+pub(super) fn healthz_op() -> Op {
+    Op::new("healthz", "ops", "Whether the store answers")
+        .ok_json::<super::openapi::Health>("200", "The store answers.")
+        .problems(&[("503", "The store does not answer.")])
 }

@@ -1,5 +1,6 @@
 //! `POST /v1/leads`: web forms, as JSON or urlencoded.
 
+use super::openapi::{Op, STORE_DOWN, TOO_LARGE};
 use super::{AppState, Problem, read_body};
 use crate::domain::LeadId;
 use crate::domain::intake::{Intake, IntakeOptions, normalize};
@@ -12,8 +13,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-
-const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// The raw fields of a form body, in order, by content type.
 pub(crate) fn form_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, Value)>, Problem> {
@@ -34,14 +33,9 @@ pub(crate) fn form_intake(fields: Vec<(String, Value)>, settings: &crate::config
     })
 }
 
-/// The `Idempotency-Key` header, if present and sane.
+/// The `Idempotency-Key` header, if present and sane; 400 if not.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = v.to_str().map_err(|_| Problem::bad_request("Idempotency-Key must be printable ASCII"))?.trim();
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-        return Err(Problem::bad_request(format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")));
-    }
-    Ok(Some(key.to_owned()))
+    crate::sources::idempotency_key(headers).map_err(|e| Problem::bad_request(e.to_string()))
 }
 
 pub(crate) fn accepted(lead_id: &LeadId) -> Response {
@@ -68,4 +62,19 @@ pub async fn post_lead<S: LeadStore, Q: Queue, N: Notifier>(
         Problem::unavailable("the lead could not be stored; retry with the same Idempotency-Key")
     })?;
     Ok(accepted(&accepted_lead.lead_id))
+}
+
+pub(super) fn post_lead_op() -> Op {
+    Op::new("postLead", "ingest", "Submit a web-form lead")
+        .idempotency()
+        .form_body("One of email or phone must be present.")
+        .ok_json::<super::openapi::LeadAccepted>("202", "Stored durably; routing has begun.")
+        .problems(&[
+            ("400", "Malformed body or Idempotency-Key."),
+            TOO_LARGE,
+            ("415", "Content-Type is neither JSON nor urlencoded."),
+            ("422", "Well-formed but invalid: every bad field is listed in errors."),
+            ("429", "Over [server] rate_limit_per_minute for this client: nothing stored; Retry-After says when."),
+            STORE_DOWN,
+        ])
 }

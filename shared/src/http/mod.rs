@@ -16,9 +16,11 @@ use crate::ports::{LeadStore, Notifier, Queue};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use openapi::Route;
 pub use problem::Problem;
 use std::sync::Arc;
+use utoipa::openapi::HttpMethod;
+use utoipa_axum::router::OpenApiRouter;
 
 pub type AppState<S, Q, N> = Arc<Pipeline<S, Q, N>>;
 
@@ -36,35 +38,8 @@ pub fn public_router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, 
 
 fn routes<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>, admin: bool) -> Router {
     let server = &state.settings.server;
-    let mut leads = post(ingest::post_lead::<S, Q, N>);
-    if let Some(l) = limit::ClientLimit::new(server.rate_limit_per_minute, server.trusted_proxies.clone()) {
-        leads = leads.route_layer(axum::middleware::from_fn_with_state(l, limit::limit));
-    }
-    let public = Router::new()
-        .route("/v1/webhooks/meta", get(webhooks::meta_verify::<S, Q, N>).post(webhooks::meta_notify::<S, Q, N>))
-        .route("/v1/webhooks/google", post(webhooks::google::<S, Q, N>))
-        .route("/v1/webhooks/generic/{source}", post(webhooks::generic::<S, Q, N>));
-    let routes = if !admin {
-        public.route("/v1/leads", leads)
-    } else {
-        public
-            .route("/v1/leads", leads.get(admin::list_leads::<S, Q, N>))
-            .route("/v1/leads/{id}", get(admin::get_lead::<S, Q, N>))
-            .route("/v1/leads/{id}/status", post(sales::post_status::<S, Q, N>))
-            .route("/v1/leads/{id}/accept", get(sales::accept_page::<S, Q, N>).post(sales::accept::<S, Q, N>))
-            .route("/v1/reps", get(roster::list_reps::<S, Q, N>))
-            .route(
-                "/v1/reps/{id}",
-                get(roster::get_rep::<S, Q, N>).put(roster::put_rep::<S, Q, N>).delete(roster::delete_rep::<S, Q, N>),
-            )
-            .route("/v1/metrics", get(roster::metrics::<S, Q, N>))
-            .route("/v1/erasures", post(privacy::post_erasure::<S, Q, N>))
-            .route("/v1/route/preview", post(preview::post_preview::<S, Q, N>))
-            .route("/v1/routing/replay", post(preview::post_replay::<S, Q, N>))
-            .route("/healthz", get(admin::healthz::<S, Q, N>))
-            .route("/openapi.json", get(openapi::serve))
-    };
-    routes
+    let limit = limit::ClientLimit::new(server.rate_limit_per_minute, server.trusted_proxies.clone());
+    Router::from(api::<S, Q, N>(limit, admin))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -75,6 +50,64 @@ fn routes<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>, admin: 
             )
         })
         .with_state(state)
+}
+
+/// The route table: every path with, for each method, its handler and its OpenAPI operation.
+/// `/openapi.json` is this table's document ([`openapi::OPENAPI_JSON`]).
+fn api<S: LeadStore, Q: Queue, N: Notifier>(
+    limit: Option<Arc<limit::ClientLimit>>,
+    admin: bool,
+) -> OpenApiRouter<AppState<S, Q, N>> {
+    use HttpMethod::{Delete, Get, Post, Put};
+    let mut leads = Route::new("/v1/leads").on(Post, ingest::post_lead::<S, Q, N>, ingest::post_lead_op());
+    if let Some(l) = limit {
+        leads = leads.map(|r| r.route_layer(axum::middleware::from_fn_with_state(l, limit::limit)));
+    }
+    let mut api = OpenApiRouter::with_openapi(openapi::base())
+        .routes(
+            Route::new("/v1/webhooks/meta")
+                .on(Get, webhooks::meta_verify::<S, Q, N>, webhooks::meta_verify_op())
+                .on(Post, webhooks::meta_notify::<S, Q, N>, webhooks::meta_notify_op())
+                .into(),
+        )
+        .routes(Route::new("/v1/webhooks/google").on(Post, webhooks::google::<S, Q, N>, webhooks::google_op()).into())
+        .routes(
+            Route::new("/v1/webhooks/generic/{source}")
+                .on(Post, webhooks::generic::<S, Q, N>, webhooks::generic_op())
+                .into(),
+        );
+    if !admin {
+        return api.routes(leads.into());
+    }
+    api = api
+        .routes(leads.on(Get, admin::list_leads::<S, Q, N>, admin::list_leads_op()).into())
+        .routes(Route::new("/v1/leads/{id}").on(Get, admin::get_lead::<S, Q, N>, admin::get_lead_op()).into())
+        .routes(
+            Route::new("/v1/leads/{id}/status").on(Post, sales::post_status::<S, Q, N>, sales::post_status_op()).into(),
+        )
+        .routes(
+            Route::new("/v1/leads/{id}/accept")
+                .on(Get, sales::accept_page::<S, Q, N>, sales::accept_page_op())
+                .on(Post, sales::accept::<S, Q, N>, sales::accept_op())
+                .into(),
+        )
+        .routes(Route::new("/v1/reps").on(Get, roster::list_reps::<S, Q, N>, roster::list_reps_op()).into())
+        .routes(
+            Route::new("/v1/reps/{id}")
+                .on(Get, roster::get_rep::<S, Q, N>, roster::get_rep_op())
+                .on(Put, roster::put_rep::<S, Q, N>, roster::put_rep_op())
+                .on(Delete, roster::delete_rep::<S, Q, N>, roster::delete_rep_op())
+                .into(),
+        )
+        .routes(Route::new("/v1/metrics").on(Get, roster::metrics::<S, Q, N>, roster::metrics_op()).into())
+        .routes(Route::new("/v1/erasures").on(Post, privacy::post_erasure::<S, Q, N>, privacy::erasure_op()).into())
+        .routes(
+            Route::new("/v1/route/preview").on(Post, preview::post_preview::<S, Q, N>, preview::preview_op()).into(),
+        )
+        .routes(Route::new("/v1/routing/replay").on(Post, preview::post_replay::<S, Q, N>, preview::replay_op()).into())
+        .routes(Route::new("/healthz").on(Get, admin::healthz::<S, Q, N>, admin::healthz_op()).into())
+        .routes(Route::new("/openapi.json").on(Get, openapi::serve, openapi::openapi_op()).into());
+    api
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.

@@ -1,5 +1,6 @@
 //! `POST /v1/route/preview` (admin): where a lead would go and why, changing nothing.
 
+use super::openapi::{Op, STORE_DOWN, TOO_LARGE, UNAUTHORIZED, string};
 use super::{AppState, Problem, authorize};
 use crate::ports::{LeadStore, Notifier, Queue};
 use axum::body::Body;
@@ -7,6 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use utoipa::openapi::path::ParameterIn;
 
 pub async fn post_preview<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
@@ -78,4 +80,51 @@ pub async fn post_replay<S: LeadStore, Q: Queue, N: Notifier>(
         Problem::unavailable("the store could not be read; try again")
     })?;
     Ok(axum::Json(report).into_response())
+}
+
+pub(super) fn replay_op() -> Op {
+    Op::new("routingReplay", "admin", "What a routing document would change over the stored leads, changing nothing")
+        .admin()
+        .param(
+            "since",
+            ParameterIn::Query,
+            false,
+            string(),
+            "Only leads received on or after this date (YYYY-MM-DD) or RFC 3339 time; default all.",
+        )
+        .body(
+            &[("application/toml", string()), ("text/plain", string())],
+            "A routing document (TOML), as `leadrouter config check` takes it. It is not published.",
+        )
+        .ok_json::<crate::replay::ReplayReport>(
+            "200",
+            "The report `leadrouter replay --format json` prints: leads, owner_changes, pools, reps, unassigned_total, excluded.",
+        )
+        .problems(&[
+            ("400", "Malformed query string, or a body that is not UTF-8."),
+            UNAUTHORIZED,
+            TOO_LARGE,
+            ("422", "The document has problems (each with its line in errors), or since is not a date."),
+            STORE_DOWN,
+        ])
+}
+
+pub(super) fn preview_op() -> Op {
+    Op::new("routePreview", "admin", "Where a lead would go and why, changing nothing")
+        .admin()
+        .form_body(
+            "A lead's fields as a web form posts them (source may name any source), and optionally at (RFC 3339, default now).",
+        )
+        .ok_json::<crate::pipeline::Preview>(
+            "200",
+            "Grade, score, duplicate_of, the pool and rep it would go to (null when nobody would), why, and who was skipped.",
+        )
+        .problems(&[
+            ("400", "Malformed body."),
+            UNAUTHORIZED,
+            TOO_LARGE,
+            ("415", "Content-Type is neither JSON nor urlencoded."),
+            ("422", "Well-formed but invalid: every bad field is listed in errors."),
+            STORE_DOWN,
+        ])
 }

@@ -1,5 +1,6 @@
 //! `POST /v1/erasures` (admin): erasure on request, by lead id, email or phone.
 
+use super::openapi::{Op, STORE_DOWN, TOO_LARGE, UNAUTHORIZED};
 use super::{AppState, Problem, authorize, store_down};
 use crate::domain::{Email, FieldError, LeadId, Phone};
 use crate::ports::{LeadStore, Notifier, Queue};
@@ -64,4 +65,23 @@ pub async fn post_erasure<S: LeadStore, Q: Queue, N: Notifier>(
     }
     let done = p.erase_person(keys, leads).await.map_err(store_down)?;
     Ok(Json(done).into_response())
+}
+
+pub(super) fn erasure_op() -> Op {
+    Op::new("postErasure", "admin", "Erase a person's personal data (GDPR Art. 17, CCPA)")
+        .admin()
+        .body_json::<ErasureRequest>(
+            "One of lead_id, email or phone: every lead sharing that person's identity keys is erased.",
+        )
+        .ok_json::<crate::pipeline::Erasure>(
+            "200",
+            "Erased now, and still being routed (erased once they settle); both empty when nobody matched.",
+        )
+        .problems(&[
+            ("400", "Not JSON, or fields other than lead_id, email and phone."),
+            UNAUTHORIZED,
+            TOO_LARGE,
+            ("422", "None of lead_id, email or phone, or one that cannot be what it names."),
+            STORE_DOWN,
+        ])
 }

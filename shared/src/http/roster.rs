@@ -1,5 +1,6 @@
 //! The reps roster (`/v1/reps`) and the funnel metrics (`/v1/metrics`), admin token.
 
+use super::openapi::{Op, STORE_DOWN, TOO_LARGE, UNAUTHORIZED, string};
 use super::{AppState, Problem, authorize};
 use crate::config::Target;
 use crate::domain::metrics::{Metrics, MetricsBuilder};
@@ -12,6 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::ParameterIn;
 
 use super::store_down;
 
@@ -226,4 +228,58 @@ pub async fn metrics<S: LeadStore, Q: Queue, N: Notifier>(
     let roster = p.roster().await.map_err(store_down)?;
     let m = compute(&p.store, &p.settings, &roster, from, to).await.map_err(store_down)?;
     Ok(Json(m).into_response())
+}
+
+pub(super) fn list_reps_op() -> Op {
+    Op::new("listReps", "roster", "The roster: the routing document's reps with the changes made here")
+        .admin()
+        .ok_json::<RepList>("200", "Every rep.")
+        .problems(&[UNAUTHORIZED, STORE_DOWN])
+}
+
+fn rep_id(op: Op) -> Op {
+    op.param("id", ParameterIn::Path, true, string(), "The rep id.")
+}
+
+pub(super) fn get_rep_op() -> Op {
+    rep_id(Op::new("getRep", "roster", "One rep")).admin().ok_json::<RepRecord>("200", "The rep.").problems(&[
+        UNAUTHORIZED,
+        ("404", "No such rep."),
+        STORE_DOWN,
+    ])
+}
+
+pub(super) fn put_rep_op() -> Op {
+    rep_id(Op::new("putRep", "roster", "Add or replace a rep; inactive reps' open leads are reassigned"))
+        .admin()
+        .body_json::<RepRecord>("")
+        .ok_json::<RepRecord>("200", "The rep as the roster has them now.")
+        .problems(&[
+            ("400", "Not JSON, or an unknown field."),
+            UNAUTHORIZED,
+            TOO_LARGE,
+            ("422", "Every invalid field listed."),
+            STORE_DOWN,
+        ])
+}
+
+pub(super) fn delete_rep_op() -> Op {
+    rep_id(Op::new("deleteRep", "roster", "Remove a rep: nothing new for them, open leads reassigned"))
+        .admin()
+        .ok_json::<RepRemoved>("200", "Removed.")
+        .problems(&[UNAUTHORIZED, ("404", "No such rep."), STORE_DOWN])
+}
+
+pub(super) fn metrics_op() -> Op {
+    Op::new("metrics", "metrics", "Funnel metrics per source, rep and pool over leads received in a window")
+        .admin()
+        .param("from", ParameterIn::Query, false, string(), "RFC 3339 or YYYY-MM-DD; default 30 days before to.")
+        .param("to", ParameterIn::Query, false, string(), "RFC 3339 or YYYY-MM-DD (exclusive); default now.")
+        .ok_json::<Metrics>("200", "The metrics.")
+        .problems(&[
+            ("400", "Malformed query string."),
+            UNAUTHORIZED,
+            ("422", "from or to invalid, or from ≥ to."),
+            STORE_DOWN,
+        ])
 }

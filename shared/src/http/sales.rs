@@ -1,6 +1,7 @@
 //! What reps do with a lead: accept it (a signed link from the notification, no token) and
 //! move it through the sales statuses (`POST /v1/leads/{id}/status`, admin token).
 
+use super::openapi::{Op, STORE_DOWN, TOO_LARGE, UNAUTHORIZED, string};
 use super::{AppState, Problem, authorize};
 use crate::domain::{FieldError, Lead, LeadId, LeadStatus};
 use crate::notification;
@@ -12,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa::openapi::path::ParameterIn;
 
 use super::store_down;
 
@@ -279,4 +281,59 @@ pub async fn accept<S: LeadStore, Q: Queue, N: Notifier>(
         return Ok(page(StatusCode::OK, "Accepted", &format!("{}<p>The lead is yours.</p>", summary(&lead))));
     }
     Ok(Json(serde_json::json!({ "lead_id": lead.id, "status": lead.status, "owner": lead.owner })).into_response())
+}
+
+pub(super) fn post_status_op() -> Op {
+    Op::new("postStatus", "sales", "Move a lead through the sales statuses (its owner only)")
+        .admin()
+        .param("id", ParameterIn::Path, true, string(), "The lead id.")
+        .body_json::<super::openapi::StatusChange>("")
+        .ok_json::<super::openapi::LeadDetail>("200", "The lead as changed.")
+        .problems(&[
+            ("400", "Not JSON."),
+            UNAUTHORIZED,
+            ("404", "No such lead."),
+            ("409", "by is not the owner (owner names who is), or the lead cannot move there from its status."),
+            TOO_LARGE,
+            ("422", "status or by missing or invalid."),
+            STORE_DOWN,
+        ])
+}
+
+/// The accept link's parameters.
+fn link(op: Op) -> Op {
+    op.param("id", ParameterIn::Path, true, string(), "The lead id.")
+        .param("rep", ParameterIn::Query, true, string(), "The rep the link was sent to.")
+        .param("exp", ParameterIn::Query, true, string(), "When the link expires, in unix seconds.")
+        .param(
+            "sig",
+            ParameterIn::Query,
+            true,
+            string(),
+            "Hex HMAC-SHA256 of the lead id, rep id and exp, keyed with [server] accept_secret.",
+        )
+}
+
+pub(super) fn accept_page_op() -> Op {
+    link(Op::new("acceptPage", "sales", "The accept link: the lead's summary and a confirm button"))
+        .ok("200", "An HTML page.", "text/html", string())
+        .problems(&[
+            ("403", "The link was tampered with or not issued here; HTML for a browser."),
+            ("404", "No such lead."),
+            ("409", "The rep does not own the lead now (owner names who does); HTML for a browser."),
+            ("410", "The link has expired; HTML for a browser."),
+            STORE_DOWN,
+        ])
+}
+
+pub(super) fn accept_op() -> Op {
+    link(Op::new("accept", "sales", "Accept the lead for the link's rep"))
+        .ok_json::<super::openapi::AcceptResult>("200", "Accepted (again, harmlessly, if it was); HTML for a browser.")
+        .problems(&[
+            ("403", "The link was tampered with or not issued here; HTML for a browser."),
+            ("404", "No such lead."),
+            ("409", "The rep does not own the lead now (owner names who does)."),
+            ("410", "The link has expired; HTML for a browser."),
+            STORE_DOWN,
+        ])
 }

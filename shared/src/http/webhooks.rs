@@ -1,24 +1,32 @@
 //! The ad platforms' webhooks and generic signed webhooks.
 
-use super::ingest::{accepted, idempotency_key};
+use super::ingest::accepted;
+use super::openapi::{Op, STORE_DOWN, TOO_LARGE, free_object, string};
 use super::{AppState, Problem, read_body};
-use crate::domain::{Intake, IntakeOptions, LeadId, normalize, normalize_lenient};
-use crate::pipeline::Submission;
+use crate::domain::{IntakeOptions, LeadId};
 use crate::ports::{LeadStore, Notifier, Queue, StoreError};
-use crate::sources::{PayloadError, generic, google, meta};
+use crate::sources::{Delivery, PayloadError, Refusal, Reply, Source, secret_matches};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
-use subtle::ConstantTimeEq;
+use utoipa::openapi::path::ParameterIn;
 
 fn payload_problem(e: PayloadError) -> Problem {
     match e {
         PayloadError::Malformed(m) => Problem::bad_request(m),
         PayloadError::Invalid(m) => Problem::invalid(m, vec![]),
+    }
+}
+
+fn refusal_problem(e: Refusal) -> Problem {
+    match e {
+        Refusal::Unauthenticated(m) => Problem::unauthorized(m),
+        Refusal::Payload(p) => payload_problem(p),
+        Refusal::Fields { detail, errors } => Problem::invalid(detail, errors),
     }
 }
 
@@ -35,12 +43,33 @@ fn secret_unset(what: &str) -> Problem {
     Problem::unavailable(format!("{what} is not set on this server, so the source cannot be verified"))
 }
 
-fn equal(a: &str, b: &str) -> bool {
-    !b.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// Any webhook source: its secret, the body, the source's own verification and reading, then
+/// the leads stored durably before the answer the source's platform expects.
+async fn receive<S: LeadStore, Q: Queue, N: Notifier>(
+    p: &AppState<S, Q, N>,
+    source: &dyn Source,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let (secret_name, set_in) = source.signing_secret();
+    let Some(secret) = p.secrets.source(&secret_name) else { return Err(secret_unset(&set_in)) };
+    let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
+    let delivery = Delivery {
+        headers: &headers,
+        body: &body,
+        now: p.clock.now().timestamp(),
+        intake: IntakeOptions { default_region: p.settings.dedup.default_phone_region },
+    };
+    let subs = source.receive(&delivery, secret).map_err(refusal_problem)?;
+    let stored = p.accept_many(subs).await.map_err(stored_problem)?;
+    let lead_ids: Vec<LeadId> = stored.into_iter().map(|a| a.lead_id).collect();
+    Ok(match (source.reply(), lead_ids.first()) {
+        (Reply::Stored, Some(id)) => accepted(id),
+        (Reply::Listed, _) | (Reply::Stored, None) => {
+            Json(super::openapi::MetaAccepted { accepted: lead_ids.len(), lead_ids }).into_response()
+        }
+        (Reply::Empty, _) => (StatusCode::OK, Json(json!({}))).into_response(),
+    })
 }
 
 /// Meta's subscription check: `hub.mode=subscribe`, the verify token, echo the challenge.
@@ -57,7 +86,7 @@ pub async fn meta_verify<S: LeadStore, Q: Queue, N: Notifier>(
     let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
-    if get("hub.mode") != "subscribe" || !equal(get("hub.verify_token"), token) {
+    if get("hub.mode") != "subscribe" || !secret_matches(get("hub.verify_token"), token) {
         return Err(Problem::forbidden("hub.mode must be subscribe and hub.verify_token must match"));
     }
     let challenge = get("hub.challenge").to_owned();
@@ -70,31 +99,8 @@ pub async fn meta_notify<S: LeadStore, Q: Queue, N: Notifier>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    if p.settings.sources.meta.is_none() {
-        return Err(not_configured("meta"));
-    }
-    let Some(app_secret) = p.secrets.source("meta.app_secret") else {
-        return Err(secret_unset("[sources.meta] app_secret"));
-    };
-    let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
-    if !meta::signature_valid(app_secret, header_str(&headers, "x-hub-signature-256"), &body) {
-        return Err(Problem::unauthorized("X-Hub-Signature-256 is missing or does not match the body"));
-    }
-    let changes = meta::parse_notification(&body).map_err(payload_problem)?;
-    let subs: Vec<Submission> = changes
-        .into_iter()
-        .map(|c| {
-            let attributes = c.context.into_iter().map(|(k, v)| (format!("meta_{k}"), Value::String(v))).collect();
-            let intake = Intake { contact: Default::default(), attributes, source: None, honeypot: false };
-            let mut sub = Submission::new(LeadId::derived(&format!("meta:{}", c.leadgen_id)), "meta", intake);
-            sub.source_ref = Some(c.leadgen_id);
-            sub.fetch = true;
-            sub
-        })
-        .collect();
-    let accepted = p.accept_many(subs).await.map_err(stored_problem)?;
-    let lead_ids: Vec<LeadId> = accepted.into_iter().map(|a| a.lead_id).collect();
-    Ok(Json(super::openapi::MetaAccepted { accepted: lead_ids.len(), lead_ids }).into_response())
+    let Some(meta) = &p.settings.sources.meta else { return Err(not_configured("meta")) };
+    receive(&p, meta, headers, body).await
 }
 
 /// Google Ads lead forms: the key in the body, columns by `column_id`, `lead_id` the identity.
@@ -103,31 +109,8 @@ pub async fn google<S: LeadStore, Q: Queue, N: Notifier>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    if p.settings.sources.google_key.is_none() {
-        return Err(not_configured("google"));
-    }
-    let Some(key) = p.secrets.source("google.key") else { return Err(secret_unset("[sources.google] key")) };
-    let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
-    let lead = google::parse(&body).map_err(payload_problem)?;
-    if !lead.key.as_deref().is_some_and(|k| equal(k, key)) {
-        return Err(Problem::unauthorized("google_key is missing or wrong"));
-    }
-    let Some(lead_id) = lead.lead_id else { return Err(Problem::invalid("lead_id is missing or not an id", vec![])) };
-    let opts = IntakeOptions { default_region: p.settings.dedup.default_phone_region };
-    let (intake, reject) = match normalize_lenient(lead.fields.clone(), opts) {
-        Ok(i) => (i, None),
-        // A real person filled the form: keep what came, refuse it for routing, say why.
-        Err(_) => (
-            Intake { contact: Default::default(), attributes: Default::default(), source: None, honeypot: false },
-            Some("the google lead has no usable email or phone".to_owned()),
-        ),
-    };
-    let mut sub = Submission::new(LeadId::derived(&format!("google:{lead_id}")), "google", intake);
-    sub.source_ref = Some(lead_id);
-    sub.test = lead.is_test;
-    sub.reject = reject;
-    p.accept(sub).await.map_err(stored_problem)?;
-    Ok((StatusCode::OK, Json(json!({}))).into_response())
+    let Some(google) = &p.settings.sources.google else { return Err(not_configured("google")) };
+    receive(&p, google, headers, body).await
 }
 
 /// Any JSON, signed `t=<unix>,v1=<hex>`, mapped by the source's JSON Pointers.
@@ -137,32 +120,84 @@ pub async fn generic<S: LeadStore, Q: Queue, N: Notifier>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let Some(cfg) = p.settings.sources.generic.get(&source) else { return Err(not_configured(&source)) };
-    let Some(secret) = p.secrets.source(&format!("generic.{source}")) else {
-        return Err(secret_unset(&format!("[sources.generic.{source}] secret")));
-    };
-    let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
-    generic::verify(secret, header_str(&headers, "x-leadrouter-signature"), &body, p.clock.now().timestamp())
-        .map_err(|e| Problem::unauthorized(e.to_string()))?;
-    let key = idempotency_key(&headers)?;
-    let generic::Mapped { fields, empty } = generic::map_fields(&body, &cfg.fields).map_err(payload_problem)?;
-    let opts = IntakeOptions { default_region: p.settings.dedup.default_phone_region };
-    let intake = normalize(fields, opts).map_err(|mut errors| {
-        for e in errors.iter_mut().filter(|e| e.message.contains("one of email or phone")) {
-            let pointer = cfg.fields.get(&e.field).cloned().unwrap_or_else(|| "(not mapped)".into());
-            e.message = format!("one of email or phone is required; the pointer {pointer} found nothing");
-        }
-        let detail = if empty.is_empty() {
-            "the mapped fields are invalid".to_owned()
-        } else {
-            format!("these pointers found nothing: {}", empty.join(", "))
-        };
-        Problem::invalid(detail, errors)
-    })?;
-    let id = match key {
-        Some(k) => LeadId::derived(&format!("generic:{source}:{k}")),
-        None => LeadId::new(),
-    };
-    let accepted_lead = p.accept(Submission::new(id, source, intake)).await.map_err(stored_problem)?;
-    Ok(accepted(&accepted_lead.lead_id))
+    let Some(generic) = p.settings.sources.generic.get(&source) else { return Err(not_configured(&source)) };
+    receive(&p, generic, headers, body).await
+}
+
+pub(super) fn meta_verify_op() -> Op {
+    Op::new("metaVerify", "webhooks", "Meta's subscription check")
+        .param("hub.mode", ParameterIn::Query, false, string(), "subscribe")
+        .param("hub.verify_token", ParameterIn::Query, false, string(), "[sources.meta] verify_token")
+        .param("hub.challenge", ParameterIn::Query, false, string(), "Echoed back on success.")
+        .ok("200", "The challenge, as given.", "text/plain", string())
+        .problems(&[
+            ("400", "Malformed query string."),
+            ("403", "Wrong mode or verify token."),
+            ("404", "The meta source is not configured."),
+            STORE_DOWN,
+        ])
+}
+
+pub(super) fn meta_notify_op() -> Op {
+    Op::new("metaNotify", "webhooks", "Meta leadgen change notifications")
+        .param(
+            "X-Hub-Signature-256",
+            ParameterIn::Header,
+            true,
+            string(),
+            "sha256=<hex HMAC-SHA256 of the raw body, keyed by the app secret>",
+        )
+        .body(
+            &[("application/json", free_object("Meta's page webhook body; changes whose field is leadgen are taken."))],
+            "",
+        )
+        .ok_json::<super::openapi::MetaAccepted>(
+            "200",
+            "Every leadgen change is durably recorded; fields are fetched next.",
+        )
+        .problems(&[
+            ("400", "Not JSON, or not the notification's shape."),
+            ("401", "Missing or wrong X-Hub-Signature-256."),
+            ("404", "The meta source is not configured."),
+            TOO_LARGE,
+            ("422", "A leadgen change without a usable leadgen_id."),
+            STORE_DOWN,
+        ])
+}
+
+pub(super) fn google_op() -> Op {
+    Op::new("googleLead", "webhooks", "Google Ads lead form webhook")
+        .body(&[("application/json", free_object("lead_id, user_column_data, google_key, is_test, campaign ids…"))], "")
+        .ok("200", "Stored.", "application/json", free_object("An empty object."))
+        .problems(&[
+            ("400", "Not JSON."),
+            ("401", "google_key missing or wrong."),
+            ("404", "The google source is not configured."),
+            TOO_LARGE,
+            ("422", "lead_id is missing."),
+            STORE_DOWN,
+        ])
+}
+
+pub(super) fn generic_op() -> Op {
+    Op::new("genericLead", "webhooks", "Any signed JSON, mapped by the source's JSON Pointers")
+        .idempotency()
+        .param("source", ParameterIn::Path, true, string(), "A [sources.generic.NAME] of the routing document.")
+        .param(
+            "X-Leadrouter-Signature",
+            ParameterIn::Header,
+            true,
+            string(),
+            "t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">; five minutes' tolerance.",
+        )
+        .body(&[("application/json", free_object("Any JSON document."))], "")
+        .ok_json::<super::openapi::LeadAccepted>("202", "Stored durably; routing has begun.")
+        .problems(&[
+            ("400", "Not JSON, or a malformed Idempotency-Key."),
+            ("401", "Missing, wrong or stale signature."),
+            ("404", "No such source."),
+            TOO_LARGE,
+            ("422", "The map found neither email nor phone (the empty pointers are named), or a field is invalid."),
+            STORE_DOWN,
+        ])
 }
