@@ -161,8 +161,10 @@ pub(super) fn build(raw: RawConfig, c: &mut Checker) -> Settings {
             fields: m.fields,
         }
     });
-    let google_notify_test_leads = raw.sources.google.as_ref().and_then(|g| g.notify_test_leads).unwrap_or(false);
-    let google_key = raw.sources.google.and_then(|g| secret(c, &g.key, "[sources.google] key"));
+    let google = raw.sources.google.and_then(|g| {
+        let key = secret(c, &g.key, "[sources.google] key")?;
+        Some(GoogleSource { key, notify_test_leads: g.notify_test_leads.unwrap_or(false) })
+    });
     let mut generic = BTreeMap::new();
     for (name, g) in raw.sources.generic {
         let secret = secret(c, &g.secret, &format!("[sources.generic.{name}] secret"));
@@ -179,7 +181,7 @@ pub(super) fn build(raw: RawConfig, c: &mut Checker) -> Settings {
                 message: format!("generic source name '{name}' must be letters, digits, - or _"),
             });
         }
-        generic.insert(name, GenericSource { secret, fields });
+        generic.insert(name.clone(), GenericSource { name, secret, fields });
     }
 
     // [scoring]
@@ -373,7 +375,7 @@ pub(super) fn build(raw: RawConfig, c: &mut Checker) -> Settings {
             re_engaged_every_minutes,
         },
         retention,
-        sources: Sources { meta, google_key, google_notify_test_leads, generic, spend },
+        sources: Sources { meta, google, generic, spend },
         scoring,
         reps,
         pools,

@@ -202,31 +202,25 @@ fn retention_days(c: &mut Checker, v: &Option<Spanned<f64>>, name: &str, default
     (days > 0.0).then(|| chrono::Duration::milliseconds((days * 86_400_000.0).round() as i64))
 }
 
-#[derive(Clone, Debug)]
-pub struct MetaSource {
-    pub verify_token: Option<SecretRef>,
-    pub app_secret: Option<SecretRef>,
-    pub access_token: Option<SecretRef>,
-    pub graph_base_url: String,
-    pub fields: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug)]
-pub struct GenericSource {
-    pub secret: Option<SecretRef>,
-    /// Lead field → JSON Pointer (RFC 6901) into the posted document.
-    pub fields: BTreeMap<String, String>,
-}
+pub use crate::sources::{GenericSource, GoogleSource, MetaSource};
 
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     pub meta: Option<MetaSource>,
-    pub google_key: Option<SecretRef>,
-    /// Google's `is_test` leads reach reps only when this is set.
-    pub google_notify_test_leads: bool,
+    /// Configured when its key is given.
+    pub google: Option<GoogleSource>,
     pub generic: BTreeMap<String, GenericSource>,
     /// `monthly_spend` per source name (`web`, `meta`, `google`, a generic source's name).
     pub spend: BTreeMap<String, f64>,
+}
+
+impl Sources {
+    /// Every webhook source the document configures.
+    pub fn webhooks(&self) -> impl Iterator<Item = &dyn crate::sources::Source> {
+        let meta = self.meta.iter().map(|m| m as &dyn crate::sources::Source);
+        let google = self.google.iter().map(|g| g as &dyn crate::sources::Source);
+        meta.chain(google).chain(self.generic.values().map(|g| g as &dyn crate::sources::Source))
+    }
 }
 
 /// The whole routing document, checked.
@@ -303,7 +297,7 @@ impl Settings {
     pub fn is_signed_source(&self, name: &str) -> bool {
         let name = name.trim().to_ascii_lowercase();
         matches!(name.as_str(), "meta" | "google" | "hubspot" | "salesforce" | "web")
-            || self.sources.generic.keys().any(|g| g.eq_ignore_ascii_case(&name))
+            || self.sources.webhooks().any(|s| s.name().eq_ignore_ascii_case(&name))
     }
 
     /// Every notification target the document names (reps and managers): trusted, where
@@ -316,26 +310,7 @@ impl Settings {
 
     /// Every source secret by the name the runtime looks it up under.
     pub fn source_secret_refs(&self) -> Vec<(String, &SecretRef)> {
-        let mut out: Vec<(String, &SecretRef)> = Vec::new();
-        if let Some(m) = &self.sources.meta {
-            for (n, s) in [
-                ("meta.verify_token", &m.verify_token),
-                ("meta.app_secret", &m.app_secret),
-                ("meta.access_token", &m.access_token),
-            ] {
-                if let Some(s) = s {
-                    out.push((n.to_owned(), s));
-                }
-            }
-        }
-        if let Some(k) = &self.sources.google_key {
-            out.push(("google.key".to_owned(), k));
-        }
-        for (name, g) in &self.sources.generic {
-            if let Some(s) = &g.secret {
-                out.push((format!("generic.{name}"), s));
-            }
-        }
+        let mut out: Vec<(String, &SecretRef)> = self.sources.webhooks().flat_map(|s| s.secrets()).collect();
         if let Some(u) = self.email.as_ref().and_then(|e| e.smtp_url.as_ref()) {
             out.push(("email.smtp_url".to_owned(), u));
         }
@@ -349,7 +324,7 @@ impl Settings {
             self.pools.len(),
             self.scoring.rules.len(),
             if self.sources.meta.is_some() { ", meta" } else { "" },
-            if self.sources.google_key.is_some() { ", google" } else { "" },
+            if self.sources.google.is_some() { ", google" } else { "" },
             self.sources.generic.keys().map(|k| format!(", generic/{k}")).collect::<String>(),
         )
     }

@@ -98,7 +98,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             // Sent when a circuit opens (`target_down`), never owed by a lead.
             NotificationKind::TargetDown => (lead.clone(), Vec::new(), None),
         };
-        if lead.test && !(lead.source == "google" && self.settings.sources.google_notify_test_leads) {
+        let google_test_leads = self.settings.sources.google.as_ref().is_some_and(|g| g.notify_test_leads);
+        if lead.test && !(lead.source == "google" && google_test_leads) {
             return self.settle(&lead, kind, "test lead: reps are not notified").await;
         }
         // Deliveries of this lead's other notifications (earlier rounds, other kinds) are not ours.

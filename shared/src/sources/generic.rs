@@ -1,8 +1,64 @@
 //! Generic signed webhooks: `X-Leadrouter-Signature: t=<unix>,v1=<hex>` and a JSON Pointer map.
 
-use super::PayloadError;
+use super::{Delivery, PayloadError, Refusal, Reply, Source, idempotency_key};
+use crate::config::SecretRef;
+use crate::domain::{LeadId, normalize};
+use crate::pipeline::Submission;
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// `[sources.generic.NAME]`: its secret and its map.
+#[derive(Clone, Debug)]
+pub struct GenericSource {
+    /// NAME: the `source` its leads carry and the path segment it is posted to.
+    pub name: String,
+    pub secret: Option<SecretRef>,
+    /// Lead field → JSON Pointer (RFC 6901) into the posted document.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Source for GenericSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn secrets(&self) -> Vec<(String, &SecretRef)> {
+        self.secret.iter().map(|s| (format!("generic.{}", self.name), s)).collect()
+    }
+
+    fn signing_secret(&self) -> (String, String) {
+        (format!("generic.{}", self.name), format!("[sources.generic.{}] secret", self.name))
+    }
+
+    fn reply(&self) -> Reply {
+        Reply::Stored
+    }
+
+    /// One lead, mapped by the pointers; an `Idempotency-Key` makes its id stable.
+    fn receive(&self, d: &Delivery<'_>, secret: &str) -> Result<Vec<Submission>, Refusal> {
+        verify(secret, d.header("x-leadrouter-signature"), d.body, d.now)
+            .map_err(|e| Refusal::Unauthenticated(e.to_string()))?;
+        let key = idempotency_key(d.headers)?;
+        let Mapped { fields, empty } = map_fields(d.body, &self.fields)?;
+        let intake = normalize(fields, d.intake).map_err(|mut errors| {
+            for e in errors.iter_mut().filter(|e| e.message.contains("one of email or phone")) {
+                let pointer = self.fields.get(&e.field).cloned().unwrap_or_else(|| "(not mapped)".into());
+                e.message = format!("one of email or phone is required; the pointer {pointer} found nothing");
+            }
+            let detail = if empty.is_empty() {
+                "the mapped fields are invalid".to_owned()
+            } else {
+                format!("these pointers found nothing: {}", empty.join(", "))
+            };
+            Refusal::Fields { detail, errors }
+        })?;
+        let id = match key {
+            Some(k) => LeadId::derived(&format!("generic:{}:{k}", self.name)),
+            None => LeadId::new(),
+        };
+        Ok(vec![Submission::new(id, self.name.clone(), intake)])
+    }
+}
 
 /// How far a signature's timestamp may be from now, against replay.
 pub const TOLERANCE_SECS: i64 = 300;

@@ -1,7 +1,61 @@
 //! Google Ads lead form webhooks: `user_column_data` by `column_id`, `google_key` in the body.
 
-use super::{PayloadError, id_string};
+use super::{Delivery, PayloadError, Refusal, Reply, Source, id_string};
+use crate::config::SecretRef;
+use crate::domain::{Intake, LeadId, normalize_lenient};
+use crate::pipeline::Submission;
 use serde_json::Value;
+
+/// `[sources.google]` with its key.
+#[derive(Clone, Debug)]
+pub struct GoogleSource {
+    pub key: SecretRef,
+    /// Google's `is_test` leads reach reps only when this is set.
+    pub notify_test_leads: bool,
+}
+
+impl Source for GoogleSource {
+    fn name(&self) -> &str {
+        "google"
+    }
+
+    fn secrets(&self) -> Vec<(String, &SecretRef)> {
+        vec![("google.key".to_owned(), &self.key)]
+    }
+
+    fn signing_secret(&self) -> (String, String) {
+        ("google.key".into(), "[sources.google] key".into())
+    }
+
+    fn reply(&self) -> Reply {
+        Reply::Empty
+    }
+
+    /// The key travels in the body: the body is read first, and nothing else is looked at
+    /// until the key matches.
+    fn receive(&self, d: &Delivery<'_>, key: &str) -> Result<Vec<Submission>, Refusal> {
+        let lead = parse(d.body)?;
+        if !lead.key.as_deref().is_some_and(|k| super::secret_matches(k, key)) {
+            return Err(Refusal::Unauthenticated("google_key is missing or wrong".into()));
+        }
+        let Some(lead_id) = lead.lead_id else {
+            return Err(PayloadError::Invalid("lead_id is missing or not an id".into()).into());
+        };
+        let (intake, reject) = match normalize_lenient(lead.fields, d.intake) {
+            Ok(i) => (i, None),
+            // A real person filled the form: keep what came, refuse it for routing, say why.
+            Err(_) => (
+                Intake { contact: Default::default(), attributes: Default::default(), source: None, honeypot: false },
+                Some("the google lead has no usable email or phone".to_owned()),
+            ),
+        };
+        let mut sub = Submission::new(LeadId::derived(&format!("google:{lead_id}")), "google", intake);
+        sub.source_ref = Some(lead_id);
+        sub.test = lead.is_test;
+        sub.reject = reject;
+        Ok(vec![sub])
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GoogleLead {

@@ -1,8 +1,65 @@
 //! Meta Lead Ads: `leadgen` change notifications, their signature, and Graph API lead bodies.
 
-use super::{PayloadError, id_string};
+use super::{Delivery, PayloadError, Refusal, Reply, Source, id_string};
+use crate::config::SecretRef;
+use crate::domain::{Intake, LeadId};
+use crate::pipeline::Submission;
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// `[sources.meta]`: the app's secrets and where the Graph API is.
+#[derive(Clone, Debug)]
+pub struct MetaSource {
+    pub verify_token: Option<SecretRef>,
+    pub app_secret: Option<SecretRef>,
+    pub access_token: Option<SecretRef>,
+    pub graph_base_url: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Source for MetaSource {
+    fn name(&self) -> &str {
+        "meta"
+    }
+
+    fn secrets(&self) -> Vec<(String, &SecretRef)> {
+        [
+            ("meta.verify_token", &self.verify_token),
+            ("meta.app_secret", &self.app_secret),
+            ("meta.access_token", &self.access_token),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| Some((n.to_owned(), s.as_ref()?)))
+        .collect()
+    }
+
+    fn signing_secret(&self) -> (String, String) {
+        ("meta.app_secret".into(), "[sources.meta] app_secret".into())
+    }
+
+    fn reply(&self) -> Reply {
+        Reply::Listed
+    }
+
+    /// Each `leadgen` change is a lead whose fields are fetched from the Graph API later.
+    fn receive(&self, d: &Delivery<'_>, app_secret: &str) -> Result<Vec<Submission>, Refusal> {
+        if !signature_valid(app_secret, d.header("x-hub-signature-256"), d.body) {
+            return Err(Refusal::Unauthenticated("X-Hub-Signature-256 is missing or does not match the body".into()));
+        }
+        let changes = parse_notification(d.body)?;
+        Ok(changes
+            .into_iter()
+            .map(|c| {
+                let attributes = c.context.into_iter().map(|(k, v)| (format!("meta_{k}"), Value::String(v))).collect();
+                let intake = Intake { contact: Default::default(), attributes, source: None, honeypot: false };
+                let mut sub = Submission::new(LeadId::derived(&format!("meta:{}", c.leadgen_id)), "meta", intake);
+                sub.source_ref = Some(c.leadgen_id);
+                sub.fetch = true;
+                sub
+            })
+            .collect())
+    }
+}
 
 /// The most changes one notification may carry (Meta batches up to 1,000).
 pub const MAX_CHANGES: usize = 5_000;

@@ -33,20 +33,23 @@
 //! passes through are spread over [`SHARDS`] partitions by a hash of the lead id; a query reads
 //! every shard and merges.
 //!
-//! Here: the store. `items` holds the item encoding (the lead item, its document and index
-//! keys, the deliveries item), `partitions` which index partitions hold which leads.
+//! Here: the store and its queries. `items` holds the item encoding (the lead item, its
+//! document and index keys, the deliveries item), `partitions` which index partitions hold which
+//! leads, `claims` the identity claims dedup makes, `assign` the transaction that moves a pool's
+//! cursor and writes its leads' owners.
 
 use crate::domain::{Lead, LeadId, LeadStatus, RepRecord};
 use crate::ports::{
     AssignChange, Claim, Delivery, FactsPage, Inserted, LeadChange, LeadFacts, LeadPage, LeadQuery, LeadStore,
-    PendingPage, StoreError, Turns, Updated,
+    PendingPage, StoreError, Updated,
 };
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
+mod assign;
+mod claims;
 mod items;
 mod partitions;
 
@@ -386,12 +389,7 @@ impl LeadStore for DynamoStore {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
-        for _ in 0..RACE_RETRIES {
-            if let Some(claim) = self.claim_once(lead, &keys, now, stale_before).await? {
-                return Ok(claim);
-            }
-        }
-        Err(StoreError::Retryable(format!("lead {lead}: its identity keys kept changing under us").into()))
+        self.claim_keys(lead, &keys, now, stale_before).await
     }
 
     async fn assign<F: AssignChange>(
@@ -400,11 +398,7 @@ impl LeadStore for DynamoStore {
         ids: Vec<LeadId>,
         assign: F,
     ) -> Result<Vec<Updated>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_TX_LEADS) {
-            out.extend(self.assign_chunk(pool, chunk, &assign).await?);
-        }
-        Ok(out)
+        self.assign_in_pool(pool, &ids, &assign).await
     }
 
     async fn deliveries(&self, lead: &LeadId) -> Result<Vec<Delivery>, StoreError> {
@@ -842,160 +836,5 @@ impl DynamoStore {
             }
         }
         Err(StoreError::Retryable(format!("lead {lead}: its deliveries kept changing under us").into()))
-    }
-
-    /// Claims each key for `lead` in turn without reading first; a key held by another lead
-    /// inside the window fails its condition and the write returns who holds it. Then `lead` is
-    /// that lead's duplicate: the keys it took in this call go to the holder, and so do the free
-    /// ones left (so the person is recognized by them next time). A new person (the common
-    /// case) costs one write per key and no read. None when the answer was unreadable.
-    async fn claim_once(
-        &self,
-        lead: &LeadId,
-        keys: &[String],
-        now: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-    ) -> Result<Option<Claim>, StoreError> {
-        let mut mine: Vec<&String> = Vec::new();
-        let mut taken: Option<(String, String)> = None;
-        for k in keys {
-            let holder = taken.as_ref().map_or(lead.as_str(), |(_, by)| by.as_str());
-            match self.put_claim(k, holder, holder, now, stale_before).await? {
-                None if taken.is_none() => mine.push(k),
-                None => {}
-                // Held by someone else: if we were claiming for ourselves, they were first.
-                Some(by) if taken.is_none() => taken = Some((k.clone(), by)),
-                // Claiming for the holder, a key held by a third lead stays theirs.
-                Some(_) => {}
-            }
-        }
-        let Some((key, by)) = taken else { return Ok(Some(Claim::Unique)) };
-        for k in mine {
-            // Ours since a moment ago: it goes to the lead that was first.
-            self.put_claim(k, &by, lead.as_str(), now, stale_before).await?;
-        }
-        // The duplicate is the same person: an erasure by the key must find it too.
-        self.put_shared(&key, lead.as_str()).await?;
-        Ok(LeadId::parse(&by).map(|by| Claim::Taken { key, by }))
-    }
-
-    /// Writes `key` as claimed by `holder` if it is free, stale or held by `allowed`; otherwise
-    /// the lead holding it.
-    async fn put_claim(
-        &self,
-        key: &str,
-        holder: &str,
-        allowed: &str,
-        now: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-    ) -> Result<Option<String>, StoreError> {
-        use aws_sdk_dynamodb::operation::put_item::PutItemError;
-        use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
-        let item = HashMap::from([
-            ("pk".to_owned(), s(format!("ID#{key}"))),
-            ("sk".to_owned(), s("A")),
-            ("lead_id".to_owned(), s(holder)),
-            ("claimed_at".to_owned(), n(now.timestamp_millis())),
-        ]);
-        let r = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR claimed_at < :stale OR lead_id = :me")
-            .expression_attribute_values(":stale", n(stale_before.timestamp_millis()))
-            .expression_attribute_values(":me", s(allowed))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match r {
-            Ok(out) => {
-                // A stale claim taken over: its old holder is still that person's lead.
-                if let Some(old) = out.attributes.as_ref().and_then(|i| get_s(i, "lead_id"))
-                    && old != holder
-                    && old != allowed
-                {
-                    self.put_shared(key, old).await?;
-                }
-                Ok(None)
-            }
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(c)) => {
-                    let by = c.item().and_then(|i| get_s(i, "lead_id")).map(str::to_owned);
-                    by.map(Some).ok_or_else(|| corrupt(key, std::io::Error::other("a claim without lead_id")))
-                }
-                _ => Err(sdk_error(e)),
-            },
-        }
-    }
-
-    /// Records that `lead` has `key` though it does not hold the claim.
-    async fn put_shared(&self, key: &str, lead: &str) -> Result<(), StoreError> {
-        let item =
-            HashMap::from([("pk".to_owned(), s(format!("ID#{key}"))), ("sk".to_owned(), s(format!("LEAD#{lead}")))]);
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
-        Ok(())
-    }
-
-    /// One TransactWriteItems: the cursor moves from what we read to that plus the leads
-    /// accepted, and each lead is written only if unchanged since we read it. A lost race
-    /// is read again and retried.
-    async fn assign_chunk<F: AssignChange>(
-        &self,
-        pool: &str,
-        ids: &[LeadId],
-        assign: &F,
-    ) -> Result<Vec<Updated>, StoreError> {
-        let cursor_key = HashMap::from([("pk".to_owned(), s(format!("POOL#{pool}"))), ("sk".to_owned(), s("CURSOR"))]);
-        for attempt in 0..CURSOR_RETRIES {
-            if attempt > 0 {
-                let cap_ms = 5u64 << attempt.min(5);
-                tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(1..=cap_ms))).await;
-            }
-            let start = self.get_item(cursor_key.clone()).await?.and_then(|i| get_n(&i, "turn")).unwrap_or(0);
-            let mut turns = Turns { cursor: start as u64, ..Turns::default() };
-            let mut results = Vec::with_capacity(ids.len());
-            let mut actions = Vec::new();
-            for id in ids {
-                let Some((mut lead, version)) = self.load(id).await? else {
-                    results.push(Updated::Missing);
-                    continue;
-                };
-                if assign(&mut lead, &mut turns) {
-                    actions.push(TransactWriteItem::builder().put(self.put_lead(&lead, version)?).build());
-                    results.push(Updated::Written(Box::new(lead)));
-                } else {
-                    results.push(Updated::Unchanged(Box::new(lead)));
-                }
-            }
-            if actions.is_empty() {
-                return Ok(results);
-            }
-            let mut cursor = cursor_key.clone();
-            cursor.insert("turn".into(), n(turns.cursor));
-            let cursor_put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(cursor))
-                .condition_expression("attribute_not_exists(pk) OR turn = :t")
-                .expression_attribute_values(":t", n(start))
-                .build()
-                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            actions.insert(0, TransactWriteItem::builder().put(cursor_put).build());
-            let r = self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
-            match r {
-                Ok(_) => return Ok(results),
-                Err(e) => {
-                    let lost_race = e.as_service_error().is_some_and(|se| {
-                        se.is_transaction_canceled_exception() && se.code() == Some("TransactionCanceledException")
-                    });
-                    if !lost_race {
-                        return Err(sdk_error(e));
-                    }
-                    // A condition failed (the cursor moved or a lead changed): read again.
-                }
-            }
-        }
-        Err(StoreError::Retryable(format!("pool {pool}: the cursor kept moving under us").into()))
     }
 }
