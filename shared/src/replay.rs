@@ -12,7 +12,7 @@
 //! document's reps with the changes made through `/v1/reps` up to then.
 
 use crate::config::Settings;
-use crate::domain::routing::{Decision, RoutingView, apply, decide_in_pool, first_look};
+use crate::domain::routing::{Decision, HandMove, RoutingView, apply, decide_in_pool, first_look, move_by_hand};
 use crate::domain::{AssignedBy, Assignment, Lead, LeadId, LeadStatus, RepRecord, Roster};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -109,6 +109,8 @@ struct Sim {
 #[derive(Clone, Debug)]
 enum Event {
     Decide(LeadId),
+    /// A manager moved the lead to this rep: replayed as the same move, taking no turn.
+    Moved(LeadId, String, String),
     /// The owner moved the lead to a sales status (accepted, won, …).
     Status(LeadId, LeadStatus),
 }
@@ -116,8 +118,9 @@ enum Event {
 /// A replayed lead with an owner: its id, its owner, when it arrived.
 type Owned = (LeadId, String, DateTime<Utc>);
 
-/// When a stored lead was routed, and when its owner moved it to which sales status.
-type Times = (Vec<DateTime<Utc>>, Vec<(DateTime<Utc>, LeadStatus)>);
+/// When a stored lead was routed, when its owner moved it to which sales status, and when a
+/// manager moved it to whom (rep, manager).
+type Times = (Vec<DateTime<Utc>>, Vec<(DateTime<Utc>, LeadStatus)>, Vec<(DateTime<Utc>, String, String)>);
 
 pub struct Replayer<'a> {
     settings: &'a Settings,
@@ -164,7 +167,7 @@ fn fresh(stored: &Lead, settings: &Settings) -> Lead {
 /// Whether a history entry records a routing decision: the lead given, left unassigned, or
 /// disqualified instead.
 fn decided(h: &crate::domain::HistoryEntry) -> bool {
-    matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified)
+    h.by.is_none() && matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified)
 }
 
 /// When the stored lead was routed ([`decided`]), and when its owner moved it to a sales status.
@@ -177,7 +180,13 @@ fn times(lead: &Lead) -> Times {
         .filter(|h| LeadStatus::SALES.contains(&h.to) && h.from != Some(h.to))
         .map(|h| (h.at, h.to))
         .collect();
-    (decisions, statuses)
+    let moves = lead
+        .history
+        .iter()
+        .filter(|h| h.to == LeadStatus::Assigned)
+        .filter_map(|h| Some((h.at, h.owner.clone()?, h.by.clone()?)))
+        .collect();
+    (decisions, statuses, moves)
 }
 
 /// The stored lead's first routing decision.
@@ -236,7 +245,7 @@ impl<'a> Replayer<'a> {
     /// rejected, still arriving) are passed over.
     pub fn add(&mut self, lead: &Lead) {
         self.read += 1;
-        let (decided, statuses) = times(lead);
+        let (decided, statuses, moves) = times(lead);
         if decided.is_empty() {
             return;
         }
@@ -259,6 +268,9 @@ impl<'a> Replayer<'a> {
         for (t, s) in &statuses {
             self.events.entry(*t).or_default().push(Event::Status(lead.id.clone(), *s));
         }
+        for (t, rep, by) in &moves {
+            self.events.entry(*t).or_default().push(Event::Moved(lead.id.clone(), rep.clone(), by.clone()));
+        }
         let sim = Sim {
             lead: fresh(lead, self.settings),
             before: first_placement(lead),
@@ -266,7 +278,7 @@ impl<'a> Replayer<'a> {
             turns,
             excluded,
             decided: false,
-            pending: decided.len() + statuses.len(),
+            pending: decided.len() + statuses.len() + moves.len(),
         };
         self.sims.insert(lead.id.clone(), sim);
         let latest = self.latest.map_or(lead.received_at, |l| l.max(lead.received_at));
@@ -357,6 +369,23 @@ impl<'a> Replayer<'a> {
         for s in sims {
             if s.pending > 0 {
                 self.sims.insert(s.lead.id.clone(), s);
+            }
+        }
+        for e in &events {
+            if let Event::Moved(id, rep, by) = e
+                && let Some(mut s) = self.sims.remove(id)
+            {
+                let was = open_owner(&s.lead);
+                let (open, owners) = (self.open.clone(), HashMap::new());
+                let view = RoutingView { pools, roster: &self.roster, open: &open, owners: &owners, now };
+                let m = HandMove { rep: rep.clone(), by: by.clone(), note: None, force: true };
+                if matches!(move_by_hand(&mut s.lead, &m, &view), Ok(true)) {
+                    self.moved(&s, was);
+                }
+                s.pending -= 1;
+                if s.pending > 0 {
+                    self.sims.insert(id.clone(), s);
+                }
             }
         }
         for e in events {

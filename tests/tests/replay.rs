@@ -210,9 +210,20 @@ async fn replaying_the_live_document_reproduces_every_first_assignment_on_sqlite
                 assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap_or_default());
             }
         }
+        // A manager moves one of dan's leads to ana, past her cap: replay makes the same move,
+        // and ana's cap counts it from then on.
+        let dans: Value = app.admin_get("/v1/leads?owner=dan&status=notified&limit=1").await.json().await.unwrap();
+        if let Some(l) = dans["items"].as_array().unwrap().first() {
+            let path = format!("/v1/leads/{}/assign", l["id"].as_str().unwrap());
+            let body = json!({"rep": "ana", "by": "Maria Chen", "force": true});
+            let r = app.admin_send(reqwest::Method::POST, &path, Some(&body)).await;
+            assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap_or_default());
+        }
     }
     app.settle().await;
     let leads = every_lead(store).await;
+    let moved = leads.iter().filter(|l| l.history.iter().any(|h| h.by.as_deref() == Some("Maria Chen"))).count();
+    assert!(moved >= 5, "the run moved {moved} leads by hand");
     let report = replay_store(store, &app.runtime.pipeline.settings, chrono::DateTime::<chrono::Utc>::MIN_UTC, |_| {})
         .await
         .unwrap();

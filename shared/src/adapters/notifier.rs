@@ -182,6 +182,7 @@ fn headline(n: &Notification) -> String {
     match n.kind {
         NotificationKind::ReEngaged => format!("{who} is back (a lead you own)"),
         NotificationKind::SlaReassigned => format!("{who} was reassigned"),
+        NotificationKind::Reassigned => format!("{who} was given to someone else"),
         NotificationKind::SlaBreached => format!("{who} was not accepted in time"),
         NotificationKind::Assigned => format!("New lead for you: {who}"),
         NotificationKind::Unassigned => format!("Nobody could take {who}"),

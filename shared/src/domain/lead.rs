@@ -160,6 +160,8 @@ pub enum NotificationKind {
     ReEngaged,
     SlaReassigned,
     SlaBreached,
+    /// To a lead's previous owner: a manager gave it to someone else.
+    Reassigned,
     /// To a pool's manager: nobody could take the lead.
     Unassigned,
     /// To the managers of a rep's pools: a notification target stopped answering; the
@@ -174,6 +176,7 @@ impl NotificationKind {
             NotificationKind::ReEngaged => "re_engaged",
             NotificationKind::SlaReassigned => "sla_reassigned",
             NotificationKind::SlaBreached => "sla_breached",
+            NotificationKind::Reassigned => "reassigned",
             NotificationKind::Unassigned => "unassigned",
             NotificationKind::TargetDown => "target_down",
         }
@@ -185,6 +188,7 @@ impl NotificationKind {
             NotificationKind::ReEngaged,
             NotificationKind::SlaReassigned,
             NotificationKind::SlaBreached,
+            NotificationKind::Reassigned,
             NotificationKind::Unassigned,
             NotificationKind::TargetDown,
         ]
@@ -325,6 +329,9 @@ pub struct HistoryEntry {
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub owner: Option<String>,
+    /// Who did it, for a person's action (a rep's status change, a manager's move).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub by: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -434,6 +441,8 @@ pub enum AssignedBy {
     ExistingOwner,
     /// A test lead, given to the pool's first rep without taking a turn.
     Test,
+    /// A manager moved it (`POST /v1/leads/{id}/assign`); no turn taken.
+    Manual { manager: String },
 }
 
 /// How every erasure's history entry begins: it is not activity (see [`Lead::last_activity`]).
@@ -484,6 +493,7 @@ impl Lead {
                 to: LeadStatus::Received,
                 reason: "received".into(),
                 owner: None,
+                by: None,
             }],
         }
     }
@@ -499,9 +509,18 @@ impl Lead {
             to,
             reason: reason.into(),
             owner: self.owner.clone(),
+            by: None,
         });
         if self.erasure_pending && !self.in_flight() {
             self.erase_personal_data("request", now);
+        }
+    }
+
+    /// [`Lead::transition`] for a person's action: history says who.
+    pub fn transition_by(&mut self, to: LeadStatus, reason: impl Into<String>, by: &str, now: DateTime<Utc>) {
+        self.transition(to, reason, now);
+        if let Some(h) = self.history.last_mut() {
+            h.by = Some(by.to_owned());
         }
     }
 

@@ -281,6 +281,104 @@ pub fn apply(decision: &Decision, l: &mut Lead, view: &RoutingView) -> bool {
     }
 }
 
+/// A manager's move of a lead to a rep of their choosing (`POST /v1/leads/{id}/assign`). It is
+/// a person's decision, not routing's: no turn is taken, and history says who made it.
+#[derive(Clone, Debug)]
+pub struct HandMove {
+    pub rep: String,
+    pub by: String,
+    pub note: Option<String>,
+    /// Move it even to a rep who is not available now.
+    pub force: bool,
+}
+
+/// Why a lead cannot be moved by hand as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MoveRefused {
+    /// The rep is not on the roster (or was removed).
+    UnknownRep,
+    /// Won or lost: final.
+    Closed(LeadStatus),
+    /// Still on its way to its first routing decision (or a duplicate, rejected or
+    /// disqualified lead, which routing never takes).
+    NotRoutable(LeadStatus),
+    /// The rep cannot take it now, and the move was not forced.
+    Unavailable(Unavailable),
+}
+
+impl std::fmt::Display for MoveRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MoveRefused::UnknownRep => write!(f, "no such rep on the roster"),
+            MoveRefused::Closed(s) => write!(f, "the lead is {s}, which is final"),
+            MoveRefused::NotRoutable(s) => write!(f, "the lead is {s}; only a routed lead can be moved"),
+            MoveRefused::Unavailable(u) => write!(f, "the rep is {u} (force to move it anyway)"),
+        }
+    }
+}
+
+/// Moves the lead to `m.rep` if it may go there: false when the rep owns it already. The pool
+/// stays when the rep is in it; otherwise it is the first matching pool that has the rep, else
+/// the rep's first pool. That pool's SLA clock starts again for the new owner.
+pub fn move_by_hand(l: &mut Lead, m: &HandMove, view: &RoutingView) -> Result<bool, MoveRefused> {
+    if matches!(l.status, LeadStatus::Won | LeadStatus::Lost) {
+        return Err(MoveRefused::Closed(l.status));
+    }
+    let routed = l.status.is_open() || l.status == LeadStatus::Unassigned;
+    if !routed {
+        return Err(MoveRefused::NotRoutable(l.status));
+    }
+    if view.roster.rep(&m.rep).is_none() {
+        return Err(MoveRefused::UnknownRep);
+    }
+    if l.owner.as_deref() == Some(m.rep.as_str()) && l.status.is_open() {
+        return Ok(false);
+    }
+    let unavailable = view.can_take(&m.rep, &HashMap::new(), None).err();
+    if let Some(u) = &unavailable
+        && !m.force
+    {
+        return Err(MoveRefused::Unavailable(u.clone()));
+    }
+    let pools: Vec<String> = view.roster.pools_of(&m.rep).into_iter().map(|(p, _)| p).collect();
+    let pool = l
+        .pool
+        .clone()
+        .filter(|p| pools.contains(p))
+        .or_else(|| view.matching(l).into_iter().map(|i| view.pools[i].id.clone()).find(|p| pools.contains(p)))
+        .or_else(|| pools.first().cloned());
+    let mut why = match &l.owner {
+        Some(old) if l.status.is_open() => format!("moved by {} from {old} to {}", m.by, m.rep),
+        _ => format!("assigned by {} to {}", m.by, m.rep),
+    };
+    if let Some(u) = unavailable {
+        why.push_str(&format!(" (forced: {} is {u})", m.rep));
+    }
+    if let Some(n) = m.note.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        why.push_str(&format!(": {}", n.chars().take(500).collect::<String>()));
+    }
+    let now = view.now;
+    let kept = l.pool.clone();
+    if !l.status.is_open() {
+        // An unassigned lead was nobody's: there is nobody to tell that it moved.
+        l.owner = None;
+        l.previous_owner = None;
+    }
+    l.give_to(pool.as_deref().unwrap_or_default(), m.rep.clone(), why, NotificationKind::Assigned, now);
+    if pool.is_none() {
+        l.pool = kept;
+    }
+    if let Some(h) = l.history.last_mut() {
+        h.by = Some(m.by.clone());
+    }
+    l.assigned_by(AssignedBy::Manual { manager: m.by.clone() }, now);
+    l.sla_due_at = pool
+        .and_then(|p| view.pools.iter().find(|x| x.id == p))
+        .and_then(|p| p.sla_minutes)
+        .map(|m| now + chrono::Duration::minutes(i64::from(m)));
+    Ok(true)
+}
+
 /// Nobody can take the lead: it stays with an owner past the SLA (the manager hears of it),
 /// or waits unassigned (the first matching pool's manager hears of it) until someone can.
 fn nobody(l: &mut Lead, route: &Route, first_pool: Option<&str>, reasons: &str, now: DateTime<Utc>) -> bool {

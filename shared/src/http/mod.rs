@@ -3,6 +3,7 @@
 mod admin;
 mod ingest;
 pub mod limit;
+mod manage;
 pub mod openapi;
 mod preview;
 mod privacy;
@@ -84,6 +85,9 @@ fn api<S: LeadStore, Q: Queue, N: Notifier>(
         .routes(Route::new("/v1/leads/{id}").on(Get, admin::get_lead::<S, Q, N>, admin::get_lead_op()).into())
         .routes(
             Route::new("/v1/leads/{id}/status").on(Post, sales::post_status::<S, Q, N>, sales::post_status_op()).into(),
+        )
+        .routes(
+            Route::new("/v1/leads/{id}/assign").on(Post, manage::post_assign::<S, Q, N>, manage::assign_op()).into(),
         )
         .routes(
             Route::new("/v1/leads/{id}/accept")

@@ -17,7 +17,7 @@ use utoipa::openapi::path::ParameterIn;
 
 use super::store_down;
 
-fn lead_id(id: &str) -> Result<LeadId, Problem> {
+pub(super) fn lead_id(id: &str) -> Result<LeadId, Problem> {
     LeadId::parse(id)
         .ok_or_else(|| Problem::not_found(format!("no lead has the id '{}'", id.chars().take(64).collect::<String>())))
 }
@@ -52,7 +52,7 @@ fn apply(l: &mut Lead, by: &str, to: LeadStatus, note: Option<&str>, via: &str, 
     if let Some(n) = note.map(str::trim).filter(|n| !n.is_empty()) {
         reason.push_str(&format!(": {}", n.chars().take(500).collect::<String>()));
     }
-    l.transition(to, reason, now);
+    l.transition_by(to, reason, by, now);
     true
 }
 

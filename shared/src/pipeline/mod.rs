@@ -10,6 +10,7 @@ mod dedup;
 mod erasure;
 mod fetch;
 mod ingest;
+mod manage;
 mod notify;
 mod preview;
 mod score;
@@ -18,6 +19,7 @@ mod sweep;
 pub use assign::{Route, needs_routing};
 pub use erasure::{Erasure, Retained};
 pub use ingest::{Accepted, Submission};
+pub use manage::MoveError;
 pub use preview::{Preview, Skipped};
 pub use sweep::Swept;
 
@@ -192,7 +194,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
 
     /// Sends each lead on to the stage it now waits for, unless that is `current` (the stage
     /// calling, which would only hand the lead back to itself).
-    async fn forward(&self, current: Option<Stage>, leads: &[&Lead]) -> Result<(), QueueError> {
+    pub(crate) async fn forward(&self, current: Option<Stage>, leads: &[&Lead]) -> Result<(), QueueError> {
         for stage in Stage::ALL {
             if Some(stage) == current {
                 continue;

@@ -5,7 +5,7 @@
 use super::circuit::{Change, Gate};
 use super::{Pipeline, StageError, StageResults};
 use crate::config::Target;
-use crate::domain::{Lead, LeadStatus, NotificationKind, Roster, Stage};
+use crate::domain::{AssignedBy, Assignment, Lead, LeadStatus, NotificationKind, Roster, Stage};
 use crate::notification::{self, Notification, NotifiedLead, NotifiedRep, NotifiedTouch};
 use crate::ports::{Delivery, DeliveryResult, LeadStore, Message, Notifier, Queue};
 use futures::future::join_all;
@@ -82,16 +82,21 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 if let Some(owner) = &lead.owner {
                     r.push(rep_recipient(roster, owner, kind, true));
                 }
-                if kind == NotificationKind::SlaReassigned
-                    && let Some(prev) = lead.previous_owner.as_deref().filter(|p| Some(*p) != lead.owner.as_deref())
-                {
-                    r.push(rep_recipient(roster, prev, kind, false));
+                let moved_by_hand = matches!(lead.assignment, Some(Assignment { how: AssignedBy::Manual { .. }, .. }));
+                if let Some(prev) = lead.previous_owner.as_deref().filter(|p| Some(*p) != lead.owner.as_deref()) {
+                    if kind == NotificationKind::SlaReassigned {
+                        r.push(rep_recipient(roster, prev, kind, false));
+                    } else if moved_by_hand {
+                        r.push(rep_recipient(roster, prev, NotificationKind::Reassigned, false));
+                    }
                 }
                 let manager_kind =
                     if kind == NotificationKind::SlaReassigned { NotificationKind::SlaBreached } else { kind };
                 r.extend(manager(&lead, manager_kind));
                 (lead.clone(), r, None)
             }
+            // Sent with the `assigned` of a lead a manager moved, never owed on its own.
+            NotificationKind::Reassigned => (lead.clone(), Vec::new(), None),
             NotificationKind::SlaBreached | NotificationKind::Unassigned => {
                 (lead.clone(), manager(&lead, kind).into_iter().collect(), None)
             }

@@ -1,0 +1,116 @@
+//! A manager's moves over real HTTP: `POST /v1/leads/{id}/assign` on the embedded runtime, with
+//! notifications to a real receiver.
+
+use leadrouter_tests::{Received, TestApp};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A lead routed and notified: its id and its owner.
+async fn routed(app: &TestApp, email: &str) -> (String, String) {
+    let r = app.post_form(&[("email", email), ("name", "Jo Park"), ("country", "FR")]).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["lead_id"].as_str().unwrap().to_owned();
+    let lead = app.wait_status(&id, &["notified"]).await;
+    (id, lead["owner"].as_str().unwrap().to_owned())
+}
+
+fn other(rep: &str) -> &'static str {
+    if rep == "ana" { "ben" } else { "ana" }
+}
+
+async fn assign(app: &TestApp, id: &str, body: Value) -> reqwest::Response {
+    app.admin_send(Method::POST, &format!("/v1/leads/{id}/assign"), Some(&body)).await
+}
+
+fn told<'a>(log: &'a [Received], id: &str, hook: &str, kind: &str) -> Vec<&'a Received> {
+    log.iter().filter(|r| r.hook == hook && r.body["kind"] == kind && r.body["lead"]["id"] == id).collect()
+}
+
+#[tokio::test]
+async fn a_manager_moves_a_lead_and_both_reps_are_told_once() {
+    let app = TestApp::spawn().await;
+    let (id, first) = routed(&app, "jo@example.org").await;
+    let to = other(&first);
+    let r = assign(&app, &id, json!({"rep": to, "by": "Maria Chen", "note": "knows them"})).await;
+    assert_eq!(r.status(), 200);
+    let lead: Value = r.json().await.unwrap();
+    assert_eq!(lead["owner"], to);
+    assert_eq!(lead["assignment"]["how"], json!({"by": "manual", "manager": "Maria Chen"}));
+    let h = lead["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(h["by"], "Maria Chen");
+    assert_eq!(h["reason"], format!("moved by Maria Chen from {first} to {to}: knows them"));
+    app.wait_status(&id, &["notified"]).await;
+    let log = app
+        .receiver
+        .wait_until(WAIT, "assigned to the new owner and reassigned to the old", |log| {
+            !told(log, &id, to, "assigned").is_empty() && !told(log, &id, &first, "reassigned").is_empty()
+        })
+        .await;
+    let new = told(&log, &id, to, "assigned");
+    let old = told(&log, &id, &first, "reassigned");
+    let first_assigned = told(&log, &id, &first, "assigned");
+    assert_eq!((new.len(), old.len(), first_assigned.len()), (1, 1, 1), "each told once");
+    let ids = [&new[0].body["delivery_id"], &old[0].body["delivery_id"], &first_assigned[0].body["delivery_id"]];
+    assert!(ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2], "each under its own delivery id: {ids:?}");
+    assert!(new[0].body["accept_url"].is_string(), "the new owner can accept it");
+    assert!(old[0].body["accept_url"].is_null(), "the old owner cannot");
+
+    // Moving it to the rep who has it changes nothing and tells nobody again.
+    let again = assign(&app, &id, json!({"rep": to, "by": "Maria Chen"})).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["history"].as_array().unwrap().len(),
+        lead["history"].as_array().unwrap().len() + 1
+    );
+    app.settle().await;
+    assert_eq!(told(&app.receiver.requests(), &id, to, "assigned").len(), 1);
+}
+
+#[tokio::test]
+async fn a_move_that_cannot_be_made_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (id, first) = routed(&app, "kim@example.org").await;
+    let to = other(&first);
+    let before = app.lead(&id).await;
+
+    let missing = assign(&app, &id, json!({"rep": to})).await;
+    assert_eq!(missing.status(), 422);
+    let p: Value = missing.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "by");
+    assert_eq!(assign(&app, &id, json!({"rep": "nobody", "by": "m"})).await.status(), 422);
+    assert_eq!(assign(&app, "01JZZZZZZZZZZZZZZZZZZZZZZZ", json!({"rep": to, "by": "m"})).await.status(), 404);
+    assert_eq!(app.admin_send(Method::POST, &format!("/v1/leads/{id}/assign"), None).await.status(), 400);
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/leads/{id}/assign")))
+        .json(&json!({"rep": to, "by": "m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Away: refused with why, unless forced.
+    let away = json!({"name": "Away Rep", "notify": [format!("webhook:{}", app.receiver.hook(to))], "out_of_office": ["2020-01-01/2099-12-31"]});
+    assert_eq!(app.admin_send(Method::PUT, &format!("/v1/reps/{to}"), Some(&away)).await.status(), 200);
+    let r = assign(&app, &id, json!({"rep": to, "by": "m"})).await;
+    assert_eq!(r.status(), 409);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("out of office"), "{p}");
+    assert_eq!(p["owner"], first.as_str());
+    assert_eq!(app.lead(&id).await["history"], before["history"], "a refused move writes nothing");
+    let r = assign(&app, &id, json!({"rep": to, "by": "m", "force": true})).await;
+    assert_eq!(r.status(), 200);
+    let lead: Value = r.json().await.unwrap();
+    assert!(lead["why"].as_str().unwrap().contains("(forced:"), "{}", lead["why"]);
+
+    // Won is final.
+    app.wait_status(&id, &["notified"]).await;
+    let won = json!({"status": "won", "by": to});
+    assert_eq!(app.admin_send(Method::POST, &format!("/v1/leads/{id}/status"), Some(&won)).await.status(), 200);
+    let r = assign(&app, &id, json!({"rep": first, "by": "m"})).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(app.lead(&id).await["owner"], to);
+}
