@@ -13,7 +13,7 @@
 
 use crate::config::Settings;
 use crate::domain::routing::{Decision, HandMove, RoutingView, apply, decide_in_pool, first_look, move_by_hand};
-use crate::domain::{AssignedBy, Assignment, Lead, LeadId, LeadStatus, RepRecord, Roster};
+use crate::domain::{AssignedBy, Assignment, Lead, LeadId, LeadStatus, RepRecord, Reroute, Roster};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -98,6 +98,8 @@ struct Sim {
     /// The round-robin turn the stored lead took at each decision time (the order of a
     /// pool's leads within one batch).
     turns: HashMap<DateTime<Utc>, u64>,
+    /// The decision times at which a manager had sent it away from its owner (from, manager).
+    reroutes: HashMap<DateTime<Utc>, (String, String)>,
     /// Why it is left out of the diff, if it is.
     excluded: Option<&'static str>,
     /// Its first decision has been replayed.
@@ -160,6 +162,7 @@ fn fresh(stored: &Lead, settings: &Settings) -> Lead {
     l.sla_breached_at = None;
     l.assignment = None;
     l.first_assignment = None;
+    l.reroute = None;
     settings.scoring.apply(&mut l, stored.received_at);
     l
 }
@@ -167,7 +170,8 @@ fn fresh(stored: &Lead, settings: &Settings) -> Lead {
 /// Whether a history entry records a routing decision: the lead given, left unassigned, or
 /// disqualified instead.
 fn decided(h: &crate::domain::HistoryEntry) -> bool {
-    h.by.is_none() && matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified)
+    !matches!(h.how, Some(AssignedBy::Manual { .. }))
+        && matches!(h.to, LeadStatus::Assigned | LeadStatus::Unassigned | LeadStatus::Disqualified)
 }
 
 /// When the stored lead was routed ([`decided`]), and when its owner moved it to a sales status.
@@ -183,8 +187,10 @@ fn times(lead: &Lead) -> Times {
     let moves = lead
         .history
         .iter()
-        .filter(|h| h.to == LeadStatus::Assigned)
-        .filter_map(|h| Some((h.at, h.owner.clone()?, h.by.clone()?)))
+        .filter_map(|h| match &h.how {
+            Some(AssignedBy::Manual { manager }) => Some((h.at, h.owner.clone()?, manager.clone())),
+            _ => None,
+        })
         .collect();
     (decisions, statuses, moves)
 }
@@ -193,7 +199,9 @@ fn times(lead: &Lead) -> Times {
 fn first_placement(lead: &Lead) -> Placement {
     let first = lead.history.iter().find(|h| decided(h));
     let rep = first.filter(|h| h.to == LeadStatus::Assigned).and_then(|h| h.owner.clone());
-    Placement { grade: lead.grade.clone(), pool: rep.as_ref().and(lead.pool.clone()), rep }
+    // The pool of the first assignment; the lead's pool now where that was not recorded.
+    let pool = lead.first_assignment.as_ref().and_then(|a| a.pool.clone()).or_else(|| lead.pool.clone());
+    Placement { grade: lead.grade.clone(), pool: rep.as_ref().and(pool), rep }
 }
 
 /// The rep a lead counts against (`max_open_leads`), if it is open.
@@ -257,11 +265,23 @@ impl<'a> Replayer<'a> {
             None
         };
         let mut turns = HashMap::new();
-        for Assignment { at, how } in [&lead.first_assignment, &lead.assignment].into_iter().flatten() {
-            if let AssignedBy::Turn { turn } | AssignedBy::SlaReassignment { turn, .. } = how {
+        for Assignment { at, how, .. } in [&lead.first_assignment, &lead.assignment].into_iter().flatten() {
+            if let AssignedBy::Turn { turn }
+            | AssignedBy::SlaReassignment { turn, .. }
+            | AssignedBy::Rerouted { turn, .. } = how
+            {
                 turns.insert(*at, *turn);
             }
         }
+        // When a manager sent it away from its owner, and from whom.
+        let reroutes = lead
+            .history
+            .iter()
+            .filter_map(|h| match &h.how {
+                Some(AssignedBy::Rerouted { from, manager, .. }) => Some((h.at, (from.clone(), manager.clone()))),
+                _ => None,
+            })
+            .collect();
         for t in &decided {
             self.events.entry(*t).or_default().push(Event::Decide(lead.id.clone()));
         }
@@ -276,6 +296,7 @@ impl<'a> Replayer<'a> {
             before: first_placement(lead),
             order: self.read,
             turns,
+            reroutes,
             excluded,
             decided: false,
             pending: decided.len() + statuses.len() + moves.len(),
@@ -325,6 +346,11 @@ impl<'a> Replayer<'a> {
             (s.turns.get(&now).copied().unwrap_or(u64::MAX), s.order)
         });
         let mut sims: Vec<Sim> = ids.iter().filter_map(|id| self.sims.remove(id)).collect();
+        for s in &mut sims {
+            if let Some((from, by)) = s.reroutes.get(&now) {
+                s.lead.reroute = Some(Reroute { from: from.clone(), by: by.clone(), note: None, at: now });
+            }
+        }
         let was_open: Vec<Option<String>> = sims.iter().map(|s| open_owner(&s.lead)).collect();
         let owners = self.owners_for(&sims, now);
         let open = self.open.clone();

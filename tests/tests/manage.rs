@@ -17,6 +17,19 @@ async fn routed(app: &TestApp, email: &str) -> (String, String) {
     (id, lead["owner"].as_str().unwrap().to_owned())
 }
 
+/// The lead once its reassignment is decided and its new owner told.
+async fn moved_on(app: &TestApp, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let lead = app.lead(id).await;
+        if lead.get("reroute").is_none() && lead["status"] == "notified" {
+            return lead;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not rerouted in {WAIT:?}: {lead}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn other(rep: &str) -> &'static str {
     if rep == "ana" { "ben" } else { "ana" }
 }
@@ -113,4 +126,44 @@ async fn a_move_that_cannot_be_made_is_refused_and_changes_nothing() {
     let r = assign(&app, &id, json!({"rep": first, "by": "m"})).await;
     assert_eq!(r.status(), 409);
     assert_eq!(app.lead(&id).await["owner"], to);
+}
+
+#[tokio::test]
+async fn a_reps_open_leads_go_back_through_routing_without_them() {
+    let app = TestApp::spawn().await;
+    let mut ana = Vec::new();
+    for i in 0..6 {
+        let (id, owner) = routed(&app, &format!("p{i}@example.org")).await;
+        if owner == "ana" {
+            ana.push(id);
+        }
+    }
+    assert!(ana.len() >= 2, "the rotation gave ana {} leads", ana.len());
+    let body = json!({"by": "Maria Chen", "note": "ana is at a conference"});
+    let r = app.admin_send(Method::POST, "/v1/reps/ana/reassign", Some(&body)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"reassigned": ana.len()}));
+    for id in &ana {
+        let lead = moved_on(&app, id).await;
+        assert_eq!(lead["owner"], "ben", "{lead}");
+        assert_eq!(lead["previous_owner"], "ana");
+        assert!(
+            lead["why"].as_str().unwrap().starts_with("reassigned by Maria Chen away from ana; pool everyone"),
+            "{}",
+            lead["why"]
+        );
+        assert_eq!(lead["assignment"]["how"]["by"], "rerouted");
+    }
+    let log = app
+        .receiver
+        .wait_until(WAIT, "ana told of each lead that left her", |log| {
+            ana.iter()
+                .all(|id| told(log, id, "ana", "reassigned").len() == 1 && told(log, id, "ben", "assigned").len() == 1)
+        })
+        .await;
+    assert!(ana.iter().all(|id| told(&log, id, "ana", "assigned").len() == 1));
+    let again = app.admin_send(Method::POST, "/v1/reps/ana/reassign", Some(&json!({"by": "Maria Chen"}))).await;
+    assert_eq!(again.json::<Value>().await.unwrap(), json!({"reassigned": 0}));
+    assert_eq!(app.admin_send(Method::POST, "/v1/reps/zed/reassign", Some(&json!({"by": "m"}))).await.status(), 404);
+    assert_eq!(app.admin_send(Method::POST, "/v1/reps/ana/reassign", Some(&json!({}))).await.status(), 422);
 }

@@ -160,7 +160,20 @@ fn check(report: &ReplayReport, leads: &[leadrouter::domain::Lead], test_leads: 
 }
 
 fn is_settled(l: &leadrouter::domain::Lead) -> bool {
-    !matches!(l.status.as_str(), "fetching" | "received" | "unique" | "scored")
+    !matches!(l.status.as_str(), "fetching" | "received" | "unique" | "scored") && l.reroute.is_none()
+}
+
+/// Waits until every lead has had its routing decision.
+async fn settled<S: LeadStore>(store: &S, ids: &[leadrouter::domain::LeadId]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let leads = futures::future::join_all(ids.iter().map(|id| store.get(id))).await;
+        if leads.iter().all(|l| l.as_ref().unwrap().as_ref().is_some_and(is_settled)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "leads were not routed within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,15 +204,7 @@ async fn replaying_the_live_document_reproduces_every_first_assignment_on_sqlite
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
         // Everything routed, then ana wins her oldest open leads and dan accepts his: her cap
         // frees as the run goes on.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let leads = futures::future::join_all(ids.iter().map(|id| store.get(id))).await;
-            if leads.iter().all(|l| l.as_ref().unwrap().as_ref().is_some_and(is_settled)) {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "leads were not routed within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        settled(store, &ids).await;
         let page: Value = app.admin_get("/v1/leads?owner=ana&status=notified&limit=3").await.json().await.unwrap();
         let dan: Value = app.admin_get("/v1/leads?owner=dan&status=notified&limit=5").await.json().await.unwrap();
         for (items, status) in [(&page["items"], "won"), (&dan["items"], "accepted")] {
@@ -209,6 +214,16 @@ async fn replaying_the_live_document_reproduces_every_first_assignment_on_sqlite
                 let r = app.admin_send(reqwest::Method::POST, &path, Some(&body)).await;
                 assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap_or_default());
             }
+        }
+        // Eve is away: her manager sends her open leads back through routing. Replay decides
+        // them again at the same times, eve excluded.
+        if chunk == 4 {
+            let r = app
+                .admin_send(reqwest::Method::POST, "/v1/reps/eve/reassign", Some(&json!({"by": "Maria Chen"})))
+                .await;
+            let n: Value = r.json().await.unwrap();
+            assert!(n["reassigned"].as_u64().unwrap() > 0, "{n}");
+            settled(store, &ids).await;
         }
         // A manager moves one of dan's leads to ana, past her cap: replay makes the same move,
         // and ana's cap counts it from then on.
@@ -224,6 +239,8 @@ async fn replaying_the_live_document_reproduces_every_first_assignment_on_sqlite
     let leads = every_lead(store).await;
     let moved = leads.iter().filter(|l| l.history.iter().any(|h| h.by.as_deref() == Some("Maria Chen"))).count();
     assert!(moved >= 5, "the run moved {moved} leads by hand");
+    let rerouted = leads.iter().filter(|l| l.history.iter().any(|h| h.reason.contains("away from eve"))).count();
+    assert!(rerouted > 0, "the run sent none of eve's leads back through routing");
     let report = replay_store(store, &app.runtime.pipeline.settings, chrono::DateTime::<chrono::Utc>::MIN_UTC, |_| {})
         .await
         .unwrap();

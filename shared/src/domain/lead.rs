@@ -332,6 +332,9 @@ pub struct HistoryEntry {
     /// Who did it, for a person's action (a rep's status change, a manager's move).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub by: Option<String>,
+    /// For a change of owner: how the new owner got the lead, typed (replay reads it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub how: Option<AssignedBy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -418,8 +421,22 @@ pub struct Lead {
     /// as it settles.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub erasure_pending: bool,
+    /// A manager sent the lead back through routing away from its owner; cleared by the
+    /// decision that follows.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reroute: Option<Reroute>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+}
+
+/// `POST /v1/reps/{id}/reassign`: the lead goes back through routing, `from` excluded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reroute {
+    pub from: String,
+    pub by: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// How the current owner got the lead, typed on the lead so that a later decision never reads
@@ -428,6 +445,9 @@ pub struct Lead {
 pub struct Assignment {
     pub at: DateTime<Utc>,
     pub how: AssignedBy,
+    /// The pool it was given in (absent on assignments recorded before the pool was).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pool: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -443,6 +463,9 @@ pub enum AssignedBy {
     Test,
     /// A manager moved it (`POST /v1/leads/{id}/assign`); no turn taken.
     Manual { manager: String },
+    /// A round-robin turn after a manager sent it away from `from` (`POST
+    /// /v1/reps/{id}/reassign`).
+    Rerouted { from: String, manager: String, turn: u64 },
 }
 
 /// How every erasure's history entry begins: it is not activity (see [`Lead::last_activity`]).
@@ -487,6 +510,7 @@ impl Lead {
             first_assignment: None,
             personal_data_erased_at: None,
             erasure_pending: false,
+            reroute: None,
             history: vec![HistoryEntry {
                 at: now,
                 from: None,
@@ -494,6 +518,7 @@ impl Lead {
                 reason: "received".into(),
                 owner: None,
                 by: None,
+                how: None,
             }],
         }
     }
@@ -510,6 +535,7 @@ impl Lead {
             reason: reason.into(),
             owner: self.owner.clone(),
             by: None,
+            how: None,
         });
         if self.erasure_pending && !self.in_flight() {
             self.erase_personal_data("request", now);
@@ -550,12 +576,16 @@ impl Lead {
         self.accepted_at = None;
         self.sla_due_at = None;
         self.sla_breached_at = None;
+        self.reroute = None;
         self.transition(LeadStatus::Assigned, why, now);
     }
 
     /// Records how the owner just given the lead got it.
     pub fn assigned_by(&mut self, how: AssignedBy, now: DateTime<Utc>) {
-        let a = Assignment { at: now, how };
+        if let Some(h) = self.history.last_mut().filter(|h| h.to == LeadStatus::Assigned) {
+            h.how = Some(how.clone());
+        }
+        let a = Assignment { at: now, how, pool: self.pool.clone() };
         self.first_assignment.get_or_insert_with(|| a.clone());
         self.assignment = Some(a);
     }
@@ -666,6 +696,7 @@ impl Lead {
             LeadStatus::Scored => Some(Stage::Assign),
             _ if self.notify_pending.is_some() => Some(Stage::Notify),
             LeadStatus::Unassigned => Some(Stage::Assign),
+            _ if self.reroute.is_some() && self.is_open() => Some(Stage::Assign),
             LeadStatus::Assigned | LeadStatus::Notified if self.sla_due_at.is_some() => Some(Stage::Assign),
             _ => None,
         }
@@ -676,7 +707,9 @@ impl Lead {
     /// The store keeps it in the pending index so that a sweep reads only what is due.
     pub fn pending_due(&self) -> Option<DateTime<Utc>> {
         match self.status {
-            LeadStatus::Assigned | LeadStatus::Notified if self.notify_pending.is_none() => self.sla_due_at,
+            LeadStatus::Assigned | LeadStatus::Notified if self.notify_pending.is_none() && self.reroute.is_none() => {
+                self.sla_due_at
+            }
             _ => None,
         }
     }

@@ -18,7 +18,8 @@ pub use email::{Email, InvalidEmail};
 pub use identity::identity_keys;
 pub use intake::{FieldError, Intake, IntakeOptions, normalize, normalize_lenient};
 pub use lead::{
-    AssignedBy, Assignment, Contact, HistoryEntry, Lead, LeadId, LeadStatus, NotificationKind, RulePoints, Stage, Touch,
+    AssignedBy, Assignment, Contact, HistoryEntry, Lead, LeadId, LeadStatus, NotificationKind, Reroute, RulePoints,
+    Stage, Touch,
 };
 pub use phone::{InvalidPhone, Phone, Region};
 pub use pool::{Manager, Pool, PoolMatch};

@@ -24,6 +24,11 @@ pub enum Route {
         from: String,
         why: String,
     },
+    /// A manager sent it away from its owner (`POST /v1/reps/{id}/reassign`).
+    Away {
+        from: String,
+        by: String,
+    },
 }
 
 impl Route {
@@ -31,7 +36,7 @@ impl Route {
     /// available anyway).
     fn exclude(&self) -> Option<&str> {
         match self {
-            Route::Sla { from, .. } => Some(from),
+            Route::Sla { from, .. } | Route::Away { from, .. } => Some(from),
             _ => None,
         }
     }
@@ -53,6 +58,9 @@ pub fn needs_routing(lead: &Lead, roster: &Roster, now: DateTime<Utc>) -> Option
         None => return Some(Route::OwnerGone { from: owner.clone(), why: "was removed from the roster".into() }),
         Some(r) if !r.active => return Some(Route::OwnerGone { from: owner.clone(), why: "is inactive".into() }),
         _ => {}
+    }
+    if let Some(r) = lead.reroute.as_ref().filter(|r| r.from == *owner) {
+        return Some(Route::Away { from: r.from.clone(), by: r.by.clone() });
     }
     let waiting = matches!(lead.status, LeadStatus::Assigned | LeadStatus::Notified);
     (waiting && lead.sla_breached_at.is_none() && lead.sla_due_at.is_some_and(|d| d <= now))
@@ -398,12 +406,18 @@ fn nobody(l: &mut Lead, route: &Route, first_pool: Option<&str>, reasons: &str, 
             );
             true
         }
-        Route::New | Route::OwnerGone { .. } => {
+        Route::New | Route::OwnerGone { .. } | Route::Away { .. } => {
             let mut reason = format!("unassigned: nobody could take it: {reasons}");
-            if let Route::OwnerGone { from, why } = route {
-                reason = format!("owner {from} {why}; {reason}");
+            let before = match route {
+                Route::OwnerGone { from, why } => Some(format!("owner {from} {why}")),
+                Route::Away { from, by } => Some(format!("reassigned by {by} away from {from}")),
+                _ => None,
+            };
+            if let Some(before) = before {
+                reason = format!("{before}; {reason}");
                 l.previous_owner = l.owner.take();
                 l.round += 1;
+                l.reroute = None;
             }
             l.pool = first_pool.map(str::to_owned);
             l.sla_due_at = None;
@@ -433,6 +447,10 @@ fn give(l: &mut Lead, route: &Route, pool: &Pool, p: &Pick, weights: &str, passe
         Route::OwnerGone { from, why: gone } => {
             why = format!("owner {from} {gone}; {why}");
             (NotificationKind::Assigned, AssignedBy::Turn { turn })
+        }
+        Route::Away { from, by } => {
+            why = format!("reassigned by {by} away from {from}; {why}");
+            (NotificationKind::Assigned, AssignedBy::Rerouted { from: from.clone(), manager: by.clone(), turn })
         }
         _ => (NotificationKind::Assigned, AssignedBy::Turn { turn }),
     };

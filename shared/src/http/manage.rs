@@ -1,4 +1,5 @@
-//! What a manager does to routing by hand (admin token): move a lead to a chosen rep.
+//! What a manager does to routing by hand (admin token): move a lead to a chosen rep, send a
+//! rep's open leads back through routing.
 
 use super::openapi::{LeadDetail, Op, STORE_DOWN, TOO_LARGE, UNAUTHORIZED, string};
 use super::{AppState, Problem, authorize, store_down};
@@ -87,6 +88,61 @@ pub(super) fn assign_op() -> Op {
             ),
             TOO_LARGE,
             ("422", "rep or by missing, or rep is not on the roster."),
+            STORE_DOWN,
+        ])
+}
+
+/// `POST /v1/reps/{id}/reassign`.
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+pub struct RepReassign {
+    /// Who is sending them (the manager's name): history records it.
+    pub by: Option<String>,
+    pub note: Option<String>,
+}
+
+/// How many open leads went back through routing.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Reassigned {
+    pub reassigned: usize,
+}
+
+pub async fn post_rep_reassign<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, Problem> {
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let bytes = super::read_body(&headers, body, p.settings.server.max_body_bytes).await?;
+    let body: RepReassign = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("the body is not the JSON this route takes: {e}")))?;
+    let mut errors = Vec::new();
+    let Some(by) = required(body.by, "by", &mut errors) else {
+        return Err(Problem::invalid("the reassignment is invalid", errors));
+    };
+    let roster = p.roster().await.map_err(store_down)?;
+    if roster.rep(&id).is_none() {
+        return Err(Problem::not_found(format!("no rep '{}' on the roster", id.chars().take(64).collect::<String>())));
+    }
+    let reassigned = p.reroute_rep(&id, &by, body.note).await.map_err(store_down)?;
+    Ok(Json(Reassigned { reassigned }).into_response())
+}
+
+pub(super) fn rep_reassign_op() -> Op {
+    Op::new("reassignRep", "roster", "Send every open lead of a rep back through routing, that rep excluded")
+        .admin()
+        .param("id", ParameterIn::Path, true, string(), "The rep id.")
+        .body_json::<RepReassign>("by is required.")
+        .ok_json::<Reassigned>(
+            "200",
+            "How many open leads went back through routing; each goes to whoever routing picks next, or waits unassigned.",
+        )
+        .problems(&[
+            ("400", "Not JSON."),
+            UNAUTHORIZED,
+            ("404", "No such rep on the roster."),
+            TOO_LARGE,
+            ("422", "by missing."),
             STORE_DOWN,
         ])
 }

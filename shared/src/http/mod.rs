@@ -103,6 +103,11 @@ fn api<S: LeadStore, Q: Queue, N: Notifier>(
                 .on(Delete, roster::delete_rep::<S, Q, N>, roster::delete_rep_op())
                 .into(),
         )
+        .routes(
+            Route::new("/v1/reps/{id}/reassign")
+                .on(Post, manage::post_rep_reassign::<S, Q, N>, manage::rep_reassign_op())
+                .into(),
+        )
         .routes(Route::new("/v1/metrics").on(Get, roster::metrics::<S, Q, N>, roster::metrics_op()).into())
         .routes(Route::new("/v1/erasures").on(Post, privacy::post_erasure::<S, Q, N>, privacy::erasure_op()).into())
         .routes(

@@ -1,9 +1,9 @@
-//! A manager's actions on routing: move a lead to a rep by hand. The same calls serve the API
-//! and the console.
+//! A manager's actions on routing: move a lead to a rep by hand, or send a rep's open leads
+//! back through routing. The same calls serve the API and the console.
 
 use super::Pipeline;
 use crate::domain::routing::{HandMove, MoveRefused, RoutingView, move_by_hand};
-use crate::domain::{Lead, LeadId};
+use crate::domain::{Lead, LeadId, Reroute};
 use crate::ports::{LeadStore, Notifier, Queue, StoreError, Updated};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,5 +58,34 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             (Some(Updated::Unchanged(l)), _) => Ok(*l),
             _ => Err(MoveError::NoLead(id)),
         }
+    }
+
+    /// Sends every open lead of `rep` back through routing with `rep` excluded: each is marked
+    /// (the sweep finds a marked lead whose message was lost) and queued for assign. How many.
+    pub async fn reroute_rep(&self, rep: &str, by: &str, note: Option<String>) -> Result<usize, StoreError> {
+        let open = self.store.open_leads(rep).await?;
+        let (from, who, at) = (rep.to_owned(), by.to_owned(), self.clock.now());
+        let written = self
+            .store
+            .update(open, move |l| {
+                if l.owner.as_deref() != Some(from.as_str()) || !l.status.is_open() || l.reroute.is_some() {
+                    return false;
+                }
+                l.reroute = Some(Reroute { from: from.clone(), by: who.clone(), note: note.clone(), at });
+                true
+            })
+            .await?;
+        let leads: Vec<Lead> = written
+            .into_iter()
+            .filter_map(|u| match u {
+                Updated::Written(l) => Some(*l),
+                _ => None,
+            })
+            .collect();
+        tracing::info!(rep, leads = leads.len(), "rep's open leads sent back through routing");
+        if let Err(e) = self.forward(None, &leads.iter().collect::<Vec<_>>()).await {
+            tracing::warn!(error = %e, rep, "could not queue the rep's leads; the sweep will");
+        }
+        Ok(leads.len())
     }
 }

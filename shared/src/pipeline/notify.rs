@@ -82,7 +82,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 if let Some(owner) = &lead.owner {
                     r.push(rep_recipient(roster, owner, kind, true));
                 }
-                let moved_by_hand = matches!(lead.assignment, Some(Assignment { how: AssignedBy::Manual { .. }, .. }));
+                let moved_by_hand = matches!(
+                    lead.assignment,
+                    Some(Assignment { how: AssignedBy::Manual { .. } | AssignedBy::Rerouted { .. }, .. })
+                );
                 if let Some(prev) = lead.previous_owner.as_deref().filter(|p| Some(*p) != lead.owner.as_deref()) {
                     if kind == NotificationKind::SlaReassigned {
                         r.push(rep_recipient(roster, prev, kind, false));
