@@ -78,7 +78,18 @@ pub async fn pipeline(
         hold_parked: false,
         ..Default::default()
     }));
-    Ok(Pipeline { store, queue, notifier, fetcher, clock, settings: Arc::new(settings), secrets, retry, circuits })
+    Ok(Pipeline {
+        store,
+        queue,
+        notifier,
+        fetcher,
+        clock,
+        settings: Arc::new(settings),
+        secrets,
+        retry,
+        circuits,
+        events: None,
+    })
 }
 
 /// The admin function: the one Router behind API Gateway.

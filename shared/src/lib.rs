@@ -6,6 +6,7 @@ pub mod aws;
 pub mod cases;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod notification;
 pub mod pipeline;

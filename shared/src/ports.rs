@@ -66,6 +66,11 @@ pub struct LeadQuery {
     pub status: Option<LeadStatus>,
     pub owner: Option<String>,
     pub source: Option<String>,
+    pub pool: Option<String>,
+    /// Matches email, name or company, case-insensitively ([`Lead::matches_search`]).
+    pub q: Option<String>,
+    /// Only leads whose last change ([`Lead::last_activity`]) is at or after this.
+    pub updated_since: Option<DateTime<Utc>>,
     pub limit: usize,
     /// Opaque, from a previous page's `next_cursor`.
     pub cursor: Option<String>,

@@ -167,7 +167,9 @@ impl Embedded {
     ) -> Result<Embedded, StoreError> {
         let Options { retry, clock, sweep_every, mailer, queue_capacity, circuits } = options;
         let circuits = crate::pipeline::circuit::Circuits::new(circuits);
-        let store = SqliteStore::open(db)?;
+        // The last 4,096 transitions: how far a client of `GET /v1/events` may fall behind.
+        let events = crate::events::Hub::new(4096);
+        let store = SqliteStore::open(db)?.with_events(events.clone());
         let (queue, rx) = match queue_capacity {
             Some(n) => ChannelQueue::with_capacity(n),
             None => ChannelQueue::new(),
@@ -196,6 +198,7 @@ impl Embedded {
             secrets,
             retry,
             circuits: Arc::new(circuits),
+            events: Some(events),
         });
         let fetch_pace = Pace { behind: Stage::Dedup, ahead: FETCHED_AHEAD };
         tokio::spawn(worker(Stage::Fetch, rx.fetch, pipeline.clone(), NOTIFY_BATCHES, Some(fetch_pace)));

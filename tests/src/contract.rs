@@ -371,6 +371,55 @@ pub async fn list_filters_and_pages_newest_first<S: LeadStore>(s: S) {
 
 /// Generates one `#[tokio::test]` per contract test, each with a fresh store from `$make`.
 /// Roster changes are kept whole and replaced whole.
+/// The console's filters: pool, a search over email, name and company, and the leads changed
+/// since a time (polling).
+pub async fn list_searches_and_finds_what_changed<S: LeadStore>(s: S) {
+    let t0 = Utc::now();
+    let mut ids = Vec::new();
+    for (i, (email, company, pool)) in
+        [("jo@acme.com", "Acme Corp", "emea"), ("ann@globex.com", "Globex", "na"), ("zed@initech.io", "Initech", "na")]
+            .into_iter()
+            .enumerate()
+    {
+        let mut l = lead(email, "web");
+        l.received_at = t0 - Duration::hours(3) + Duration::minutes(i as i64);
+        l.history[0].at = l.received_at;
+        l.contact.company = Some(company.into());
+        l.contact.first_name = Some(["Jo", "Ann", "Zed"][i].into());
+        l.contact.last_name = Some("Park".into());
+        l.pool = Some(pool.into());
+        ids.push(l.id.clone());
+        s.insert(l).await.unwrap();
+    }
+    let ids_of = |p: &leadrouter::ports::LeadPage| p.items.iter().map(|l| l.id.clone()).collect::<Vec<_>>();
+    let q = |q: &str| LeadQuery { q: Some(q.into()), limit: 50, ..LeadQuery::default() };
+    assert_eq!(ids_of(&s.list(q("GLOBEX")).await.unwrap()), vec![ids[1].clone()], "company, any case");
+    assert_eq!(ids_of(&s.list(q("zed@init")).await.unwrap()), vec![ids[2].clone()], "email");
+    assert_eq!(ids_of(&s.list(q("ann park")).await.unwrap()), vec![ids[1].clone()], "first and last name");
+    assert_eq!(s.list(q("park")).await.unwrap().items.len(), 3);
+    assert!(s.list(q("nobody")).await.unwrap().items.is_empty());
+    let na = s.list(LeadQuery { pool: Some("na".into()), limit: 50, ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(ids_of(&na), vec![ids[2].clone(), ids[1].clone()]);
+    let both = LeadQuery { pool: Some("na".into()), q: Some("ann".into()), limit: 50, ..LeadQuery::default() };
+    assert_eq!(ids_of(&s.list(both).await.unwrap()), vec![ids[1].clone()]);
+
+    // Nothing changed in the last hour; then one lead changes and only it is found.
+    let since = |t| LeadQuery { updated_since: Some(t), limit: 50, ..LeadQuery::default() };
+    assert!(s.list(since(t0 - Duration::hours(1))).await.unwrap().items.is_empty());
+    assert_eq!(s.list(since(t0 - Duration::hours(4))).await.unwrap().items.len(), 3);
+    s.update(vec![ids[0].clone()], move |l| {
+        l.transition(LeadStatus::Unique, "unique", t0);
+        true
+    })
+    .await
+    .unwrap();
+    assert_eq!(ids_of(&s.list(since(t0 - Duration::hours(1))).await.unwrap()), vec![ids[0].clone()]);
+    assert_eq!(ids_of(&s.list(since(t0)).await.unwrap()), vec![ids[0].clone()], "at or after");
+    assert!(s.list(since(t0 + Duration::milliseconds(1))).await.unwrap().items.is_empty());
+    // Beyond the last two days, the AWS store reads every lead; the answer is the same.
+    assert_eq!(s.list(since(t0 - Duration::days(5))).await.unwrap().items.len(), 3);
+}
+
 pub async fn reps_are_kept<S: LeadStore>(s: S) {
     assert!(s.reps().await.unwrap().is_empty());
     let at = Utc::now();
@@ -580,7 +629,8 @@ macro_rules! store_contract_tests {
             insert_is_create_once, update_is_guarded, claims_first_wins_within_window,
             assign_advances_cursor_atomically, concurrent_assigns_never_share_a_turn,
             deliveries_are_recorded_per_target, pending_finds_unfinished_leads,
-            list_filters_and_pages_newest_first, reps_are_kept, routing_reads, a_person_is_found_and_forgotten);
+            list_filters_and_pages_newest_first, list_searches_and_finds_what_changed, reps_are_kept, routing_reads,
+            a_person_is_found_and_forgotten);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -423,3 +423,130 @@ async fn every_documented_operation_is_routed_and_nothing_else_is() {
     assert!(r.text().await.unwrap().contains("no such route"));
     assert_eq!(c.patch(app.url("/v1/reps")).send().await.unwrap().status(), 405);
 }
+
+/// The list's search, pool and polling filters over HTTP, and the CSV export: a formula a
+/// lead typed is text in the spreadsheet.
+#[tokio::test]
+async fn leads_are_searched_polled_and_exported_as_csv() {
+    let app = TestApp::spawn().await;
+    let start = chrono::Utc::now();
+    let mut ids = Vec::new();
+    for (email, company) in [("ivy@acme.com", "Acme"), ("hal@globex.com", "=HYPERLINK(\"http://x\",\"go\")")] {
+        let r = app.post_form(&[("email", email), ("company", company), ("name", "Ivy Hal"), ("country", "US")]).await;
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["lead_id"].as_str().unwrap().to_owned();
+        app.wait_status(&id, &["notified"]).await;
+        ids.push(id);
+    }
+    let list = |query: String| {
+        let app = &app;
+        async move {
+            let r = app.admin_get(&format!("/v1/leads?{query}")).await;
+            assert_eq!(r.status(), 200, "{query}");
+            let page: Value = r.json().await.unwrap();
+            page["items"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list("q=ACME".into()).await, vec![ids[0].clone()]);
+    assert_eq!(list("q=ivy%20hal".into()).await, vec![ids[1].clone(), ids[0].clone()]);
+    assert_eq!(list("pool=everyone".into()).await.len(), 2, "grade D: the catch-all pool");
+    assert!(list("pool=enterprise-na".into()).await.is_empty());
+    let since = urlencode(&start.to_rfc3339());
+    assert_eq!(list(format!("updated_since={since}")).await.len(), 2);
+    let later = urlencode(&(chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339());
+    assert!(list(format!("updated_since={later}")).await.is_empty());
+    let bad = app.admin_get("/v1/leads?updated_since=yesterday").await;
+    assert_eq!(bad.status(), 422);
+    assert_eq!(bad.json::<Value>().await.unwrap()["errors"][0]["field"], "updated_since");
+
+    let r = app
+        .client
+        .get(app.url("/v1/leads?q=ivy"))
+        .bearer_auth(leadrouter_tests::ADMIN_TOKEN)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = r.text().await.unwrap();
+    let mut rows = text.lines();
+    assert!(rows.next().unwrap().starts_with("id,received_at,updated_at,source,status,grade,score,pool,owner,email"));
+    let rows: Vec<&str> = rows.collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0].starts_with(&ids[1]) && rows[1].starts_with(&ids[0]), "newest first: {text}");
+    assert!(text.contains("\"'=HYPERLINK(\"\"http://x\"\",\"\"go\"\")\""), "a formula is text: {text}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+/// Reads Server-Sent Events from `r` until `done` holds for what was read (or `WAIT` passes):
+/// each event as (id, data).
+async fn read_events(r: &mut reqwest::Response, done: impl Fn(&[(u64, Value)]) -> bool) -> Vec<(u64, Value)> {
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done(&events) {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk()).await.expect("events in time").unwrap();
+        buf.push_str(std::str::from_utf8(&chunk.expect("the stream stays open")).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut id, mut data, mut name) = (None, None, None);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse::<u64>().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = serde_json::from_str::<Value>(v.trim()).ok();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    name = Some(v.trim().to_owned());
+                }
+            }
+            if let (Some(id), Some(data)) = (id, data) {
+                assert_eq!(name.as_deref(), Some("lead"));
+                events.push((id, data));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn events_stream_every_transition_and_resume_after_the_last_one_seen() {
+    let app = TestApp::spawn().await;
+    let open = |last: Option<u64>| {
+        let mut req = app.client.get(app.url("/v1/events")).bearer_auth(leadrouter_tests::ADMIN_TOKEN);
+        if let Some(l) = last {
+            req = req.header("last-event-id", l.to_string());
+        }
+        req.send()
+    };
+    let mut stream = open(None).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let r = app.post_form(&[("email", "sse@acme.com"), ("country", "US")]).await;
+    let id = r.json::<Value>().await.unwrap()["lead_id"].as_str().unwrap().to_owned();
+    let of_lead = |events: &[(u64, Value)]| -> Vec<(u64, Value)> {
+        events.iter().filter(|(_, d)| d["id"] == id.as_str()).cloned().collect()
+    };
+    let events = read_events(&mut stream, |e| of_lead(e).iter().any(|(_, d)| d["status"] == "notified")).await;
+    let mine = of_lead(&events);
+    let statuses: Vec<&str> = mine.iter().map(|(_, d)| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses.first(), Some(&"received"), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&"notified"), "{statuses:?}");
+    assert!(statuses.contains(&"assigned"), "{statuses:?}");
+    let assigned = mine.iter().find(|(_, d)| d["status"] == "assigned").unwrap();
+    assert!(assigned.1["owner"].is_string() && assigned.1["pool"].is_string() && assigned.1["at"].is_string());
+    assert!(events.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+    drop(stream);
+
+    // Reconnecting after the assigned event gives what followed it first.
+    let mut again = open(Some(assigned.0)).await.unwrap();
+    let resumed = read_events(&mut again, |e| e.iter().any(|(_, d)| d["id"] == id.as_str())).await;
+    assert_eq!(resumed[0].0, assigned.0 + 1, "resumes right after the last id seen");
+    assert!(resumed.iter().any(|(_, d)| d["id"] == id.as_str() && d["status"] == "notified"));
+
+    let r = app.client.get(app.url("/v1/events")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -632,6 +632,28 @@ impl Lead {
         changed.into_iter().chain(touched).max().unwrap_or(self.received_at)
     }
 
+    /// Whether `q` is part of the lead's email, name or company, ignoring case: what the
+    /// console's search box and `GET /v1/leads?q=` match. Stores that search in their own query
+    /// language search the same text ([`Lead::search_text`]).
+    pub fn matches_search(&self, q: &str) -> bool {
+        self.search_text().contains(&q.trim().to_lowercase())
+    }
+
+    /// Email, name (as given, and first and last), and company, lowercased, one per line.
+    pub fn search_text(&self) -> String {
+        let c = &self.contact;
+        let full = match (&c.first_name, &c.last_name) {
+            (Some(f), Some(l)) => Some(format!("{f} {l}")),
+            (f, l) => f.clone().or_else(|| l.clone()),
+        };
+        [c.email.as_ref().map(|e| e.to_string()), c.name.clone(), full, c.company.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_lowercase()
+    }
+
     /// Still on its way: being fetched, deduplicated, scored, assigned, or its rep being told.
     /// Its personal data is needed until then; an erasure waits for it.
     pub fn in_flight(&self) -> bool {

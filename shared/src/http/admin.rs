@@ -38,9 +38,15 @@ struct ListParams {
     status: Option<String>,
     owner: Option<String>,
     source: Option<String>,
+    pool: Option<String>,
+    q: Option<String>,
+    updated_since: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
+
+/// The most rows one CSV export holds (a page of 500 may take it past by less than a page).
+const MAX_CSV_ROWS: usize = 100_000;
 
 pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
@@ -78,20 +84,37 @@ pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
     {
         errors.push(FieldError::new("cursor", "is not a cursor this API handed out"));
     }
+    let updated_since = match params.updated_since.as_deref().filter(|s| !s.is_empty()) {
+        Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
+            Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+            Err(_) => {
+                errors.push(FieldError::new("updated_since", format!("'{t}' is not an RFC 3339 time")));
+                None
+            }
+        },
+        None => None,
+    };
+    let q = params.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        errors.push(FieldError::new("q", "is at most 200 characters"));
+    }
     if !errors.is_empty() {
         return Err(Problem::invalid("the query has invalid parameters", errors));
     }
-    let page = p
-        .store
-        .list(LeadQuery {
-            status,
-            owner: params.owner.filter(|s| !s.is_empty()),
-            source: params.source.filter(|s| !s.is_empty()),
-            limit,
-            cursor,
-        })
-        .await
-        .map_err(store_down)?;
+    let query = LeadQuery {
+        status,
+        owner: params.owner.filter(|s| !s.is_empty()),
+        source: params.source.filter(|s| !s.is_empty()),
+        pool: params.pool.filter(|s| !s.is_empty()),
+        q,
+        updated_since,
+        limit,
+        cursor,
+    };
+    if super::csv::wanted(&headers) {
+        return super::csv::export(&p, query, MAX_CSV_ROWS).await.map_err(store_down);
+    }
+    let page = p.store.list(query).await.map_err(store_down)?;
     Ok(Json(super::openapi::LeadList { items: page.items, next_cursor: page.next_cursor }).into_response())
 }
 
@@ -108,6 +131,21 @@ pub(super) fn list_leads_op() -> Op {
         .param("status", ParameterIn::Query, false, LeadStatus::schema().into_schema(), "Only leads in this status.")
         .param("owner", ParameterIn::Query, false, string(), "Only leads owned by this rep id.")
         .param("source", ParameterIn::Query, false, string(), "Only leads from this source.")
+        .param("pool", ParameterIn::Query, false, string(), "Only leads in this pool.")
+        .param(
+            "q",
+            ParameterIn::Query,
+            false,
+            ObjectBuilder::new().schema_type(Type::String).max_length(Some(200)).into(),
+            "Matches email, name or company, ignoring case.",
+        )
+        .param(
+            "updated_since",
+            ParameterIn::Query,
+            false,
+            ObjectBuilder::new().schema_type(Type::String).format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime))).into(),
+            "RFC 3339: only leads whose last change (a status, an owner, a touch) is at or after it; for polling clients.",
+        )
         .param(
             "limit",
             ParameterIn::Query,
@@ -126,7 +164,11 @@ pub(super) fn list_leads_op() -> Op {
                 .into(),
             "next_cursor of the previous page; empty means the first page.",
         )
-        .ok_json::<super::openapi::LeadList>("200", "A page of leads.")
+        .ok_json_or::<super::openapi::LeadList>(
+            "200",
+            "A page of leads; with Accept: text/csv, every lead matching the filters from cursor on, newest first, as CSV (at most about 100,000 rows).",
+            &[("text/csv", string())],
+        )
         .problems(&[("400", "Malformed query string."), UNAUTHORIZED, ("422", "Invalid parameters."), STORE_DOWN])
 }
 
@@ -142,4 +184,49 @@ pub(super) fn healthz_op() -> Op {
     Op::new("healthz", "ops", "Whether the store answers")
         .ok_json::<super::openapi::Health>("200", "The store answers.")
         .problems(&[("503", "The store does not answer.")])
+}
+
+/// `GET /v1/events`: every lead transition as Server-Sent Events (event `lead`), resuming after
+/// `Last-Event-ID` within the recent window. 404 where the runtime keeps no stream (AWS).
+pub async fn events<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    authorize(&headers, p.secrets.admin_token.expose())?;
+    let Some(hub) = &p.events else {
+        return Err(Problem::not_found(
+            "this runtime keeps no event stream; poll GET /v1/leads?updated_since= instead",
+        ));
+    };
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let (backlog, rx) = hub.subscribe(after);
+    let live = futures::stream::unfold(rx, |mut rx| async move {
+        // A client that fell behind the kept window ends here, and resumes by reconnecting.
+        rx.recv().await.ok().map(|e| (e, rx))
+    });
+    let stream = futures::stream::iter(backlog)
+        .chain(live)
+        .map(|e| Ok::<_, std::convert::Infallible>(Event::default().event("lead").id(e.seq.to_string()).data(&e.json)));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+pub(super) fn events_op() -> Op {
+    Op::new("events", "admin", "Every lead transition as it happens (Server-Sent Events)")
+        .admin()
+        .param(
+            "Last-Event-ID",
+            ParameterIn::Header,
+            false,
+            string(),
+            "The id of the last event received: the stream resumes after it, within the last 4,096.",
+        )
+        .ok(
+            "200",
+            "An endless stream of events named lead, each with an id: line and data {id, status, owner, pool, at}.",
+            "text/event-stream",
+            string(),
+        )
+        .problems(&[UNAUTHORIZED, ("404", "This runtime keeps no stream (AWS): poll GET /v1/leads?updated_since=.")])
 }

@@ -1,6 +1,7 @@
 //! The one HTTP Router, served by `leadrouter serve` and by the ingest/admin Lambdas alike.
 
 mod admin;
+mod csv;
 mod ingest;
 pub mod limit;
 mod manage;
@@ -114,6 +115,7 @@ fn api<S: LeadStore, Q: Queue, N: Notifier>(
             Route::new("/v1/route/preview").on(Post, preview::post_preview::<S, Q, N>, preview::preview_op()).into(),
         )
         .routes(Route::new("/v1/routing/replay").on(Post, preview::post_replay::<S, Q, N>, preview::replay_op()).into())
+        .routes(Route::new("/v1/events").on(Get, admin::events::<S, Q, N>, admin::events_op()).into())
         .routes(Route::new("/healthz").on(Get, admin::healthz::<S, Q, N>, admin::healthz_op()).into())
         .routes(Route::new("/openapi.json").on(Get, openapi::serve, openapi::openapi_op()).into());
     api

@@ -183,6 +183,17 @@ impl Op {
         self.ok(status, description, "application/json", schema)
     }
 
+    /// A success answering `T` as JSON, or the other content types given, by `Accept`.
+    pub(super) fn ok_json_or<T: ToSchema>(mut self, status: &str, description: &str, others: &[(&str, Schema)]) -> Op {
+        let schema = self.named::<T>();
+        let mut r = ResponseBuilder::new().description(description).content("application/json", json(schema));
+        for (ct, other) in others {
+            r = r.content(*ct, json(other.clone()));
+        }
+        self.b = self.b.response(status, r.build());
+        self
+    }
+
     pub(super) fn ok(
         mut self,
         status: &str,

@@ -114,6 +114,9 @@ pub struct Pipeline<S, Q, N> {
     pub retry: RetryPolicy,
     /// Per notification target: down after consecutive failures, probed, parked behind.
     pub circuits: Arc<circuit::Circuits>,
+    /// Every lead transition, for `GET /v1/events`: the embedded runtime's store publishes to
+    /// it; none on AWS, where no function holds a connection.
+    pub events: Option<Arc<crate::events::Hub>>,
 }
 
 pub type StageResults = Vec<Result<(), StageError>>;

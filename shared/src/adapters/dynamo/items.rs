@@ -1,7 +1,7 @@
 //! How a lead and its records are kept as items: attribute helpers, errors, the lead item
 //! with its deflated document and index keys, and the deliveries item.
 
-use super::partitions::listed_by_status;
+use super::partitions::{listed_by_status, update_hour};
 use super::{Item, SHARDS};
 use crate::domain::{Lead, LeadId};
 use crate::ports::{Delivery, StoreError};
@@ -118,6 +118,8 @@ pub(super) fn lead_item(lead: &Lead, version: i64, delete_after: Option<chrono::
         item.insert("by_status_pk".into(), s(format!("STATUS#{}#{sh}", lead.status)));
     }
     item.insert("by_source_pk".into(), s(format!("SOURCE#{}#{sh}", lead.source)));
+    // Moves only when the lead's last change crosses into another hour.
+    item.insert("by_update_pk".into(), s(format!("UPDATED#{}#{sh}", update_hour(lead.last_activity()))));
     // Open leads in a partition of their own: capacity and reassignment read only those.
     if let Some(o) = &lead.owner {
         let open = if lead.is_open() { "OPEN" } else { "OWNER" };

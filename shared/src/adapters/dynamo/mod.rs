@@ -27,6 +27,7 @@
 //! | `by_source` | `SOURCE#<source>#<shard>` | every lead | keys |
 //! | `pending` | `PENDING#<shard>` | leads waiting for a stage; the key does not change from stage to stage | `due`: the SLA deadline of a lead waiting for acceptance (ms), so the sweep reads only leads that are due |
 //! | `by_account` | `ACCOUNT#<email domain>` | owned leads from business domains | `owner`: owner stickiness |
+//! | `by_update` | `UPDATED#<hour of the last change>#<shard>` | every lead, by when it last changed (`Lead::last_activity`) | keys: `GET /v1/leads?updated_since=` reads the hours since |
 //!
 //! An index entry is written only when its key or what it projects changes, so each of those
 //! choices is a write unit saved per lead (the cost test meters them). Keys that every lead
@@ -67,12 +68,13 @@ const CURSOR_RETRIES: u32 = 60;
 /// TransactWriteItems takes at most 100 actions; one is the cursor.
 const MAX_TX_LEADS: usize = 99;
 
-pub const INDEXES: [(&str, &str); 5] = [
+pub const INDEXES: [(&str, &str); 6] = [
     ("by_status", "by_status_pk"),
     ("by_owner", "by_owner_pk"),
     ("by_source", "by_source_pk"),
     ("pending", "pending_pk"),
     ("by_account", "by_account_pk"),
+    ("by_update", "by_update_pk"),
 ];
 
 /// The attributes an index holds besides the keys (none: `KEYS_ONLY`). The sweep and start-up
@@ -300,7 +302,9 @@ impl LeadStore for DynamoStore {
     async fn list(&self, q: LeadQuery) -> Result<LeadPage, StoreError> {
         let limit = q.limit.max(1);
         // The most selective key goes to the index; the rest filter what it returns.
-        let partitions: Vec<Partition> = if let Some(o) = &q.owner {
+        let partitions: Vec<Partition> = if let Some(p) = q.updated_since.and_then(update_partitions) {
+            p
+        } else if let Some(o) = &q.owner {
             vec![("by_owner", "by_owner_pk", format!("OPEN#{o}")), ("by_owner", "by_owner_pk", format!("OWNER#{o}"))]
         } else if let Some(src) = &q.source {
             (0..SHARDS).map(|sh| ("by_source", "by_source_pk", format!("SOURCE#{src}#{sh}"))).collect()
@@ -321,6 +325,9 @@ impl LeadStore for DynamoStore {
             q.status.is_none_or(|s| l.status == s)
                 && q.owner.as_ref().is_none_or(|o| l.owner.as_ref() == Some(o))
                 && q.source.as_ref().is_none_or(|s| &l.source == s)
+                && q.pool.as_ref().is_none_or(|p| l.pool.as_ref() == Some(p))
+                && q.updated_since.is_none_or(|t| l.last_activity() >= t)
+                && q.q.as_deref().is_none_or(|t| l.matches_search(t))
         };
         let cursor = q.cursor.clone();
         let reads = futures::future::join_all(partitions.into_iter().map(|(index, attr, pk)| {

@@ -2,6 +2,7 @@
 
 use super::{Item, SHARDS};
 use crate::domain::{Lead, LeadStatus};
+use chrono::{DateTime, Timelike, Utc};
 
 /// One index partition: index, key attribute, key.
 pub(super) type Partition = (&'static str, &'static str, String);
@@ -42,4 +43,27 @@ pub(super) fn passing_through(status: LeadStatus) -> bool {
 pub(super) fn listed_by_status(lead: &Lead) -> bool {
     let being_told = lead.status == LeadStatus::Assigned && lead.notify_pending.is_some();
     !(lead.pending_stage().is_some() && (passing_through(lead.status) || being_told))
+}
+
+/// The hour a lead's last change falls in, as `by_update` partitions it.
+pub(super) fn update_hour(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%d%H").to_string()
+}
+
+/// The `by_update` partitions of every hour from `since` to an hour past now: none when that
+/// is over two days of hours (listing then reads every lead and keeps the changed ones).
+pub(super) fn update_partitions(since: DateTime<Utc>) -> Option<Vec<Partition>> {
+    const MAX_HOURS: i64 = 48;
+    let until = Utc::now().max(since) + chrono::Duration::hours(1);
+    let hours = (until - since).num_hours() + 1;
+    if hours > MAX_HOURS {
+        return None;
+    }
+    let start = since.with_minute(0)?.with_second(0)?.with_nanosecond(0)?;
+    Some(
+        (0..=hours)
+            .map(|h| update_hour(start + chrono::Duration::hours(h)))
+            .flat_map(|hour| (0..SHARDS).map(move |sh| ("by_update", "by_update_pk", format!("UPDATED#{hour}#{sh}"))))
+            .collect(),
+    )
 }

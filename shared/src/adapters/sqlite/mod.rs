@@ -47,9 +47,26 @@ pub struct SqliteStore {
     /// writes one (it is the only writer of its file). The counter tells a read that raced
     /// a write not to keep what it read.
     reps_cache: Arc<Mutex<(u64, Option<Vec<RepRecord>>)>>,
+    /// Told of every lead written, once committed (`GET /v1/events`).
+    events: Option<Arc<crate::events::Hub>>,
 }
 
 impl SqliteStore {
+    /// Tells `hub` of every lead this store writes, once the write is committed.
+    pub fn with_events(mut self, hub: Arc<crate::events::Hub>) -> SqliteStore {
+        self.events = Some(hub);
+        self
+    }
+
+    fn published(&self, out: &[Updated]) {
+        if let Some(hub) = &self.events {
+            hub.publish(out.iter().filter_map(|u| match u {
+                Updated::Written(l) => Some(crate::events::Hub::event_of(l)),
+                _ => None,
+            }));
+        }
+    }
+
     /// Opens (creating if needed) the database file and starts its writer thread.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -74,6 +91,7 @@ impl SqliteStore {
             reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
             path,
             reps_cache: Arc::new(Mutex::new((0, None))),
+            events: None,
         })
     }
 
@@ -221,9 +239,11 @@ impl LeadStore for SqliteStore {
     }
 
     async fn insert(&self, lead: Lead) -> Result<Inserted, StoreError> {
-        self.write_durable(move |c| {
-            let doc = encode(lead.id.as_str(), &lead)?;
-            let n = c
+        let event = self.events.as_ref().map(|_| crate::events::Hub::event_of(&lead));
+        let r = self
+            .write_durable(move |c| {
+                let doc = encode(lead.id.as_str(), &lead)?;
+                let n = c
                 .prepare_cached(
                     "INSERT INTO leads (id, status, source, owner, stage, received_at, doc, grade, account, received_ms,
                      assigned_ms, accepted_ms, pool, due_ms, active_ms, erased)
@@ -251,15 +271,19 @@ impl LeadStore for SqliteStore {
                     ])
                 })
                 .map_err(sql_error)?;
-            if n == 1 {
-                return Ok(Inserted::New);
-            }
-            match load(c, &lead.id)? {
-                Some(existing) => Ok(Inserted::Existing(Box::new(existing))),
-                None => Err(StoreError::Retryable("the lead vanished during insert".into())),
-            }
-        })
-        .await
+                if n == 1 {
+                    return Ok(Inserted::New);
+                }
+                match load(c, &lead.id)? {
+                    Some(existing) => Ok(Inserted::Existing(Box::new(existing))),
+                    None => Err(StoreError::Retryable("the lead vanished during insert".into())),
+                }
+            })
+            .await;
+        if let (Ok(Inserted::New), Some(hub), Some(e)) = (&r, &self.events, event) {
+            hub.publish([e]);
+        }
+        r
     }
 
     async fn get(&self, id: &LeadId) -> Result<Option<Lead>, StoreError> {
@@ -282,6 +306,26 @@ impl LeadStore for SqliteStore {
             if let Some(s) = &q.source {
                 sql.push_str(" AND source = ?");
                 args.push(s.clone().into());
+            }
+            if let Some(pool) = &q.pool {
+                sql.push_str(" AND pool = ?");
+                args.push(pool.clone().into());
+            }
+            if let Some(since) = q.updated_since {
+                // `active_ms` is `Lead::last_activity`; the retention index serves this range.
+                sql.push_str(" AND erased IN (0, 1) AND active_ms >= ?");
+                args.push(since.timestamp_millis().into());
+            }
+            if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                // `Lead::search_text`, from the document.
+                sql.push_str(
+                    " AND instr(lower(coalesce(json_extract(doc, '$.email'), '') || char(10) ||
+                      coalesce(json_extract(doc, '$.name'), '') || char(10) ||
+                      coalesce(json_extract(doc, '$.first_name'), '') || ' ' ||
+                      coalesce(json_extract(doc, '$.last_name'), '') || char(10) ||
+                      coalesce(json_extract(doc, '$.company'), '')), lower(?)) > 0",
+                );
+                args.push(text.to_owned().into());
             }
             if let Some(cur) = q.cursor.as_deref().and_then(|c| c.parse::<i64>().ok()) {
                 sql.push_str(" AND seq < ?");
@@ -331,6 +375,7 @@ impl LeadStore for SqliteStore {
             Ok(out)
         })
         .await
+        .inspect(|out| self.published(out))
     }
 
     async fn claim(
@@ -421,6 +466,7 @@ impl LeadStore for SqliteStore {
             Ok(out)
         })
         .await
+        .inspect(|out| self.published(out))
     }
 
     async fn deliveries(&self, lead: &LeadId) -> Result<Vec<Delivery>, StoreError> {
