@@ -3,15 +3,16 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: test lambda lint fmt check serve load soak schemathesis fuzz update-free-email-domains
+.PHONY: test lambda lint fmt check serve load soak schemathesis console fuzz update-free-email-domains
 
-## Everything: formatting, lints, unit, property, contract, end-to-end and crash tests, and
-## schemathesis against a running server's /openapi.json.
+## Everything: formatting, lints, unit, property, contract, end-to-end and crash tests,
+## schemathesis against a running server's /openapi.json, and the console in a real browser.
 test: lint
 	./scripts/lint-infra.sh
 	./scripts/with-moto.sh $(CARGO) test --workspace --all-targets
 	$(CARGO) run -q -p leadrouter-cli -- config test examples/leadrouter.toml --cases examples/leadrouter.cases.toml
 	./scripts/schemathesis.sh
+	./scripts/console-tests.sh
 
 ## Every Lambda, for arm64, zipped under target/lambda/ (cargo-lambda goes into .venv; slow on 2 cores).
 lambda:
@@ -20,6 +21,10 @@ lambda:
 
 schemathesis:
 	./scripts/schemathesis.sh
+
+## The console's browser tests alone (installs Chromium and playwright-core if missing).
+console:
+	./scripts/console-tests.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -380,6 +380,7 @@ pub(super) fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         reps,
         pools,
         email,
+        document: String::new(),
         rep_index,
     }
 }

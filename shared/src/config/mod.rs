@@ -235,6 +235,8 @@ pub struct Settings {
     pub reps: Vec<Rep>,
     pub pools: Vec<Pool>,
     pub email: Option<EmailSettings>,
+    /// The document as written (the console shows it, secrets masked).
+    pub document: String,
     rep_index: HashMap<String, usize>,
 }
 
@@ -283,7 +285,8 @@ impl Settings {
             Problems(vec![Problem { line, message: e.message().trim().to_owned() }])
         })?;
         let mut c = Checker { src, problems: Vec::new() };
-        let settings = build(raw, &mut c);
+        let mut settings = build(raw, &mut c);
+        settings.document = src.to_owned();
         if c.problems.is_empty() {
             Ok(settings)
         } else {

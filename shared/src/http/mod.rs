@@ -1,6 +1,7 @@
 //! The one HTTP Router, served by `leadrouter serve` and by the ingest/admin Lambdas alike.
 
 mod admin;
+mod console;
 mod csv;
 mod ingest;
 pub mod limit;
@@ -41,7 +42,11 @@ pub fn public_router<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, 
 fn routes<S: LeadStore, Q: Queue, N: Notifier>(state: AppState<S, Q, N>, admin: bool) -> Router {
     let server = &state.settings.server;
     let limit = limit::ClientLimit::new(server.rate_limit_per_minute, server.trusted_proxies.clone());
-    Router::from(api::<S, Q, N>(limit, admin))
+    let mut router = Router::from(api::<S, Q, N>(limit, admin));
+    if admin {
+        router = router.merge(console::routes::<S, Q, N>());
+    }
+    router
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
