@@ -135,39 +135,31 @@ async fn run(how: Delivery) {
     checks_one_delivery_id_each(&receiver);
 
     // The admin routes answer from DynamoDB through the same Router.
-    let req = axum::http::Request::get("/v1/leads?owner=ana&limit=500")
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let res = leadrouter::http::router(pipeline.clone()).oneshot(req).await.unwrap();
-    assert_eq!(res.status(), 200);
-    let page: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap()).unwrap();
+    let (status, page) = admin_get(&pipeline, "/v1/leads?owner=ana&limit=500").await;
+    assert_eq!(status, 200);
     assert_eq!(page["items"].as_array().unwrap().len(), 20);
     // Changed since a minute ago: every lead, read from the `by_update` hours.
     let since = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339().replace('+', "%2B");
-    let req = axum::http::Request::get(format!("/v1/leads?updated_since={since}&limit=500"))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let res = leadrouter::http::router(pipeline.clone()).oneshot(req).await.unwrap();
-    assert_eq!(res.status(), 200);
-    let page: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap()).unwrap();
-    let changed = page["items"].as_array().unwrap().len();
-    let req = axum::http::Request::get("/v1/leads?limit=500")
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let res = leadrouter::http::router(pipeline.clone()).oneshot(req).await.unwrap();
-    let all: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap()).unwrap();
+    let (status, changed) = admin_get(&pipeline, &format!("/v1/leads?updated_since={since}&limit=500")).await;
+    assert_eq!(status, 200);
+    let changed = changed["items"].as_array().unwrap().len();
+    let (_, all) = admin_get(&pipeline, "/v1/leads?limit=500").await;
     assert!(changed >= 30, "{changed}");
     assert_eq!(changed, all["items"].as_array().unwrap().len(), "every lead changed within the minute");
     // No function holds a connection on AWS: no event stream; clients poll instead.
-    let req = axum::http::Request::get("/v1/events")
+    assert_eq!(admin_get(&pipeline, "/v1/events").await.0, 404);
+}
+
+/// An admin GET through the Router, as the admin function serves it: status and JSON body.
+async fn admin_get(pipeline: &Arc<AwsPipeline>, path: &str) -> (u16, Value) {
+    let req = axum::http::Request::get(path)
         .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
         .body(axum::body::Body::empty())
         .unwrap();
     let res = leadrouter::http::router(pipeline.clone()).oneshot(req).await.unwrap();
-    assert_eq!(res.status(), 404);
+    let status = res.status().as_u16();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -455,9 +455,11 @@ async fn leads_are_searched_polled_and_exported_as_csv() {
     assert_eq!(list(format!("updated_since={since}")).await.len(), 2);
     let later = urlencode(&(chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339());
     assert!(list(format!("updated_since={later}")).await.is_empty());
-    let bad = app.admin_get("/v1/leads?updated_since=yesterday").await;
-    assert_eq!(bad.status(), 422);
-    assert_eq!(bad.json::<Value>().await.unwrap()["errors"][0]["field"], "updated_since");
+    for bad in ["yesterday", ""] {
+        let r = app.admin_get(&format!("/v1/leads?updated_since={bad}")).await;
+        assert_eq!(r.status(), 422, "{bad:?}");
+        assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["field"], "updated_since");
+    }
 
     let r = app
         .client

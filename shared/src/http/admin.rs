@@ -84,7 +84,7 @@ pub async fn list_leads<S: LeadStore, Q: Queue, N: Notifier>(
     {
         errors.push(FieldError::new("cursor", "is not a cursor this API handed out"));
     }
-    let updated_since = match params.updated_since.as_deref().filter(|s| !s.is_empty()) {
+    let updated_since = match params.updated_since.as_deref() {
         Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
             Ok(t) => Some(t.with_timezone(&chrono::Utc)),
             Err(_) => {

@@ -31,6 +31,26 @@ struct Args {
     /// then a minute of the target staying dead, counting the requests it gets.
     #[arg(long)]
     dead_target: Option<u64>,
+    /// Clients connected to `GET /v1/events` through every run, each reading every event (as
+    /// the console's Live page does).
+    #[arg(long, default_value_t = 0)]
+    event_clients: usize,
+}
+
+/// `n` clients reading `/v1/events` until the process ends; the bytes they read, together.
+fn event_clients(app: &TestApp, n: usize) -> Arc<AtomicU64> {
+    let read = Arc::new(AtomicU64::new(0));
+    for _ in 0..n {
+        let (url, read) = (app.url("/v1/events"), read.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let Ok(mut r) = client.get(url).bearer_auth(leadrouter_tests::ADMIN_TOKEN).send().await else { return };
+            while let Ok(Some(chunk)) = r.chunk().await {
+                read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    read
 }
 
 /// The test document with every routing check on, as a sales team runs it: each rep has a
@@ -143,9 +163,13 @@ async fn main() {
         TestApp::spawn_sweeping(full_routing, Arc::new(TestClock::default()), Some(Duration::from_secs(30))).await
     };
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build().unwrap();
+    let events_read = event_clients(&app, args.event_clients);
     println!(
         "leadrouter load benchmark: embedded runtime, SQLite (WAL, synchronous=FULL), webhook receiver on loopback"
     );
+    if args.event_clients > 0 {
+        println!("{} clients reading GET /v1/events throughout", args.event_clients);
+    }
     println!(
         "{} cores; runs of {} s; {} connections for the throughput runs; routing: {}\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -268,6 +292,13 @@ async fn main() {
     println!("| latency 202 → notification p99 | {} |", ms(percentile(&lat, 0.99)));
     println!("| latency max | {} |", ms(lat.last().copied().unwrap_or_default()));
     println!("| accepted but not notified within 120 s | {lost} |");
+    if args.event_clients > 0 {
+        println!(
+            "| bytes of events read by the {} event clients | {} |",
+            args.event_clients,
+            events_read.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// `--dead-target N`: N leads, half of them to a rep whose webhook answers 503 to everything.

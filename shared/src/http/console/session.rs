@@ -4,7 +4,7 @@
 use super::super::AppState;
 use crate::notification::{hmac_hex, hmac_verify};
 use crate::ports::{LeadStore, Notifier, Queue};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -83,6 +83,44 @@ impl<S: LeadStore, Q: Queue, N: Notifier> FromRequestParts<AppState<S, Q, N>> fo
         cookie_of(&parts.headers)
             .and_then(|v| verify(p.secrets.admin_token.expose(), &v, now))
             .ok_or_else(|| Redirect::to("/login").into_response())
+    }
+}
+
+/// A form posted by a logged-in manager, carrying this session's CSRF token (`csrf`) beside
+/// its own fields; anything else is refused (403) before the handler runs.
+pub struct Checked<F>(pub Session, pub F);
+
+#[derive(serde::Deserialize)]
+struct WithToken<F> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: F,
+}
+
+impl<S, Q, N, F> FromRequest<AppState<S, Q, N>> for Checked<F>
+where
+    S: LeadStore,
+    Q: Queue,
+    N: Notifier,
+    F: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, p: &AppState<S, Q, N>) -> Result<Checked<F>, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, p).await?;
+        let axum::Form(f) = axum::Form::<WithToken<F>>::from_request(Request::from_parts(parts, body), p)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !session.check(&f.csrf) {
+            return Err((
+                axum::http::StatusCode::FORBIDDEN,
+                "this form has no valid CSRF token; reload the page and try again",
+            )
+                .into_response());
+        }
+        Ok(Checked(session, f.form))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The console's pages and forms. Pages read through the store ports; forms call the `/v1`
 //! handlers ([`super::bearer`]) and come back to the page with what happened.
 
-use super::session::{self, Session};
+use super::session::{self, Checked, Session};
 use super::{answered, back, bearer, json_body, page};
 use crate::domain::{Lead, LeadId, LeadStatus, Roster};
 use crate::http::{AppState, Problem, store_down};
@@ -33,10 +33,6 @@ pub(super) struct Flash {
 
 fn chrome(s: &Session, nav: &'static str, f: Flash) -> Chrome {
     Chrome { name: s.name.clone(), csrf: s.csrf.clone(), nav, ok: f.ok, error: f.error }
-}
-
-fn forbidden() -> Response {
-    (StatusCode::FORBIDDEN, "this form has no valid CSRF token; reload the page and try again").into_response()
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -100,19 +96,10 @@ pub(super) async fn login<S: LeadStore, Q: Queue, N: Notifier>(
     r
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    csrf: String,
-}
-
 pub(super) async fn logout<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
-    Form(f): Form<CsrfForm>,
+    Checked(_, Nothing {}): Checked<Nothing>,
 ) -> Response {
-    if !s.check(&f.csrf) {
-        return forbidden();
-    }
     let mut r = Redirect::to("/login").into_response();
     let cookie = session::set_cookie("", p.settings.server.public_url.starts_with("https://"), 0);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -399,7 +386,6 @@ pub(super) async fn lead<S: LeadStore, Q: Queue, N: Notifier>(
 
 #[derive(Deserialize)]
 pub(super) struct AssignForm {
-    csrf: String,
     rep: String,
     #[serde(default)]
     note: String,
@@ -409,13 +395,9 @@ pub(super) struct AssignForm {
 
 pub(super) async fn assign<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
     Path(id): Path<String>,
-    Form(f): Form<AssignForm>,
+    Checked(s, f): Checked<AssignForm>,
 ) -> Response {
-    if !s.check(&f.csrf) {
-        return forbidden();
-    }
     let body = json!({"rep": f.rep, "by": s.name, "note": f.note, "force": f.force.is_some()});
     let r = crate::http::manage::post_assign(State(p.clone()), bearer(&p), Path(id.clone()), json_body(body)).await;
     let out = answered(r).await.map(|l| format!("moved to {}", l["owner"].as_str().unwrap_or("?")));
@@ -424,7 +406,6 @@ pub(super) async fn assign<S: LeadStore, Q: Queue, N: Notifier>(
 
 #[derive(Deserialize)]
 pub(super) struct StatusForm {
-    csrf: String,
     status: String,
     #[serde(default)]
     note: String,
@@ -436,13 +417,9 @@ pub(super) struct StatusForm {
 /// note says who did it.
 pub(super) async fn status<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
     Path(id): Path<String>,
-    Form(f): Form<StatusForm>,
+    Checked(s, f): Checked<StatusForm>,
 ) -> Response {
-    if !s.check(&f.csrf) {
-        return forbidden();
-    }
     let owner = match LeadId::parse(&id) {
         Some(lid) => p.store.get(&lid).await.ok().flatten().and_then(|l| l.owner),
         None => None,
@@ -461,13 +438,9 @@ pub(super) async fn status<S: LeadStore, Q: Queue, N: Notifier>(
 
 pub(super) async fn erase<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm2>,
+    Checked(_, Nothing {}): Checked<Nothing>,
 ) -> Response {
-    if !s.check(&f.csrf) {
-        return forbidden();
-    }
     let r = crate::http::privacy::post_erasure(State(p.clone()), bearer(&p), json_body(json!({"lead_id": id}))).await;
     let out = answered(r).await.map(|v| {
         let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
@@ -476,10 +449,9 @@ pub(super) async fn erase<S: LeadStore, Q: Queue, N: Notifier>(
     back(&format!("/console/leads/{id}"), out)
 }
 
+/// A form with nothing but its token.
 #[derive(Deserialize)]
-pub(super) struct CsrfForm2 {
-    csrf: String,
-}
+pub(super) struct Nothing {}
 
 // ---- reps ----
 
@@ -569,7 +541,6 @@ pub(super) async fn reps<S: LeadStore, Q: Queue, N: Notifier>(
 
 #[derive(Deserialize)]
 pub(super) struct RepForm {
-    csrf: String,
     /// For a new rep.
     #[serde(default)]
     id: String,
@@ -594,23 +565,18 @@ fn list(s: &str) -> Vec<String> {
 /// A new rep, named by the form.
 pub(super) async fn add_rep<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
-    Form(f): Form<RepForm>,
+    Checked(s, f): Checked<RepForm>,
 ) -> Response {
     let id = f.id.trim().to_owned();
-    edit_rep(State(p), s, Path(id), Form(f)).await
+    edit_rep(State(p), Path(id), Checked(s, f)).await
 }
 
 /// Adds a rep or changes one: the rep's record as it stands, with the form's fields over it.
 pub(super) async fn edit_rep<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
     Path(id): Path<String>,
-    Form(f): Form<RepForm>,
+    Checked(_, f): Checked<RepForm>,
 ) -> Response {
-    if !s.check(&f.csrf) {
-        return forbidden();
-    }
     let roster = match p.roster().await {
         Ok(r) => r,
         Err(e) => return back("/console/reps", Err(e.to_string())),
@@ -669,13 +635,9 @@ pub(super) async fn remove_page<S: LeadStore, Q: Queue, N: Notifier>(
 
 pub(super) async fn remove<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm2>,
+    Checked(_, Nothing {}): Checked<Nothing>,
 ) -> Response {
-    if !s.check(&f.csrf) {
-        return forbidden();
-    }
     let r = crate::http::roster::delete_rep(State(p.clone()), bearer(&p), Path(id.clone())).await;
     let out = answered(r).await.map(|v| format!("{id} removed; {} open leads going to others", v["reassigning"]));
     back("/console/reps", out)
@@ -683,20 +645,15 @@ pub(super) async fn remove<S: LeadStore, Q: Queue, N: Notifier>(
 
 #[derive(Deserialize)]
 pub(super) struct ReassignForm {
-    csrf: String,
     #[serde(default)]
     note: String,
 }
 
 pub(super) async fn reassign<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
     Path(id): Path<String>,
-    Form(f): Form<ReassignForm>,
+    Checked(s, f): Checked<ReassignForm>,
 ) -> Response {
-    if !s.check(&f.csrf) {
-        return forbidden();
-    }
     let body = json!({"by": s.name, "note": f.note});
     let r =
         crate::http::manage::post_rep_reassign(State(p.clone()), bearer(&p), Path(id.clone()), json_body(body)).await;
@@ -1026,12 +983,8 @@ pub(super) async fn routing<S: LeadStore, Q: Queue, N: Notifier>(
 
 pub(super) async fn preview<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
-    Form(mut f): Form<BTreeMap<String, String>>,
+    Checked(s, mut f): Checked<BTreeMap<String, String>>,
 ) -> Response {
-    if !f.remove("csrf").is_some_and(|t| s.check(&t)) {
-        return forbidden();
-    }
     f.retain(|_, v| !v.trim().is_empty());
     let body = json_body(serde_json::to_value(&f).unwrap_or_default());
     let r = crate::http::preview::post_preview(State(p.clone()), bearer(&p), body).await;
@@ -1062,18 +1015,13 @@ pub(super) async fn preview<S: LeadStore, Q: Queue, N: Notifier>(
 
 #[derive(Deserialize)]
 pub(super) struct ReplayForm {
-    csrf: String,
     document: String,
 }
 
 pub(super) async fn replay<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
-    s: Session,
-    Form(f): Form<ReplayForm>,
+    Checked(s, f): Checked<ReplayForm>,
 ) -> Response {
-    if !s.check(&f.csrf) {
-        return forbidden();
-    }
     let mut h = bearer(&p);
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/toml"));
     let r = crate::http::preview::post_replay(
