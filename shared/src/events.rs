@@ -22,12 +22,15 @@ pub struct LeadEvent {
     pub at: DateTime<Utc>,
 }
 
-/// One event, numbered, with its JSON.
+/// One event, numbered, with its JSON and the Server-Sent Events frame that carries it, built
+/// once for every client.
 #[derive(Debug)]
 pub struct Published {
     /// Increasing from 1: the SSE `id:` a client resumes from.
     pub seq: u64,
     pub json: String,
+    /// `event: lead`, `id:`, `data:` and the blank line.
+    pub frame: axum::body::Bytes,
 }
 
 struct Recent {
@@ -67,7 +70,8 @@ impl Hub {
         }
         let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         for json in json {
-            let e = Arc::new(Published { seq: r.next, json });
+            let frame = format!("event: lead\nid: {}\ndata: {json}\n\n", r.next).into();
+            let e = Arc::new(Published { seq: r.next, json, frame });
             r.next += 1;
             if r.events.len() == self.keep {
                 r.events.pop_front();

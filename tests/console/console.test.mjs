@@ -282,6 +282,10 @@ test("the SLA page counts down, the funnel shows the numbers, routing previews",
   assert.equal(await web.locator("td").first().innerText(), String(m.sources.web.leads));
   const bars = page.locator("figure", { hasText: "Leads by source" }).locator("text.value");
   assert.equal(await bars.first().textContent(), String(m.sources.web.leads));
+  const today = m.days[m.days.length - 1];
+  const perDay = page.locator("figure", { hasText: "Leads per day by source" });
+  assert.equal(await perDay.locator(".legend li", { hasText: "web" }).locator(".last").innerText(), String(today.leads.web));
+  assert.equal(await perDay.locator("polyline").count(), Object.keys(m.sources).length);
   await axe(page, "funnel");
 
   await page.goto(base + "/console/routing");

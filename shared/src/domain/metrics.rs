@@ -100,7 +100,25 @@ pub struct Metrics {
     #[schema(value_type = Object)]
     pub reps: BTreeMap<String, Funnel>,
     pub pools: Vec<PoolShares>,
+    /// Per UTC day of the window's last 92 days, oldest first: leads per source, and time to
+    /// assign and to accept of the leads received that day.
+    pub days: Vec<Day>,
 }
+
+/// One day of the funnel over time.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Day {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Leads received that day, per source.
+    #[schema(value_type = Object)]
+    pub leads: BTreeMap<String, u64>,
+    pub time_to_assign_seconds: Percentiles,
+    pub time_to_accept_seconds: Percentiles,
+}
+
+/// How many days the series over time holds at most (its memory is per day).
+pub const SERIES_DAYS: i64 = 92;
 
 struct Acc {
     funnel: Funnel,
@@ -145,13 +163,8 @@ impl Acc {
     }
 
     fn finish(mut self, spend: Option<f64>) -> Funnel {
-        let pct = |h: &Histogram<u64>| Percentiles {
-            count: h.len(),
-            p50: (!h.is_empty()).then(|| h.value_at_quantile(0.5) as f64),
-            p90: (!h.is_empty()).then(|| h.value_at_quantile(0.9) as f64),
-        };
-        self.funnel.time_to_assign_seconds = pct(&self.to_assign);
-        self.funnel.time_to_accept_seconds = pct(&self.to_accept);
+        self.funnel.time_to_assign_seconds = percentiles(&self.to_assign);
+        self.funnel.time_to_accept_seconds = percentiles(&self.to_accept);
         let new = self.funnel.leads - self.funnel.duplicates - self.funnel.rejected;
         self.funnel.conversion_rate = if new == 0 { 0.0 } else { round4(self.funnel.won as f64 / new as f64) };
         if let Some(s) = spend {
@@ -160,6 +173,21 @@ impl Acc {
         }
         self.funnel
     }
+}
+
+fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    Percentiles {
+        count: h.len(),
+        p50: (!h.is_empty()).then(|| h.value_at_quantile(0.5) as f64),
+        p90: (!h.is_empty()).then(|| h.value_at_quantile(0.9) as f64),
+    }
+}
+
+/// A day of the series being gathered.
+struct DayAcc {
+    leads: BTreeMap<String, u64>,
+    to_assign: Histogram<u64>,
+    to_accept: Histogram<u64>,
 }
 
 fn round2(v: f64) -> f64 {
@@ -187,6 +215,7 @@ pub struct MetricsBuilder {
     reps: BTreeMap<String, Acc>,
     /// pool → rep → leads whose owner is (or became) that rep in that pool.
     shares: BTreeMap<String, BTreeMap<String, u64>>,
+    days: BTreeMap<chrono::NaiveDate, DayAcc>,
 }
 
 impl MetricsBuilder {
@@ -198,11 +227,30 @@ impl MetricsBuilder {
             sources: BTreeMap::new(),
             reps: BTreeMap::new(),
             shares: BTreeMap::new(),
+            days: BTreeMap::new(),
         }
     }
 
     pub fn add(&mut self, f: &LeadFacts) {
         self.total.add(f);
+        if f.received_at >= self.to - chrono::Duration::days(SERIES_DAYS) {
+            let day = self.days.entry(f.received_at.date_naive()).or_insert_with(|| {
+                let h = || Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
+                DayAcc { leads: BTreeMap::new(), to_assign: h(), to_accept: h() }
+            });
+            match day.leads.get_mut(&f.source) {
+                Some(n) => *n += 1,
+                None => {
+                    day.leads.insert(f.source.clone(), 1);
+                }
+            }
+            if let Some(t) = f.first_assigned_at {
+                day.to_assign.saturating_record((t - f.received_at).num_seconds().max(0) as u64);
+            }
+            if let Some(t) = f.accepted_at {
+                day.to_accept.saturating_record((t - f.received_at).num_seconds().max(0) as u64);
+            }
+        }
         acc(&mut self.sources, &f.source).add(f);
         if let Some(o) = &f.owner {
             acc(&mut self.reps, o).add(f);
@@ -260,7 +308,17 @@ impl MetricsBuilder {
             }
             pools.push(PoolShares { pool: pool.clone(), assigned, reps });
         }
-        Metrics { from: self.from, to: self.to, total: self.total.finish(total_spend), sources, reps, pools }
+        let days = self
+            .days
+            .into_iter()
+            .map(|(date, d)| Day {
+                date: date.format("%Y-%m-%d").to_string(),
+                time_to_assign_seconds: percentiles(&d.to_assign),
+                time_to_accept_seconds: percentiles(&d.to_accept),
+                leads: d.leads,
+            })
+            .collect();
+        Metrics { from: self.from, to: self.to, total: self.total.finish(total_spend), sources, reps, pools, days }
     }
 }
 
@@ -287,6 +345,26 @@ mod tests {
             first_assigned_at: assign_s.map(|s| t0 + chrono::Duration::seconds(s)),
             accepted_at: accept_s.map(|s| t0 + chrono::Duration::seconds(s)),
         }
+    }
+
+    /// The series over time: a day per UTC date with leads, per source, and that day's times.
+    #[test]
+    fn days_count_leads_per_source_and_their_times() {
+        let from = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+        let to = Utc.with_ymd_and_hms(2026, 11, 3, 0, 0, 0).unwrap();
+        let mut b = MetricsBuilder::new(from, to);
+        b.add(&fact("meta", LeadStatus::Accepted, Some("ana"), Some(4), Some(60)));
+        b.add(&fact("web", LeadStatus::Assigned, Some("ben"), Some(8), None));
+        let mut next_day = fact("web", LeadStatus::Received, None, None, None);
+        next_day.received_at += chrono::Duration::days(1);
+        b.add(&next_day);
+        let m = b.finish(&BTreeMap::new(), &[]);
+        assert_eq!(m.days.iter().map(|d| d.date.as_str()).collect::<Vec<_>>(), ["2026-11-01", "2026-11-02"]);
+        assert_eq!(m.days[0].leads, BTreeMap::from([("meta".to_string(), 1), ("web".to_string(), 1)]));
+        assert_eq!(m.days[0].time_to_assign_seconds.count, 2);
+        assert_eq!(m.days[0].time_to_accept_seconds.p50, Some(60.0));
+        assert_eq!(m.days[1].leads, BTreeMap::from([("web".to_string(), 1)]));
+        assert_eq!(m.days[1].time_to_assign_seconds.p50, None);
     }
 
     #[test]

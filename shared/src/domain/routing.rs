@@ -510,6 +510,47 @@ mod tests {
             .collect()
     }
 
+    /// A manager's move: refused for a closed or unrouted lead, an unknown rep, or a rep at
+    /// capacity unless forced; otherwise the rep owns it, in the pool they are in, with the SLA
+    /// clock started again, who moved it recorded, and no turn taken.
+    #[test]
+    fn a_move_by_hand_is_refused_or_written_with_who() {
+        let members = vec![("ana".to_string(), 1), ("ben".to_string(), 1)];
+        let pools = vec![pool("all", &members)];
+        let roster = Roster::build(&[rep("ana", true, None), rep("ben", true, Some(1))], &pools, &[]);
+        let (open, owners) = (HashMap::from([("ben".to_string(), 1)]), HashMap::new());
+        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+        let hand = |rep: &str, force: bool| HandMove { rep: rep.into(), by: "Maria".into(), note: None, force };
+        let mut l = lead("a@acme.com");
+        assert_eq!(
+            move_by_hand(&mut l.clone(), &hand("ana", false), &view),
+            Err(MoveRefused::NotRoutable(LeadStatus::Scored))
+        );
+        l.give_to("all", "ana".into(), "turn".into(), NotificationKind::Assigned, now());
+        l.assigned_by(AssignedBy::Turn { turn: 0 }, now());
+        let before = l.clone();
+        assert_eq!(move_by_hand(&mut l, &hand("ana", false), &view), Ok(false), "already hers");
+        assert_eq!(l, before);
+        assert_eq!(move_by_hand(&mut l, &hand("zed", true), &view), Err(MoveRefused::UnknownRep));
+        assert_eq!(
+            move_by_hand(&mut l, &hand("ben", false), &view),
+            Err(MoveRefused::Unavailable(Unavailable::AtCapacity { open: 1, max: 1 }))
+        );
+        assert_eq!(l, before, "a refused move changes nothing");
+        assert_eq!(move_by_hand(&mut l, &hand("ben", true), &view), Ok(true));
+        assert_eq!(
+            (l.owner.as_deref(), l.previous_owner.as_deref(), l.pool.as_deref()),
+            (Some("ben"), Some("ana"), Some("all"))
+        );
+        assert_eq!(l.assignment.as_ref().map(|a| &a.how), Some(&AssignedBy::Manual { manager: "Maria".into() }));
+        assert_eq!(l.sla_due_at, Some(now() + chrono::Duration::minutes(15)));
+        let h = l.history.last().unwrap();
+        assert_eq!((h.by.as_deref(), h.owner.as_deref()), (Some("Maria"), Some("ben")));
+        assert!(h.reason.starts_with("moved by Maria from ana to ben (forced: ben is at capacity"), "{}", h.reason);
+        l.status = LeadStatus::Won;
+        assert_eq!(move_by_hand(&mut l, &hand("ana", true), &view), Err(MoveRefused::Closed(LeadStatus::Won)));
+    }
+
     fn reps_strategy() -> impl Strategy<Value = Vec<(u32, bool, Option<u32>, u32)>> {
         // Per rep: weight, active, cap, open leads already.
         prop::collection::vec((1u32..4, prop::bool::weighted(0.8), prop::option::of(0u32..4), 0u32..4), 1..6)

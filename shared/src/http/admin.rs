@@ -188,12 +188,16 @@ pub(super) fn healthz_op() -> Op {
 
 /// `GET /v1/events`: every lead transition as Server-Sent Events (event `lead`), resuming after
 /// `Last-Event-ID` within the recent window. 404 where the runtime keeps no stream (AWS).
+///
+/// Each frame is built once by the hub; a client is sent, in one write, every frame waiting for
+/// it, so fifty clients cost fifty writes per batch of transitions, not per transition.
 pub async fn events<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
+    use axum::body::{Body, Bytes};
     use futures::StreamExt;
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     authorize(&headers, p.secrets.admin_token.expose())?;
     let Some(hub) = &p.events else {
         return Err(Problem::not_found(
@@ -202,14 +206,33 @@ pub async fn events<S: LeadStore, Q: Queue, N: Notifier>(
     };
     let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let (backlog, rx) = hub.subscribe(after);
+    const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+    // Up to this many frames go in one write.
+    const BATCH: usize = 256;
     let live = futures::stream::unfold(rx, |mut rx| async move {
-        // A client that fell behind the kept window ends here, and resumes by reconnecting.
-        rx.recv().await.ok().map(|e| (e, rx))
+        let first = match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+            Ok(Ok(e)) => e,
+            // A client that fell behind the kept window ends here, and resumes by reconnecting.
+            Ok(Err(RecvError::Lagged(_) | RecvError::Closed)) => return None,
+            Err(_) => return Some((Bytes::from_static(b":\n\n"), rx)),
+        };
+        let mut chunk = first.frame.to_vec();
+        for _ in 1..BATCH {
+            match rx.try_recv() {
+                Ok(e) => chunk.extend_from_slice(&e.frame),
+                Err(TryRecvError::Empty) => break,
+                Err(_) => return None,
+            }
+        }
+        Some((Bytes::from(chunk), rx))
     });
-    let stream = futures::stream::iter(backlog)
-        .chain(live)
-        .map(|e| Ok::<_, std::convert::Infallible>(Event::default().event("lead").id(e.seq.to_string()).data(&e.json)));
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    let head = Bytes::from(backlog.iter().flat_map(|e| e.frame.iter().copied()).collect::<Vec<u8>>());
+    let stream = futures::stream::iter([head]).chain(live).map(Ok::<_, std::convert::Infallible>);
+    let mut r = Body::from_stream(stream).into_response();
+    let h = r.headers_mut();
+    h.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/event-stream"));
+    h.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-cache"));
+    Ok(r)
 }
 
 pub(super) fn events_op() -> Op {

@@ -771,11 +771,12 @@ async fn cached_metrics<S: LeadStore, Q: Queue, N: Notifier>(
     fresh: bool,
 ) -> Result<crate::domain::metrics::Metrics, Problem> {
     use std::sync::Mutex;
-    type Cache = Mutex<Option<(i64, std::time::Instant, crate::domain::metrics::Metrics)>>;
-    static CACHE: Mutex<Option<(i64, std::time::Instant, crate::domain::metrics::Metrics)>> = Mutex::new(None);
-    let cache: &Cache = &CACHE;
-    let key = (to - from).num_days();
-    if let Some((k, at, m)) = cache.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+    /// The pipeline it was computed for (one per process in `serve` and in a function; tests
+    /// may run several) and the window's length in days.
+    type Key = (usize, i64);
+    static CACHE: Mutex<Option<(Key, std::time::Instant, crate::domain::metrics::Metrics)>> = Mutex::new(None);
+    let key = (std::sync::Arc::as_ptr(p) as usize, (to - from).num_days());
+    if let Some((k, at, m)) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
         && *k == key
         && !fresh
         && at.elapsed() < std::time::Duration::from_secs(60)
@@ -783,7 +784,7 @@ async fn cached_metrics<S: LeadStore, Q: Queue, N: Notifier>(
         return Ok(m.clone());
     }
     let m = crate::http::roster::compute(&p.store, &p.settings, roster, from, to).await.map_err(store_down)?;
-    *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, std::time::Instant::now(), m.clone()));
+    *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, std::time::Instant::now(), m.clone()));
     Ok(m)
 }
 
@@ -831,12 +832,68 @@ pub(super) struct FunnelRow {
     pub accept_p90: String,
 }
 
+/// One line of a chart over time.
+pub(super) struct Series {
+    pub name: String,
+    /// `s0`…`s5`: its colour.
+    pub class: String,
+    /// SVG polyline points, and each as a dot (a single day is a dot, not a line).
+    pub points: String,
+    pub dots: Vec<(String, String)>,
+    /// Its value on the last day.
+    pub last: String,
+}
+
+/// A chart over the days of the window.
+pub(super) struct TimeChart {
+    pub title: String,
+    pub series: Vec<Series>,
+    pub first: String,
+    pub last: String,
+    pub max: String,
+}
+
+const PLOT_W: f64 = 300.0;
+const PLOT_H: f64 = 120.0;
+
+/// Lines over `dates`, each a value per date (None: no point that day), scaled to the largest.
+fn time_chart(title: &str, dates: &[String], lines: Vec<(String, Vec<Option<f64>>)>, unit: &str) -> TimeChart {
+    let max = lines.iter().flat_map(|(_, v)| v.iter().flatten()).copied().fold(0.0_f64, f64::max);
+    let step = if dates.len() > 1 { PLOT_W / (dates.len() - 1) as f64 } else { 0.0 };
+    let series = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, values))| {
+            let dots: Vec<(String, String)> = values
+                .iter()
+                .enumerate()
+                .filter_map(|(d, v)| {
+                    let v = (*v)?;
+                    let y = if max > 0.0 { PLOT_H - v / max * PLOT_H } else { PLOT_H };
+                    Some((format!("{:.1}", d as f64 * step), format!("{y:.1}")))
+                })
+                .collect();
+            let points = dots.iter().map(|(x, y)| format!("{x},{y}")).collect::<Vec<_>>().join(" ");
+            let last = values.last().copied().flatten().map(|v| format!("{v}{unit}")).unwrap_or_else(|| "—".into());
+            Series { name, class: format!("s{}", i % 6), points, dots, last }
+        })
+        .collect();
+    TimeChart {
+        title: title.into(),
+        series,
+        first: dates.first().cloned().unwrap_or_default(),
+        last: dates.last().cloned().unwrap_or_default(),
+        max: format!("{max}{unit}"),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/funnel.html")]
 struct FunnelPage {
     c: Chrome,
     days: i64,
     computed: String,
+    over_time: Vec<TimeChart>,
     sources: Vec<FunnelRow>,
     reps: Vec<FunnelRow>,
     charts: Vec<Chart>,
@@ -905,10 +962,43 @@ pub(super) async fn funnel<S: LeadStore, Q: Queue, N: Notifier>(
                 .collect(),
         ),
     ];
+    let dates: Vec<String> = m.days.iter().map(|d| d.date.clone()).collect();
+    let sources: Vec<String> = m.sources.keys().cloned().collect();
+    let per_day = |f: &dyn Fn(&crate::domain::metrics::Day) -> Option<f64>| m.days.iter().map(f).collect::<Vec<_>>();
+    let over_time = vec![
+        time_chart(
+            "Leads per day by source",
+            &dates,
+            sources
+                .iter()
+                .map(|src| (src.clone(), per_day(&|d| Some(d.leads.get(src).copied().unwrap_or(0) as f64))))
+                .collect(),
+            "",
+        ),
+        time_chart(
+            "Time to assign per day (s)",
+            &dates,
+            vec![
+                ("p50".into(), per_day(&|d| d.time_to_assign_seconds.p50)),
+                ("p90".into(), per_day(&|d| d.time_to_assign_seconds.p90)),
+            ],
+            " s",
+        ),
+        time_chart(
+            "Time to accept per day (s)",
+            &dates,
+            vec![
+                ("p50".into(), per_day(&|d| d.time_to_accept_seconds.p50)),
+                ("p90".into(), per_day(&|d| d.time_to_accept_seconds.p90)),
+            ],
+            " s",
+        ),
+    ];
     let flash = Flash { ok: q.ok, error: q.error };
     Ok(page(
         StatusCode::OK,
         FunnelPage {
+            over_time,
             c: chrome(&s, "funnel", flash),
             computed: ts(m.to),
             days,
