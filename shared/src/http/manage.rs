@@ -2,7 +2,7 @@
 //! rep's open leads back through routing.
 
 use super::openapi::{LeadDetail, Op, STORE_DOWN, TOO_LARGE, UNAUTHORIZED, string};
-use super::{AppState, Problem, authorize, store_down};
+use super::{AppState, Problem, store_down};
 use crate::domain::FieldError;
 use crate::domain::routing::{HandMove, MoveRefused};
 use crate::pipeline::MoveError;
@@ -41,10 +41,7 @@ pub async fn post_assign<S: LeadStore, Q: Queue, N: Notifier>(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, Problem> {
-    authorize(&headers, p.secrets.admin_token.expose())?;
-    let bytes = super::read_body(&headers, body, p.settings.server.max_body_bytes).await?;
-    let body: LeadMove = serde_json::from_slice(&bytes)
-        .map_err(|e| Problem::bad_request(format!("the body is not the JSON this route takes: {e}")))?;
+    let body: LeadMove = super::admin_json(&p, &headers, body).await?;
     let mut errors = Vec::new();
     let rep = required(body.rep, "rep", &mut errors);
     let by = required(body.by, "by", &mut errors);
@@ -112,10 +109,7 @@ pub async fn post_rep_reassign<S: LeadStore, Q: Queue, N: Notifier>(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, Problem> {
-    authorize(&headers, p.secrets.admin_token.expose())?;
-    let bytes = super::read_body(&headers, body, p.settings.server.max_body_bytes).await?;
-    let body: RepReassign = serde_json::from_slice(&bytes)
-        .map_err(|e| Problem::bad_request(format!("the body is not the JSON this route takes: {e}")))?;
+    let body: RepReassign = super::admin_json(&p, &headers, body).await?;
     let mut errors = Vec::new();
     let Some(by) = required(body.by, "by", &mut errors) else {
         return Err(Problem::invalid("the reassignment is invalid", errors));

@@ -145,6 +145,19 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     })
 }
 
+/// An admin route's JSON body: the bearer token checked (401), the body read within the limit
+/// (413), then parsed (400).
+pub(crate) async fn admin_json<T: serde::de::DeserializeOwned, S: LeadStore, Q: Queue, N: Notifier>(
+    p: &AppState<S, Q, N>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, Problem> {
+    authorize(headers, p.secrets.admin_token.expose())?;
+    let bytes = read_body(headers, body, p.settings.server.max_body_bytes).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("the body is not the JSON this route takes: {e}")))
+}
+
 /// A store that did not answer: logged, and a 503 for the client.
 pub(crate) fn store_down(e: crate::ports::StoreError) -> Problem {
     tracing::error!(error = %e, "store failed");

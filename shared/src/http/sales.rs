@@ -2,7 +2,7 @@
 //! move it through the sales statuses (`POST /v1/leads/{id}/status`, admin token).
 
 use super::openapi::{Op, STORE_DOWN, TOO_LARGE, UNAUTHORIZED, string};
-use super::{AppState, Problem, authorize};
+use super::{AppState, Problem};
 use crate::domain::{FieldError, Lead, LeadId, LeadStatus};
 use crate::notification;
 use crate::ports::{LeadStore, Notifier, Queue, Updated};
@@ -97,10 +97,7 @@ pub async fn post_status<S: LeadStore, Q: Queue, N: Notifier>(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, Problem> {
-    authorize(&headers, p.secrets.admin_token.expose())?;
-    let bytes = super::read_body(&headers, body, p.settings.server.max_body_bytes).await?;
-    let body: StatusBody = serde_json::from_slice(&bytes)
-        .map_err(|e| Problem::bad_request(format!("the body is not the JSON this route takes: {e}")))?;
+    let body: StatusBody = super::admin_json(&p, &headers, body).await?;
     let mut errors = Vec::new();
     let to = match body.status.as_deref() {
         None => {
