@@ -6,6 +6,10 @@
 //! won, lost, duplicates, rejected, spread over 30 days), then computes the metrics over all of
 //! them several times and prints the times. The file is kept (`--db`) and reused when it
 //! already holds N leads.
+//!
+//! `--console N`: then starts the embedded runtime on that file and times each console page N
+//! times, logged in, through the same Router `serve` runs (no socket): the first load and the
+//! median and worst of the rest.
 
 use chrono::{Duration, TimeZone, Utc};
 use clap::Parser;
@@ -27,6 +31,9 @@ struct Args {
     db: PathBuf,
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Loads of each console page to time (0: none).
+    #[arg(long, default_value_t = 0)]
+    console: usize,
 }
 
 fn lead(i: usize) -> Lead {
@@ -131,5 +138,72 @@ async fn main() -> anyhow::Result<()> {
         m.total.time_to_accept_seconds.p50,
         m.total.time_to_accept_seconds.p90
     );
+    if args.console > 0 {
+        drop(store);
+        console_pages(&args.db, args.console).await?;
+    }
+    Ok(())
+}
+
+/// Times each console page over the filled file, logged in, `n` loads each.
+async fn console_pages(db: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    const TOKEN: &str = "console-bench-token";
+    let settings = Settings::parse(DEMO_DOCUMENT).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let env = |name: &str| if name == "LEADROUTER_ADMIN_TOKEN" { Some(TOKEN.to_owned()) } else { None };
+    let make = || "bench-secret".to_owned();
+    let secrets =
+        leadrouter::pipeline::Secrets::resolve(&settings, &env, Some(&make)).map_err(|e| anyhow::anyhow!(e))?;
+    let options = leadrouter::runtime::Options { sweep_every: None, ..Default::default() };
+    let rt = leadrouter::runtime::Embedded::start_with(settings, secrets.secrets, db, options).await?;
+    let router = leadrouter::http::router(rt.pipeline.clone());
+    let login = Request::post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("name=Bench&token={TOKEN}")))?;
+    let answer = router.clone().oneshot(login).await?;
+    let cookie = answer
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?
+        .to_owned();
+    let page = leadrouter::ports::LeadQuery { limit: 1, ..Default::default() };
+    let some_lead = rt.pipeline.store.list(page).await?.items.first().map(|l| l.id.to_string()).unwrap_or_default();
+    println!("\nconsole pages over the file ({n} loads each, through the Router, logged in):\n");
+    println!("| page | first load | median | worst of the rest | bytes |");
+    println!("|---|---|---|---|---|");
+    for path in [
+        "/console/live".to_owned(),
+        "/console/live?q=company42".to_owned(),
+        "/console/rows".to_owned(),
+        format!("/console/leads/{some_lead}"),
+        "/console/reps?days=120".to_owned(),
+        "/console/sla".to_owned(),
+        "/console/funnel?days=120".to_owned(),
+        "/console/routing".to_owned(),
+    ] {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..n {
+            let req = Request::get(path.as_str()).header("cookie", cookie.as_str()).body(Body::empty())?;
+            let t = Instant::now();
+            let r = router.clone().oneshot(req).await?;
+            anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
+            bytes = axum::body::to_bytes(r.into_body(), 1 << 26).await?.len();
+            times.push(t.elapsed());
+        }
+        let first = times[0];
+        let mut rest = times[1..].to_vec();
+        rest.sort();
+        let ms = |d: std::time::Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        let (median, worst) = match rest.len() {
+            0 => ("-".to_owned(), "-".to_owned()),
+            k => (ms(rest[k / 2]), ms(rest[k - 1])),
+        };
+        println!("| `{path}` | {} | {median} | {worst} | {bytes} |", ms(first));
+    }
     Ok(())
 }
