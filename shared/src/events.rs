@@ -22,14 +22,13 @@ pub struct LeadEvent {
     pub at: DateTime<Utc>,
 }
 
-/// One event, numbered, with its JSON and the Server-Sent Events frame that carries it, built
-/// once for every client.
+/// One event, numbered, as the Server-Sent Events frame that carries it, built once for every
+/// client.
 #[derive(Debug)]
 pub struct Published {
     /// Increasing from 1: the SSE `id:` a client resumes from.
     pub seq: u64,
-    pub json: String,
-    /// `event: lead`, `id:`, `data:` and the blank line.
+    /// `event: lead`, `id:`, `data:` (the event's JSON) and the blank line.
     pub frame: axum::body::Bytes,
 }
 
@@ -71,7 +70,7 @@ impl Hub {
         let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         for json in json {
             let frame = format!("event: lead\nid: {}\ndata: {json}\n\n", r.next).into();
-            let e = Arc::new(Published { seq: r.next, json, frame });
+            let e = Arc::new(Published { seq: r.next, frame });
             r.next += 1;
             if r.events.len() == self.keep {
                 r.events.pop_front();
@@ -115,7 +114,8 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().seq, 3);
         let (missed, _) = hub.subscribe(Some(1));
         assert_eq!(missed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
-        assert!(missed[0].json.contains("\"status\":\"received\""), "{}", missed[0].json);
+        let frame = String::from_utf8_lossy(&missed[0].frame);
+        assert!(frame.contains("\"status\":\"received\""), "{frame}");
         // Only the most recent are kept.
         hub.publish((4..40).map(event));
         let (missed, _) = hub.subscribe(Some(1));

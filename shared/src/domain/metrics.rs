@@ -128,8 +128,7 @@ struct Acc {
 
 impl Acc {
     fn new() -> Acc {
-        let h = || Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
-        Acc { funnel: Funnel::default(), to_assign: h(), to_accept: h() }
+        Acc { funnel: Funnel::default(), to_assign: histogram(), to_accept: histogram() }
     }
 
     fn add(&mut self, f: &LeadFacts) {
@@ -173,6 +172,11 @@ impl Acc {
         }
         self.funnel
     }
+}
+
+/// Seconds, to 3 significant figures, however many are recorded.
+fn histogram() -> Histogram<u64> {
+    Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
 }
 
 fn percentiles(h: &Histogram<u64>) -> Percentiles {
@@ -234,9 +238,10 @@ impl MetricsBuilder {
     pub fn add(&mut self, f: &LeadFacts) {
         self.total.add(f);
         if f.received_at >= self.to - chrono::Duration::days(SERIES_DAYS) {
-            let day = self.days.entry(f.received_at.date_naive()).or_insert_with(|| {
-                let h = || Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
-                DayAcc { leads: BTreeMap::new(), to_assign: h(), to_accept: h() }
+            let day = self.days.entry(f.received_at.date_naive()).or_insert_with(|| DayAcc {
+                leads: BTreeMap::new(),
+                to_assign: histogram(),
+                to_accept: histogram(),
             });
             match day.leads.get_mut(&f.source) {
                 Some(n) => *n += 1,

@@ -35,6 +35,11 @@ fn chrome(s: &Session, nav: &'static str, f: Flash) -> Chrome {
     Chrome { name: s.name.clone(), csrf: s.csrf.clone(), nav, ok: f.ok, error: f.error }
 }
 
+/// What a person would call the lead: its name, else its email.
+fn who(l: &Lead) -> Option<String> {
+    l.contact.display_name().or_else(|| l.contact.email.as_ref().map(|e| e.to_string()))
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -178,11 +183,7 @@ impl Row {
             id: l.id.to_string(),
             received: ts(l.received_at),
             source: l.source.clone(),
-            who: l
-                .contact
-                .display_name()
-                .or_else(|| l.contact.email.as_ref().map(|e| e.to_string()))
-                .unwrap_or_else(|| "—".into()),
+            who: who(l).unwrap_or_else(|| "—".into()),
             company: dash(&l.contact.company),
             grade: dash(&l.grade),
             pool: dash(&l.pool),
@@ -346,7 +347,7 @@ pub(super) async fn lead<S: LeadStore, Q: Queue, N: Notifier>(
     let page_ = LeadPage {
         c: chrome(&s, "live", flash),
         id: l.id.to_string(),
-        title: c.display_name().or_else(|| c.email.as_ref().map(|e| e.to_string())).unwrap_or_else(|| "A lead".into()),
+        title: who(&l).unwrap_or_else(|| "A lead".into()),
         facts: facts.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
         why: l.why.clone().unwrap_or_default(),
         score: l.score.map(|s| s.to_string()).unwrap_or_else(|| "—".into()),
@@ -721,12 +722,7 @@ pub(super) async fn sla<S: LeadStore, Q: Queue, N: Notifier>(
     }
     // Breached first (their deadline passed), then the nearest deadline.
     waiting.sort_by_key(|(d, l)| (l.sla_breached_at.is_none(), *d));
-    let who = |l: &Lead| {
-        l.contact
-            .display_name()
-            .or_else(|| l.contact.email.as_ref().map(|e| e.to_string()))
-            .unwrap_or_else(|| "A lead".into())
-    };
+    let who = |l: &Lead| who(l).unwrap_or_else(|| "A lead".into());
     let waiting = waiting
         .iter()
         .map(|(d, l)| Waiting {
