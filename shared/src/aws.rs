@@ -78,6 +78,7 @@ pub async fn pipeline(
         hold_parked: false,
         ..Default::default()
     }));
+    let crm = crate::crm::Crm::from_settings(&settings.crm, &secrets);
     Ok(Pipeline {
         store,
         queue,
@@ -89,6 +90,7 @@ pub async fn pipeline(
         retry,
         circuits,
         events: None,
+        crm,
     })
 }
 

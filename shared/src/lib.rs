@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod aws;
 pub mod cases;
 pub mod config;
+pub mod crm;
 pub mod domain;
 pub mod events;
 pub mod http;

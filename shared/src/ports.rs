@@ -295,6 +295,13 @@ pub trait LeadStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Expired, StoreError>> + Send;
 
+    /// A small value the deployment keeps by name: the lead a CRM record belongs to
+    /// (`crm:hubspot:<contact id>`), how far a CRM's changes have been read back.
+    fn value(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Sets (replaces) a value kept by name; durable when it returns.
+    fn put_value(&self, key: &str, value: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Leads waiting for a stage whose wait is over by `due_by` (see `Lead::pending_due`: a
     /// lead waiting for acceptance is due at its SLA deadline, every other one at once), oldest
     /// first, after `after` (an opaque position).

@@ -188,6 +188,7 @@ impl Embedded {
             ),
             None => GraphFetcher::new(String::new(), None, Default::default()),
         });
+        let crm = crate::crm::Crm::from_settings(&settings.crm, &secrets);
         let pipeline = Arc::new(Pipeline {
             store,
             queue,
@@ -199,6 +200,7 @@ impl Embedded {
             retry,
             circuits: Arc::new(circuits),
             events: Some(events),
+            crm,
         });
         let fetch_pace = Pace { behind: Stage::Dedup, ahead: FETCHED_AHEAD };
         tokio::spawn(worker(Stage::Fetch, rx.fetch, pipeline.clone(), NOTIFY_BATCHES, Some(fetch_pace)));

@@ -279,6 +279,14 @@ impl<S: LeadStore> LeadStore for Throttled<S> {
         self.gate()?;
         self.inner.put_deliveries(d).await
     }
+    async fn value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.gate()?;
+        self.inner.value(key).await
+    }
+    async fn put_value(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.gate()?;
+        self.inner.put_value(key, value).await
+    }
     async fn pending(
         &self,
         due_by: chrono::DateTime<chrono::Utc>,

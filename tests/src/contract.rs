@@ -434,6 +434,7 @@ pub async fn reps_are_kept<S: LeadStore>(s: S) {
         working_hours: Some("Mon-Fri 09:00-17:00".into()),
         out_of_office: vec!["2026-12-24/2027-01-02".into()],
         max_open_leads: Some(5),
+        crm_owner: leadrouter::domain::CrmOwner { hubspot: Some("41629779".into()), salesforce: None },
         pools: Some(vec!["everyone".into()]),
         open_leads: None,
         removed: false,

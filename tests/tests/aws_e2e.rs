@@ -199,6 +199,7 @@ async fn throttling_loses_nothing() {
         secrets: pipeline.secrets.clone(),
         retry: pipeline.retry,
         events: None,
+        crm: None,
         circuits: pipeline.circuits.clone(),
     };
     drain_queues(&flaky, &sqs, &urls, Delivery { twice: false, shuffle: true }).await;
@@ -352,6 +353,7 @@ async fn availability_and_sla_through_the_stage_handlers() {
         secrets: p.secrets,
         retry: p.retry,
         events: None,
+        crm: None,
         circuits: p.circuits,
     });
     let drain = || drain_queues(&pipeline, &sqs, &urls, Delivery { twice: true, shuffle: true });
@@ -367,6 +369,7 @@ async fn availability_and_sla_through_the_stage_handlers() {
         working_hours: None,
         out_of_office: ooo,
         max_open_leads: None,
+        crm_owner: Default::default(),
         pools: None,
         open_leads: None,
         removed: false,

@@ -186,6 +186,7 @@ fn headline(n: &Notification) -> String {
         NotificationKind::SlaBreached => format!("{who} was not accepted in time"),
         NotificationKind::Assigned => format!("New lead for you: {who}"),
         NotificationKind::Unassigned => format!("Nobody could take {who}"),
+        NotificationKind::CrmUpsert => format!("{who} was sent to the CRM"),
         NotificationKind::TargetDown => {
             let rep = n.rep.as_ref().map(|r| r.name.as_str()).unwrap_or("a rep");
             format!("Notifications to {rep} are not getting through")

@@ -275,6 +275,7 @@ pub(super) fn build(raw: RawConfig, c: &mut Checker) -> Settings {
             out_of_office,
             max_open_leads: r.max_open_leads,
             active: r.active.unwrap_or(true),
+            crm_owner: r.crm_owner.unwrap_or_default(),
         });
     }
 
@@ -353,6 +354,8 @@ pub(super) fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         EmailSettings { from: e.from.into_inner(), smtp_url }
     });
 
+    let crm = super::crm::build(raw.crm, raw.stickiness, c);
+
     Settings {
         server: ServerSettings {
             listen,
@@ -380,6 +383,7 @@ pub(super) fn build(raw: RawConfig, c: &mut Checker) -> Settings {
         reps,
         pools,
         email,
+        crm,
         document: String::new(),
         rep_index,
     }

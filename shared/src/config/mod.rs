@@ -12,6 +12,7 @@ use toml::Spanned;
 pub const DEMO_DOCUMENT: &str = include_str!("../../../examples/leadrouter.toml");
 
 mod checks;
+mod crm;
 mod problems;
 mod raw;
 
@@ -235,6 +236,8 @@ pub struct Settings {
     pub reps: Vec<Rep>,
     pub pools: Vec<Pool>,
     pub email: Option<EmailSettings>,
+    /// `[crm.*]` and `[stickiness] crm`.
+    pub crm: crate::crm::CrmSettings,
     /// The document as written (the console shows it, secrets masked).
     pub document: String,
     rep_index: HashMap<String, usize>,
@@ -242,7 +245,7 @@ pub struct Settings {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
-const KNOWN_FIELDS: [&str; 24] = [
+pub(crate) const KNOWN_FIELDS: [&str; 24] = [
     "email",
     "email_domain",
     "phone",
@@ -317,6 +320,7 @@ impl Settings {
         if let Some(u) = self.email.as_ref().and_then(|e| e.smtp_url.as_ref()) {
             out.push(("email.smtp_url".to_owned(), u));
         }
+        out.extend(self.crm.secret_refs());
         out
     }
 

@@ -25,6 +25,56 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) pools: Vec<RawPool>,
     pub(super) email: Option<RawEmail>,
+    #[serde(default)]
+    pub(super) crm: RawCrm,
+    #[serde(default)]
+    pub(super) stickiness: RawStickiness,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCrm {
+    pub(super) hubspot: Option<RawHubSpot>,
+    pub(super) salesforce: Option<RawSalesforce>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHubSpot {
+    pub(super) token: Option<Spanned<String>>,
+    pub(super) webhook_secret: Option<Spanned<String>>,
+    pub(super) api_base_url: Option<Spanned<String>>,
+    /// Contact property → lead field, over the defaults; `""` leaves a default property out.
+    #[serde(default)]
+    pub(super) properties: BTreeMap<String, Spanned<String>>,
+    pub(super) id_property: Option<String>,
+    /// Property → value → sales status, each table replacing its default.
+    #[serde(default)]
+    pub(super) outcomes: BTreeMap<String, BTreeMap<String, Spanned<String>>>,
+    pub(super) requests_per_10s: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSalesforce {
+    pub(super) instance_url: Option<Spanned<String>>,
+    pub(super) client_id: Option<Spanned<String>>,
+    pub(super) client_secret: Option<Spanned<String>>,
+    pub(super) external_id_field: Option<Spanned<String>>,
+    pub(super) api_version: Option<Spanned<String>>,
+    /// Lead field (API name) → lead field, over the defaults; `""` leaves a default out.
+    #[serde(default)]
+    pub(super) fields: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub(super) outcomes: BTreeMap<String, BTreeMap<String, Spanned<String>>>,
+    pub(super) company_fallback: Option<String>,
+    pub(super) last_name_fallback: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStickiness {
+    pub(super) crm: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +205,7 @@ pub(super) struct RawRep {
     pub(super) out_of_office: Vec<Spanned<String>>,
     pub(super) max_open_leads: Option<u32>,
     pub(super) active: Option<bool>,
+    pub(super) crm_owner: Option<crate::domain::CrmOwner>,
 }
 
 #[derive(Deserialize)]

@@ -167,6 +167,8 @@ pub enum NotificationKind {
     /// To the managers of a rep's pools: a notification target stopped answering; the
     /// notifications to it are parked until it answers again.
     TargetDown,
+    /// To a CRM (`crm:hubspot`, `crm:salesforce`): the lead upserted with its owner.
+    CrmUpsert,
 }
 
 impl NotificationKind {
@@ -179,6 +181,7 @@ impl NotificationKind {
             NotificationKind::Reassigned => "reassigned",
             NotificationKind::Unassigned => "unassigned",
             NotificationKind::TargetDown => "target_down",
+            NotificationKind::CrmUpsert => "crm_upsert",
         }
     }
 
@@ -191,6 +194,7 @@ impl NotificationKind {
             NotificationKind::Reassigned,
             NotificationKind::Unassigned,
             NotificationKind::TargetDown,
+            NotificationKind::CrmUpsert,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -425,6 +429,9 @@ pub struct Lead {
     /// decision that follows.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reroute: Option<Reroute>,
+    /// The lead's record in each CRM it was upserted into (`{"hubspot": "<contact id>"}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub crm: BTreeMap<String, String>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
 }
@@ -511,6 +518,7 @@ impl Lead {
             personal_data_erased_at: None,
             erasure_pending: false,
             reroute: None,
+            crm: BTreeMap::new(),
             history: vec![HistoryEntry {
                 at: now,
                 from: None,
@@ -695,6 +703,22 @@ impl Lead {
         self.personal_data_erased_at = Some(now);
         let status = self.status;
         self.transition(status, format!("{ERASED} ({why})"), now);
+        true
+    }
+
+    /// A sales status the lead's CRM reports (`said` is what the CRM said): forwards only, and
+    /// only for a lead with an owner; a rep working the lead in the CRM stops its SLA clock as
+    /// an accept does. False when it changes nothing.
+    pub fn crm_outcome(&mut self, crm: &str, to: LeadStatus, said: &str, now: DateTime<Utc>) -> bool {
+        if self.owner.is_none() || !self.status.can_move_to(to) {
+            return false;
+        }
+        if self.accepted_at.is_none() {
+            self.accepted_at = Some(now);
+        }
+        self.sla_due_at = None;
+        let by = format!("crm:{}", crm.to_lowercase());
+        self.transition_by(to, format!("{to} in {crm} ({said})"), &by, now);
         true
     }
 

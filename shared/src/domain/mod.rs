@@ -23,6 +23,6 @@ pub use lead::{
 };
 pub use phone::{InvalidPhone, Phone, Region};
 pub use pool::{Manager, Pool, PoolMatch};
-pub use roster::{Rep, RepRecord, Roster, Unavailable};
+pub use roster::{CrmOwner, Rep, RepRecord, Roster, Unavailable};
 pub use round_robin::WeightedRoundRobin;
 pub use scoring::{Condition, Rule, Scored, ScoringRules};

@@ -22,6 +22,34 @@ pub struct Rep {
     pub out_of_office: Vec<DateRange>,
     pub max_open_leads: Option<u32>,
     pub active: bool,
+    /// The rep's user in each CRM; a CRM not named here is matched by the rep's email.
+    pub crm_owner: CrmOwner,
+}
+
+/// A rep's user id in each CRM (`crm_owner = { hubspot = "41629779", salesforce = "005…" }`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrmOwner {
+    /// HubSpot owner id (`hubspot_owner_id`; not the user id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hubspot: Option<String>,
+    /// Salesforce User (or queue) id, `005…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salesforce: Option<String>,
+}
+
+impl CrmOwner {
+    pub fn is_empty(&self) -> bool {
+        self.hubspot.is_none() && self.salesforce.is_none()
+    }
+
+    pub fn get(&self, crm: &str) -> Option<&str> {
+        match crm {
+            "hubspot" => self.hubspot.as_deref(),
+            "salesforce" => self.salesforce.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// Why a rep was passed over for a lead.
@@ -108,6 +136,9 @@ pub struct RepRecord {
     /// Capacity: assigned leads not yet won or lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_open_leads: Option<u32>,
+    /// The rep's user in each CRM: `{"hubspot": "41629779", "salesforce": "005…"}`.
+    #[serde(default, skip_serializing_if = "CrmOwner::is_empty")]
+    pub crm_owner: CrmOwner,
     /// The pools the rep takes leads in; absent on `PUT`, the ones the document gives them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pools: Option<Vec<String>>,
@@ -193,6 +224,7 @@ impl RepRecord {
             out_of_office,
             max_open_leads: self.max_open_leads,
             active: self.active,
+            crm_owner: self.crm_owner.clone(),
         })
     }
 }
@@ -303,6 +335,7 @@ impl Roster {
             working_hours: rep.working_hours.as_ref().map(|w| w.as_str().to_owned()),
             out_of_office: rep.out_of_office.iter().map(DateRange::text).collect(),
             max_open_leads: rep.max_open_leads,
+            crm_owner: rep.crm_owner.clone(),
             pools: Some(pools.into_iter().map(|p| p.0).collect()),
             open_leads: None,
             removed: false,
@@ -362,6 +395,7 @@ impl Rep {
             out_of_office: vec![],
             max_open_leads: None,
             active: true,
+            crm_owner: CrmOwner::default(),
         }
     }
 }
@@ -451,6 +485,7 @@ mod tests {
             working_hours: None,
             out_of_office: vec![],
             max_open_leads: None,
+            crm_owner: CrmOwner::default(),
             pools: Some(vec!["b".into()]),
             open_leads: None,
             removed: false,

@@ -6,6 +6,7 @@
 
 mod assign;
 pub mod circuit;
+pub mod crm;
 mod dedup;
 mod erasure;
 mod fetch;
@@ -117,6 +118,8 @@ pub struct Pipeline<S, Q, N> {
     /// Every lead transition, for `GET /v1/events`: the embedded runtime's store publishes to
     /// it; none on AWS, where no function holds a connection.
     pub events: Option<Arc<crate::events::Hub>>,
+    /// The CRMs routed leads are upserted into (`[crm.*]` with their secrets set).
+    pub crm: Option<Arc<crate::crm::Crm>>,
 }
 
 pub type StageResults = Vec<Result<(), StageError>>;

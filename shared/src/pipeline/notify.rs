@@ -96,6 +96,18 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 let manager_kind =
                     if kind == NotificationKind::SlaReassigned { NotificationKind::SlaBreached } else { kind };
                 r.extend(manager(&lead, manager_kind));
+                // Every owner, first or next, is written into each CRM.
+                if let (Some(crm), Some(owner)) = (&self.crm, &lead.owner) {
+                    for name in crm.names() {
+                        r.push(Recipient {
+                            id: name.recipient().to_owned(),
+                            kind: NotificationKind::CrmUpsert,
+                            rep: Some(rep_of(roster, owner)),
+                            owner: false,
+                            targets: vec![name.recipient().to_owned()],
+                        });
+                    }
+                }
                 (lead.clone(), r, None)
             }
             // Sent with the `assigned` of a lead a manager moved, never owed on its own.
@@ -103,8 +115,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             NotificationKind::SlaBreached | NotificationKind::Unassigned => {
                 (lead.clone(), manager(&lead, kind).into_iter().collect(), None)
             }
-            // Sent when a circuit opens (`target_down`), never owed by a lead.
-            NotificationKind::TargetDown => (lead.clone(), Vec::new(), None),
+            // Sent when a circuit opens (`target_down`), never owed by a lead; a CRM's upsert
+            // goes with the `assigned` of each owner.
+            NotificationKind::TargetDown | NotificationKind::CrmUpsert => (lead.clone(), Vec::new(), None),
         };
         let google_test_leads = self.settings.sources.google.as_ref().is_some_and(|g| g.notify_test_leads);
         if lead.test && !(lead.source == "google" && google_test_leads) {
@@ -259,7 +272,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 break;
             }
             body.sent_at = notification::timestamp(self.clock.now());
-            let result = self.notifier.deliver(&d.target, &body).await;
+            let result = match crate::crm::CrmName::of_recipient(&d.target) {
+                Some(crm) => self.crm_upsert(crm, lead).await,
+                None => self.notifier.deliver(&d.target, &body).await,
+            };
             let now = self.clock.now();
             d.attempts += 1;
             let first = *d.first_attempt_at.get_or_insert(now);
@@ -416,6 +432,7 @@ fn target_kind(target: &str) -> &'static str {
         Ok(Target::Slack(_)) => "slack",
         Ok(Target::Email(_)) => "email",
         Ok(Target::Log) => "log",
+        Err(_) if crate::crm::CrmName::of_recipient(target).is_some() => "crm",
         Err(_) => "invalid",
     }
 }

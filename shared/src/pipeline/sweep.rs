@@ -23,6 +23,8 @@ pub struct Swept {
     pub queued: usize,
     /// Notification targets that are down, probed.
     pub probes: usize,
+    /// Leads moved by statuses read back from Salesforce.
+    pub crm_outcomes: usize,
 }
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
@@ -94,6 +96,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
         }
         swept.orphaned = self.reassign_orphans().await?;
+        // The CRM being down never stops the sweep: its changes are read next time.
+        match self.crm_read_back().await {
+            Ok(n) => swept.crm_outcomes = n,
+            Err(e) => tracing::warn!(error = %e, "CRM read-back failed; tried again next sweep"),
+        }
         if swept != Swept::default() {
             tracing::info!(?swept, "sweep sent leads on");
         }

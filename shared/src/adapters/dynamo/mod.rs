@@ -12,6 +12,7 @@
 //! | routing document | `CONFIG` | `ROUTING` | `toml` (written by `leadrouter config push`) |
 //! | roster change | `REPS` | `REP#<id>` | `doc`: the rep's record as `PUT /v1/reps/{id}` stored it |
 //! | roster history | `REPHISTORY` | `<updated µs>#<id>#<ulid>` | `doc`: every record `PUT /v1/reps/{id}` stored, for replay |
+//! | named value | `KV#<key>` | `KV` | `v`: a CRM record's lead (`crm:hubspot:<id>`), how far a CRM's changes were read back |
 //!
 //! A lead item holds the lead as one deflated JSON document (`doc`), so that a routed lead stays
 //! under 1 KB, one write unit; beside it only keys, `version`, `status`, the index keys and
@@ -449,6 +450,18 @@ impl LeadStore for DynamoStore {
 
     /// The current record (`REPS`, `REP#<id>`) and one in the history (`REPHISTORY`,
     /// `<time>#<id>`, time in microseconds, zero-padded), in one transaction.
+    async fn value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let item = self.get_item(HashMap::from([("pk".to_owned(), s(format!("KV#{key}"))), ("sk".to_owned(), s("KV"))]));
+        Ok(item.await?.and_then(|i| get_s(&i, "v").map(str::to_owned)))
+    }
+
+    async fn put_value(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let item =
+            HashMap::from([("pk".to_owned(), s(format!("KV#{key}"))), ("sk".to_owned(), s("KV")), ("v".to_owned(), s(value))]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        Ok(())
+    }
+
     async fn put_rep(&self, rep: RepRecord) -> Result<(), StoreError> {
         use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
         let doc = serde_json::to_string(&rep).map_err(|e| corrupt(&rep.id, e))?;

@@ -542,6 +542,27 @@ impl LeadStore for SqliteStore {
         r
     }
 
+    async fn value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT value FROM kv WHERE key = ?1")
+                .and_then(|mut s| s.query_row([&key], |r| r.get(0)).optional())
+                .map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn put_value(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write_durable(move |c| {
+            c.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![key, value]))
+                .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn rep_history(&self) -> Result<Vec<RepRecord>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT id, doc FROM rep_history ORDER BY seq").map_err(sql_error)?;

@@ -1,0 +1,116 @@
+//! The CRM loop's pipeline side: a routed lead's upsert (a delivery of the notify stage), the
+//! record id kept on the lead, and outcomes the CRM reports moving leads forwards.
+
+use super::{Pipeline, StageError};
+use crate::crm::{CrmName, Outcome};
+use crate::domain::{LeadId, LeadStatus};
+use crate::ports::{DeliveryResult, LeadStore, Notifier, Queue, StoreError, Updated};
+use chrono::{DateTime, Utc};
+
+/// Where the lead of a CRM record is kept (`crm:hubspot:<contact id>`).
+pub fn record_key(crm: CrmName, record: &str) -> String {
+    format!("{}:{record}", crm.recipient())
+}
+
+/// How far Salesforce's changes have been read back.
+const READ_BACK_MARK: &str = "crm:salesforce:read-back";
+
+impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
+    /// Upserts the lead into `crm` with its owner; the record's id is kept on the lead (and
+    /// the lead under the record's id) before the delivery counts as delivered.
+    pub(super) async fn crm_upsert(&self, crm: CrmName, lead: &crate::domain::Lead) -> DeliveryResult {
+        let Some(client) = &self.crm else {
+            return DeliveryResult::Dead { error: format!("{} is not configured (or its secrets are unset)", crm.label()) };
+        };
+        let Some(owner) = lead.owner.as_deref() else {
+            return DeliveryResult::Dead { error: "the lead has no owner to write".into() };
+        };
+        let roster = match self.roster().await {
+            Ok(r) => r,
+            Err(e) => return DeliveryResult::Retry { error: format!("the roster could not be read: {e}"), after: None },
+        };
+        let Some(rep) = roster.rep(owner) else {
+            return DeliveryResult::Dead { error: format!("rep {owner} is no longer on the roster") };
+        };
+        match client.upsert(crm, lead, rep).await {
+            Ok(Some(record)) => match self.keep_record(crm, &lead.id, &record).await {
+                Ok(()) => DeliveryResult::Delivered,
+                Err(e) => DeliveryResult::Retry { error: format!("the CRM record id could not be kept: {e}"), after: None },
+            },
+            Ok(None) => DeliveryResult::Delivered,
+            Err(e) => e,
+        }
+    }
+
+    async fn keep_record(&self, crm: CrmName, lead: &LeadId, record: &str) -> Result<(), StoreError> {
+        self.store.update(vec![lead.clone()], keep_record_id(crm.as_str().to_owned(), record.to_owned())).await?;
+        self.store.put_value(&record_key(crm, record), lead.as_str()).await
+    }
+
+    /// The lead a CRM record was written from.
+    pub async fn crm_lead(&self, crm: CrmName, record: &str) -> Result<Option<LeadId>, StoreError> {
+        Ok(self.store.value(&record_key(crm, record)).await?.as_deref().and_then(LeadId::parse))
+    }
+
+    /// Moves each lead to the status its CRM reports, forwards only (`Lead::crm_outcome`);
+    /// returns how many moved.
+    pub async fn crm_outcomes(&self, crm: CrmName, outcomes: Vec<(LeadId, LeadStatus, String)>) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut moved = 0;
+        for (id, to, said) in outcomes {
+            let r = self.store.update(vec![id.clone()], move |l| l.crm_outcome(crm.label(), to, &said, now)).await?;
+            if let Some(Updated::Written(l)) = r.into_iter().next() {
+                tracing::info!(lead_id = %l.id, status = %to, crm = crm.as_str(), "status from the CRM");
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// One pass over Salesforce's changes since the last (a day back on the first): the Leads'
+    /// statuses and converted leads' opportunities, applied forwards only. Returns how many
+    /// leads moved; nothing without `[crm.salesforce]`.
+    pub async fn crm_read_back(&self) -> Result<usize, StageError> {
+        let Some(sf) = self.crm.as_ref().and_then(|c| c.salesforce()) else { return Ok(0) };
+        let now = self.clock.now();
+        let mark = self
+            .store
+            .value(READ_BACK_MARK)
+            .await?
+            .and_then(|m| DateTime::parse_from_rfc3339(&m).ok().map(|t| t.with_timezone(&Utc)))
+            .unwrap_or(now - chrono::Duration::days(1));
+        // A second back: changes within the mark's own second are read again (moves are
+        // forwards only, so reading one twice changes nothing).
+        let (outcomes, latest) = sf
+            .changes(mark - chrono::Duration::seconds(1))
+            .await
+            .map_err(|e| StageError::NotYet(format!("Salesforce read-back: {}", describe(&e))))?;
+        let outcomes: Vec<(LeadId, LeadStatus, String)> = outcomes
+            .into_iter()
+            .filter_map(|Outcome { lead, status, said }| Some((LeadId::parse(&lead)?, status, said)))
+            .collect();
+        let moved = self.crm_outcomes(CrmName::Salesforce, outcomes).await?;
+        if latest > mark {
+            self.store.put_value(READ_BACK_MARK, &latest.to_rfc3339()).await?;
+        }
+        Ok(moved)
+    }
+}
+
+fn describe(e: &DeliveryResult) -> String {
+    match e {
+        DeliveryResult::Delivered => "ok".into(),
+        DeliveryResult::Retry { error, .. } | DeliveryResult::Dead { error } => error.clone(),
+    }
+}
+
+/// Keeps a CRM record's id on the lead (unchanged when it is already there).
+fn keep_record_id(crm: String, record: String) -> impl crate::ports::LeadChange {
+    move |l: &mut crate::domain::Lead| {
+        if l.crm.get(&crm).is_some_and(|r| *r == record) {
+            return false;
+        }
+        l.crm.insert(crm.clone(), record.clone());
+        true
+    }
+}
