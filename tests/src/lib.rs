@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod contract;
+pub mod crm;
 pub mod queue_contract;
 
 use axum::Router;

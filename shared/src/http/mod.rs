@@ -79,6 +79,9 @@ fn api<S: LeadStore, Q: Queue, N: Notifier>(
         )
         .routes(Route::new("/v1/webhooks/google").on(Post, webhooks::google::<S, Q, N>, webhooks::google_op()).into())
         .routes(
+            Route::new("/v1/webhooks/hubspot").on(Post, webhooks::hubspot::<S, Q, N>, webhooks::hubspot_op()).into(),
+        )
+        .routes(
             Route::new("/v1/webhooks/generic/{source}")
                 .on(Post, webhooks::generic::<S, Q, N>, webhooks::generic_op())
                 .into(),

@@ -201,3 +201,80 @@ pub(super) fn generic_op() -> Op {
             STORE_DOWN,
         ])
 }
+
+/// HubSpot's webhooks: outcomes of the contacts leadrouter created (`lifecyclestage`,
+/// `hs_lead_status` changes, mapped by `[crm.hubspot.outcomes]`), forwards only. Signed with
+/// `X-HubSpot-Signature-v3` over method + `public_url` + path and query + body + timestamp.
+pub async fn hubspot<S: LeadStore, Q: Queue, N: Notifier>(
+    State(p): State<AppState<S, Q, N>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    use crate::crm::{CrmName, hubspot};
+    let Some(settings) = &p.settings.crm.hubspot else { return Err(not_configured("hubspot")) };
+    let Some(secret) = p.secrets.source("crm.hubspot.webhook_secret") else {
+        return Err(secret_unset("[crm.hubspot] webhook_secret"));
+    };
+    let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(signature), Some(timestamp)) = (header("x-hubspot-signature-v3"), header("x-hubspot-request-timestamp"))
+    else {
+        return Err(Problem::unauthorized("X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are required"));
+    };
+    let path = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/v1/webhooks/hubspot");
+    let signed_uri = format!("{}{path}", p.settings.server.public_url);
+    let now_ms = p.clock.now().timestamp_millis();
+    if !hubspot::signature_valid(secret, "POST", &signed_uri, &body, timestamp, signature, now_ms) {
+        return Err(Problem::unauthorized(
+            "X-HubSpot-Signature-v3 does not match (or the timestamp is over five minutes off); the signed URI is \
+             [server] public_url + the path",
+        ));
+    }
+    let events: Vec<hubspot::Event> = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("the body is not HubSpot's array of events: {e}")))?;
+    let mut outcomes = Vec::new();
+    for e in &events {
+        let Some((record, status, said)) = hubspot::outcome_of(settings, e) else { continue };
+        // Contacts leadrouter did not create are not ours to move.
+        if let Some(lead) = p.crm_lead(CrmName::HubSpot, &record).await.map_err(super::store_down)? {
+            outcomes.push((lead, status, said));
+        }
+    }
+    let matched = outcomes.len();
+    let moved = p.crm_outcomes(CrmName::HubSpot, outcomes).await.map_err(super::store_down)?;
+    Ok(Json(json!({ "events": events.len(), "matched": matched, "moved": moved })).into_response())
+}
+
+pub(super) fn hubspot_op() -> Op {
+    Op::new("hubspotWebhook", "webhooks", "HubSpot webhook events: outcomes of the contacts leadrouter created")
+        .param(
+            "X-HubSpot-Signature-v3",
+            ParameterIn::Header,
+            true,
+            string(),
+            "base64 HMAC-SHA256 of method + URI + body + timestamp, keyed by the app's client secret",
+        )
+        .param(
+            "X-HubSpot-Request-Timestamp",
+            ParameterIn::Header,
+            true,
+            string(),
+            "Milliseconds since the epoch; at most five minutes off.",
+        )
+        .body(&[("application/json", free_object("A JSON array of HubSpot events (contact.propertyChange, …)."))], "")
+        .ok(
+            "200",
+            "Taken: how many events came, how many were about leadrouter's contacts with a mapped value, and how \
+             many leads moved.",
+            "application/json",
+            free_object("{\"events\": n, \"matched\": n, \"moved\": n}"),
+        )
+        .problems(&[
+            ("400", "Not a JSON array of events."),
+            ("401", "Missing or wrong signature, or a stale timestamp."),
+            ("404", "[crm.hubspot] is not configured."),
+            TOO_LARGE,
+            STORE_DOWN,
+        ])
+}
