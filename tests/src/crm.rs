@@ -20,6 +20,7 @@ pub struct CrmRequest {
     pub query: String,
     pub headers: HeaderMap,
     pub body: Value,
+    pub at: std::time::Instant,
 }
 
 /// A scripted failure for the next calls of one kind.
@@ -117,6 +118,7 @@ async fn hs_record(
         query: query.into(),
         headers: headers.clone(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
     // Private apps send `Authorization: Bearer <token>` (…/legacy-apps/authentication/intro-to-auth).
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -164,7 +166,11 @@ async fn hs_upsert(State(state): State<Arc<Mutex<HubSpotState>>>, headers: Heade
         let (Some(id_property), Some(id), Some(props)) =
             (input["idProperty"].as_str(), input["id"].as_str(), input["properties"].as_object())
         else {
-            return hs_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Invalid input: idProperty, id and properties are required");
+            return hs_error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "Invalid input: idProperty, id and properties are required",
+            );
         };
         if id_property != "email" && id_property != "leadrouter_lead_id" {
             return hs_error(
@@ -241,7 +247,11 @@ async fn hs_owners(
     axum::Json(json!({"results": results})).into_response()
 }
 
-async fn hs_company_search(State(state): State<Arc<Mutex<HubSpotState>>>, headers: HeaderMap, body: String) -> Response {
+async fn hs_company_search(
+    State(state): State<Arc<Mutex<HubSpotState>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if let Some(r) = hs_record(&state, "POST", "/crm/v3/objects/companies/search", "", &headers, &body).await {
         return r;
@@ -295,7 +305,13 @@ impl FakeHubSpot {
     }
 
     pub fn add_company(&self, id: &str, domain: &str, name: &str, owner: &str, modified: &str) {
-        self.state.lock().unwrap().companies.push((id.into(), domain.into(), name.into(), owner.into(), modified.into()));
+        self.state.lock().unwrap().companies.push((
+            id.into(),
+            domain.into(),
+            name.into(),
+            owner.into(),
+            modified.into(),
+        ));
     }
 
     pub fn script_upserts(&self, answers: &[Scripted]) {
@@ -355,7 +371,14 @@ fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!([{"message": message, "errorCode": code}]))).into_response()
 }
 
-fn sf_record(state: &Arc<Mutex<SalesforceState>>, method: &str, path: &str, query: &str, headers: &HeaderMap, body: &Value) -> Option<Response> {
+fn sf_record(
+    state: &Arc<Mutex<SalesforceState>>,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Option<Response> {
     let mut s = state.lock().unwrap();
     s.requests.push(CrmRequest {
         method: method.into(),
@@ -363,6 +386,7 @@ fn sf_record(state: &Arc<Mutex<SalesforceState>>, method: &str, path: &str, quer
         query: query.into(),
         headers: headers.clone(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = auth.strip_prefix("Bearer ").unwrap_or("");
@@ -383,12 +407,16 @@ async fn sf_token(State(state): State<Arc<Mutex<SalesforceState>>>, body: String
         query: String::new(),
         headers: HeaderMap::new(),
         body: json!(form.keys().collect::<Vec<_>>()),
+        at: std::time::Instant::now(),
     });
     if form.get("grant_type").map(String::as_str) != Some("client_credentials")
         || form.get("client_id") != Some(&s.client_id)
         || form.get("client_secret") != Some(&s.client_secret)
     {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_client", "error_description": "invalid client credentials"})))
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_client", "error_description": "invalid client credentials"})),
+        )
             .into_response();
     }
     s.issued += 1;
@@ -418,7 +446,11 @@ async fn sf_upsert(
     let mut s = state.lock().unwrap();
     if let Some(x) = s.upsert_script.pop_front() {
         // An exceeded org limit is 403 REQUEST_LIMIT_EXCEEDED, not 429 (errorcodes.htm).
-        return sf_error(StatusCode::from_u16(x.status).unwrap(), "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
+        return sf_error(
+            StatusCode::from_u16(x.status).unwrap(),
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        );
     }
     // API v46.0 and later only.
     let v: f64 = version.trim_start_matches('v').parse().unwrap_or(0.0);
@@ -432,7 +464,11 @@ async fn sf_upsert(
         return sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "records is required");
     };
     if records.len() > 200 {
-        return sf_error(StatusCode::BAD_REQUEST, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call");
+        return sf_error(
+            StatusCode::BAD_REQUEST,
+            "EXCEEDED_ID_LIMIT",
+            "record limit reached. cannot submit more than 200 records into this call",
+        );
     }
     // Sforce-Auto-Assign: absent or TRUE, the org's assignment rule replaces OwnerId (headers-autoassign).
     let auto_assign = headers.get("sforce-auto-assign").and_then(|v| v.to_str().ok()).map(str::to_uppercase);
@@ -449,7 +485,8 @@ async fn sf_upsert(
             results.push(json!({"success": false, "errors": [{"statusCode": "MISSING_ARGUMENT", "message": format!("{field} not specified"), "fields": [field.clone()]}]}));
             continue;
         };
-        let existing = s.leads.iter().find(|(_, l)| l.get(&field).and_then(Value::as_str) == Some(&ext)).map(|(k, _)| k.clone());
+        let existing =
+            s.leads.iter().find(|(_, l)| l.get(&field).and_then(Value::as_str) == Some(&ext)).map(|(k, _)| k.clone());
         // LastName and Company are required (Lead object reference).
         let missing: Vec<&str> = ["LastName", "Company"]
             .into_iter()
@@ -515,7 +552,8 @@ async fn sf_query(
     headers: HeaderMap,
 ) -> Response {
     let soql = q.get("q").cloned().unwrap_or_default();
-    if let Some(r) = sf_record(&state, "GET", &format!("/services/data/{version}/query"), &soql, &headers, &Value::Null) {
+    if let Some(r) = sf_record(&state, "GET", &format!("/services/data/{version}/query"), &soql, &headers, &Value::Null)
+    {
         return r;
     }
     let s = state.lock().unwrap();
@@ -542,16 +580,39 @@ fn run_soql(s: &SalesforceState, soql: &str) -> Result<Vec<Value>, String> {
     };
     let where_part = where_part.trim().strip_prefix("WHERE ").unwrap_or(where_part.trim());
     let rows: Vec<BTreeMap<String, Value>> = match object {
-        "Lead" => s.leads.iter().map(|(id, l)| {
-            let mut l = l.clone();
-            l.insert("Id".into(), json!(id));
-            l
-        }).collect(),
-        "User" => s.users.iter().map(|(id, e)| BTreeMap::from([("Id".to_owned(), json!(id)), ("Email".to_owned(), json!(e)), ("IsActive".to_owned(), json!(true))])).collect(),
-        "Account" => s.accounts.iter().map(|(id, name, web, owner, modified)| BTreeMap::from([
-            ("Id".to_owned(), json!(id)), ("Name".to_owned(), json!(name)), ("Website".to_owned(), json!(web)),
-            ("OwnerId".to_owned(), json!(owner)), ("LastModifiedDate".to_owned(), json!(modified)),
-        ])).collect(),
+        "Lead" => s
+            .leads
+            .iter()
+            .map(|(id, l)| {
+                let mut l = l.clone();
+                l.insert("Id".into(), json!(id));
+                l
+            })
+            .collect(),
+        "User" => s
+            .users
+            .iter()
+            .map(|(id, e)| {
+                BTreeMap::from([
+                    ("Id".to_owned(), json!(id)),
+                    ("Email".to_owned(), json!(e)),
+                    ("IsActive".to_owned(), json!(true)),
+                ])
+            })
+            .collect(),
+        "Account" => s
+            .accounts
+            .iter()
+            .map(|(id, name, web, owner, modified)| {
+                BTreeMap::from([
+                    ("Id".to_owned(), json!(id)),
+                    ("Name".to_owned(), json!(name)),
+                    ("Website".to_owned(), json!(web)),
+                    ("OwnerId".to_owned(), json!(owner)),
+                    ("LastModifiedDate".to_owned(), json!(modified)),
+                ])
+            })
+            .collect(),
         o => return Err(format!("sObject type '{o}' is not supported")),
     };
     let get = |row: &BTreeMap<String, Value>, f: &str| -> Value {
@@ -572,7 +633,8 @@ fn run_soql(s: &SalesforceState, soql: &str) -> Result<Vec<Value>, String> {
                 let inner = pat.trim_matches('%').to_lowercase();
                 get(row, f.trim()).as_str().is_some_and(|x| x.to_lowercase().contains(&inner))
             } else if let Some((f, v)) = c.split_once(" > ") {
-                let at = leadrouter::crm::salesforce::parse_time(v.trim()).ok_or(format!("bad DateTime literal {v}"))?;
+                let at =
+                    leadrouter::crm::salesforce::parse_time(v.trim()).ok_or(format!("bad DateTime literal {v}"))?;
                 get(row, f.trim()).as_str().and_then(leadrouter::crm::salesforce::parse_time).is_some_and(|t| t > at)
             } else if let Some((f, v)) = c.split_once(" = ") {
                 let v = v.trim();
@@ -658,7 +720,13 @@ impl FakeSalesforce {
     }
 
     pub fn add_account(&self, id: &str, name: &str, website: &str, owner: &str, modified: &str) {
-        self.state.lock().unwrap().accounts.push((id.into(), name.into(), website.into(), owner.into(), modified.into()));
+        self.state.lock().unwrap().accounts.push((
+            id.into(),
+            name.into(),
+            website.into(),
+            owner.into(),
+            modified.into(),
+        ));
     }
 
     /// Every token issued so far stops working (as a session does when it expires).
@@ -674,7 +742,11 @@ impl FakeSalesforce {
     pub fn leads_with(&self, ext: &str) -> Vec<(String, BTreeMap<String, Value>)> {
         let s = self.state.lock().unwrap();
         let f = s.external_id_field.clone();
-        s.leads.iter().filter(|(_, l)| l.get(&f).and_then(Value::as_str) == Some(ext)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        s.leads
+            .iter()
+            .filter(|(_, l)| l.get(&f).and_then(Value::as_str) == Some(ext))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// A rep's change in Salesforce: the Lead's Status set (LastModifiedDate moves).

@@ -134,10 +134,7 @@ fn statuses(c: &mut Checker, table: &BTreeMap<String, Spanned<String>>, what: &s
             Some(s) => {
                 out.insert(value.clone(), s);
             }
-            None => c.at(
-                status,
-                format!("{what}: '{}' is not contacted, qualified, won or lost", status.get_ref()),
-            ),
+            None => c.at(status, format!("{what}: '{}' is not contacted, qualified, won or lost", status.get_ref())),
         }
     }
     out

@@ -155,8 +155,12 @@ impl HubSpot {
                 Some((key, id))
             })
             .collect();
-        let errors: Vec<String> =
-            body["errors"].as_array().into_iter().flatten().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect();
+        let errors: Vec<String> = body["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .collect();
         inputs
             .iter()
             .enumerate()
@@ -165,9 +169,7 @@ impl HubSpot {
                 match by_key.get(&key) {
                     Some(id) => Ok(Some(id.clone())),
                     // A result without the key property: the answer's order is the inputs'.
-                    None if results.len() == n && errors.is_empty() => {
-                        Ok(results[i]["id"].as_str().map(str::to_owned))
-                    }
+                    None if results.len() == n && errors.is_empty() => Ok(results[i]["id"].as_str().map(str::to_owned)),
                     None => Err(DeliveryResult::Dead {
                         error: clip(&format!("HubSpot rejected the record: {}", errors.join("; "))),
                     }),
@@ -178,9 +180,8 @@ impl HubSpot {
 
     /// The owner id of the HubSpot user with this email.
     pub async fn owner_by_email(&self, email: &str) -> Result<Option<String>, DeliveryResult> {
-        let r = self
-            .send(self.http.get(self.url("/crm/v3/owners")).query(&[("email", email), ("limit", "100")]))
-            .await?;
+        let r =
+            self.send(self.http.get(self.url("/crm/v3/owners")).query(&[("email", email), ("limit", "100")])).await?;
         let body: Value = r.json().await.unwrap_or(Value::Null);
         Ok(body["results"]
             .as_array()

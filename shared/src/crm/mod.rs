@@ -230,7 +230,10 @@ impl Batcher {
                     let mut outcomes = api.upsert_batch(records).await.into_iter();
                     for reply in replies.into_iter().take(n) {
                         let outcome = outcomes.next().unwrap_or_else(|| {
-                            Err(DeliveryResult::Retry { error: "the CRM's answer left this record out".into(), after: None })
+                            Err(DeliveryResult::Retry {
+                                error: "the CRM's answer left this record out".into(),
+                                after: None,
+                            })
                         });
                         let _ = reply.send(outcome);
                     }

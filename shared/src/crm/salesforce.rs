@@ -27,12 +27,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Records per collections request.
 pub const MAX_BATCH: usize = 200;
-/// How long to wait after Salesforce says the org's API limit is spent.
-const LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct Salesforce {
@@ -97,10 +94,7 @@ impl Salesforce {
     }
 
     /// Sends a call with the token, fetching a new one once when it has expired.
-    async fn send(
-        &self,
-        build: impl Fn(&str) -> reqwest::RequestBuilder,
-    ) -> Result<(u16, Value), DeliveryResult> {
+    async fn send(&self, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Result<(u16, Value), DeliveryResult> {
         let mut renew = false;
         loop {
             let token = self.token(renew).await?;
@@ -118,18 +112,22 @@ impl Salesforce {
             let code = first["errorCode"].as_str().unwrap_or("").to_owned();
             let message = first["message"].as_str().unwrap_or("").to_owned();
             return Err(match (status, code.as_str()) {
+                // No Retry-After: the delivery's own backoff spaces the retries.
                 (403, "REQUEST_LIMIT_EXCEEDED") => DeliveryResult::Retry {
-                    error: clip(&format!("Salesforce API limit reached: {message}")),
-                    after: Some(LIMIT_WAIT),
+                    error: clip(&format!("Salesforce API limit reached (REQUEST_LIMIT_EXCEEDED): {message}")),
+                    after: None,
                 },
                 (401 | 403, _) => DeliveryResult::Retry {
                     error: clip(&format!("Salesforce refused the call ({status} {code}): {message}")),
                     after: None,
                 },
-                (300 | 400 | 404, _) => {
-                    DeliveryResult::Dead { error: clip(&format!("Salesforce rejected it ({status} {code}): {message}")) }
-                }
-                _ => DeliveryResult::Retry { error: clip(&format!("Salesforce answered {status} {code}: {message}")), after: None },
+                (300 | 400 | 404, _) => DeliveryResult::Dead {
+                    error: clip(&format!("Salesforce rejected it ({status} {code}): {message}")),
+                },
+                _ => DeliveryResult::Retry {
+                    error: clip(&format!("Salesforce answered {status} {code}: {message}")),
+                    after: None,
+                },
             });
         }
     }
@@ -219,7 +217,9 @@ impl Salesforce {
         );
         // A lead's own changes, and the later changes of the opportunities converted leads became.
         let queries = [
-            format!("SELECT {fields} FROM Lead WHERE {ext} != null AND LastModifiedDate > {at} ORDER BY LastModifiedDate"),
+            format!(
+                "SELECT {fields} FROM Lead WHERE {ext} != null AND LastModifiedDate > {at} ORDER BY LastModifiedDate"
+            ),
             format!(
                 "SELECT {fields} FROM Lead WHERE {ext} != null AND IsConverted = true AND \
                  ConvertedOpportunity.LastModifiedDate > {at} ORDER BY LastModifiedDate"
@@ -269,7 +269,8 @@ impl BatchUpsert for Salesforce {
         for (i, u) in records.iter().enumerate() {
             latest.insert(u.lead.id.to_string(), i);
         }
-        let sent: Vec<usize> = (0..records.len()).filter(|i| latest.get(records[*i].lead.id.as_str()) == Some(i)).collect();
+        let sent: Vec<usize> =
+            (0..records.len()).filter(|i| latest.get(records[*i].lead.id.as_str()) == Some(i)).collect();
         let body = json!({ "allOrNone": false, "records": sent.iter().map(|&i| self.record(&records[i])).collect::<Vec<_>>() });
         let url = self.data(&format!("/composite/sobjects/Lead/{}", self.settings.external_id_field));
         let answer = self.send(|_| self.http.patch(&url).header("Sforce-Auto-Assign", "FALSE").json(&body)).await;
@@ -285,10 +286,16 @@ impl BatchUpsert for Salesforce {
                         .into_iter()
                         .flatten()
                         .map(|e| {
-                            format!("{}: {}", e["statusCode"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or(""))
+                            format!(
+                                "{}: {}",
+                                e["statusCode"].as_str().unwrap_or("?"),
+                                e["message"].as_str().unwrap_or("")
+                            )
                         })
                         .collect();
-                    Err(DeliveryResult::Dead { error: clip(&format!("Salesforce rejected the Lead: {}", errors.join("; "))) })
+                    Err(DeliveryResult::Dead {
+                        error: clip(&format!("Salesforce rejected the Lead: {}", errors.join("; "))),
+                    })
                 })
                 .collect(),
             Ok(_) => vec![

@@ -20,14 +20,18 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// the lead under the record's id) before the delivery counts as delivered.
     pub(super) async fn crm_upsert(&self, crm: CrmName, lead: &crate::domain::Lead) -> DeliveryResult {
         let Some(client) = &self.crm else {
-            return DeliveryResult::Dead { error: format!("{} is not configured (or its secrets are unset)", crm.label()) };
+            return DeliveryResult::Dead {
+                error: format!("{} is not configured (or its secrets are unset)", crm.label()),
+            };
         };
         let Some(owner) = lead.owner.as_deref() else {
             return DeliveryResult::Dead { error: "the lead has no owner to write".into() };
         };
         let roster = match self.roster().await {
             Ok(r) => r,
-            Err(e) => return DeliveryResult::Retry { error: format!("the roster could not be read: {e}"), after: None },
+            Err(e) => {
+                return DeliveryResult::Retry { error: format!("the roster could not be read: {e}"), after: None };
+            }
         };
         let Some(rep) = roster.rep(owner) else {
             return DeliveryResult::Dead { error: format!("rep {owner} is no longer on the roster") };
@@ -35,7 +39,9 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         match client.upsert(crm, lead, rep).await {
             Ok(Some(record)) => match self.keep_record(crm, &lead.id, &record).await {
                 Ok(()) => DeliveryResult::Delivered,
-                Err(e) => DeliveryResult::Retry { error: format!("the CRM record id could not be kept: {e}"), after: None },
+                Err(e) => {
+                    DeliveryResult::Retry { error: format!("the CRM record id could not be kept: {e}"), after: None }
+                }
             },
             Ok(None) => DeliveryResult::Delivered,
             Err(e) => e,
@@ -54,7 +60,11 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
 
     /// Moves each lead to the status its CRM reports, forwards only (`Lead::crm_outcome`);
     /// returns how many moved.
-    pub async fn crm_outcomes(&self, crm: CrmName, outcomes: Vec<(LeadId, LeadStatus, String)>) -> Result<usize, StoreError> {
+    pub async fn crm_outcomes(
+        &self,
+        crm: CrmName,
+        outcomes: Vec<(LeadId, LeadStatus, String)>,
+    ) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let mut moved = 0;
         for (id, to, said) in outcomes {

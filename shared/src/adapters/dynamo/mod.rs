@@ -451,13 +451,17 @@ impl LeadStore for DynamoStore {
     /// The current record (`REPS`, `REP#<id>`) and one in the history (`REPHISTORY`,
     /// `<time>#<id>`, time in microseconds, zero-padded), in one transaction.
     async fn value(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let item = self.get_item(HashMap::from([("pk".to_owned(), s(format!("KV#{key}"))), ("sk".to_owned(), s("KV"))]));
+        let item =
+            self.get_item(HashMap::from([("pk".to_owned(), s(format!("KV#{key}"))), ("sk".to_owned(), s("KV"))]));
         Ok(item.await?.and_then(|i| get_s(&i, "v").map(str::to_owned)))
     }
 
     async fn put_value(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        let item =
-            HashMap::from([("pk".to_owned(), s(format!("KV#{key}"))), ("sk".to_owned(), s("KV")), ("v".to_owned(), s(value))]);
+        let item = HashMap::from([
+            ("pk".to_owned(), s(format!("KV#{key}"))),
+            ("sk".to_owned(), s("KV")),
+            ("v".to_owned(), s(value)),
+        ]);
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
         Ok(())
     }
