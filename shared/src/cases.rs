@@ -182,7 +182,7 @@ fn decide_case(
     let open: HashMap<String, u32> = open.iter().map(|(k, v)| (k.clone(), *v)).collect();
     let owners: HashMap<String, (LeadId, String)> =
         owners.iter().map(|(d, rep)| (d.to_ascii_lowercase(), (LeadId::new(), rep.clone()))).collect();
-    let view = RoutingView { pools: &settings.pools, roster, open: &open, owners: &owners, now: at };
+    let view = RoutingView { pools: &settings.pools, roster, open: &open, owners: &owners, crm: None, now: at };
     if lead.status == LeadStatus::Scored {
         let decision = first_look(&lead, &view);
         apply(&decision, &mut lead, &view);

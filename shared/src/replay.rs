@@ -355,7 +355,7 @@ impl<'a> Replayer<'a> {
         let owners = self.owners_for(&sims, now);
         let open = self.open.clone();
         let (pools, roster) = (&self.settings.pools, &self.roster);
-        let view = RoutingView { pools, roster, open: &open, owners: &owners, now };
+        let view = RoutingView { pools, roster, open: &open, owners: &owners, crm: None, now };
         let mut by_pool: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut singles = Vec::new();
         for (k, s) in sims.iter().enumerate() {
@@ -403,7 +403,7 @@ impl<'a> Replayer<'a> {
             {
                 let was = open_owner(&s.lead);
                 let (open, owners) = (self.open.clone(), HashMap::new());
-                let view = RoutingView { pools, roster: &self.roster, open: &open, owners: &owners, now };
+                let view = RoutingView { pools, roster: &self.roster, open: &open, owners: &owners, crm: None, now };
                 let m = HandMove { rep: rep.clone(), by: by.clone(), note: None, force: true };
                 if matches!(move_by_hand(&mut s.lead, &m, &view), Ok(true)) {
                     self.moved(&s, was);

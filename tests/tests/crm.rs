@@ -332,3 +332,45 @@ async fn salesforce_upserts_by_external_id_keeps_the_owner_renews_its_token_and_
     // The next pass reads from where this one stopped: nothing moves again.
     assert_eq!(app.sweep().await.crm_outcomes, 0);
 }
+
+#[tokio::test]
+async fn stickiness_by_the_crms_account_owner_breaks_ties_by_the_latest_account_and_never_waits_long() {
+    let c = crms().await;
+    // Two companies on one domain: the most recently modified one's owner wins.
+    c.hs.add_company("901", "acme-example.com", "Acme (old)", ANA_HS, "2026-01-01T00:00:00.000Z");
+    c.hs.add_company("902", "acme-example.com", "Acme Inc", BEN_HS, "2026-11-01T00:00:00.000Z");
+    let app = app(&c, &["hubspot"], Some("hubspot")).await;
+    for i in 0..3 {
+        let id = post_lead(&app, &format!("buyer{i}@acme-example.com"), Some("Acme")).await;
+        let lead = app.wait_status(&id, &["notified"]).await;
+        assert_eq!(lead["owner"], "ben", "{lead}");
+        let why = lead["why"].as_str().unwrap();
+        assert!(why.starts_with("existing owner: ben owns acme-example.com in HubSpot (account Acme Inc)"), "{why}");
+    }
+    let searches = c.hs.requests("/crm/v3/objects/companies/search");
+    assert_eq!(searches.len(), 1, "the company's owners are cached");
+    assert_eq!(searches[0].body["filterGroups"][0]["filters"][0]["value"], "acme-example.com");
+
+    // ben away: the next account's owner, ana, takes it.
+    let r = app
+        .admin_send(
+            reqwest::Method::PUT,
+            "/v1/reps/ben",
+            Some(&json!({"name": "Ben Okafor", "email": "ben@example.com", "active": false})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let id = post_lead(&app, "buyer9@acme-example.com", Some("Acme")).await;
+    let lead = app.wait_status(&id, &["notified"]).await;
+    assert_eq!(lead["owner"], "ana");
+    assert!(lead["why"].as_str().unwrap().contains("ana owns acme-example.com in HubSpot (account Acme (old))"));
+
+    // A CRM that does not answer in time: round-robin, and why says so.
+    c.hs.state.lock().unwrap().search_delay_ms = 2_000;
+    let started = std::time::Instant::now();
+    let id = post_lead(&app, "someone@slow-example.com", None).await;
+    let lead = app.wait_status(&id, &["notified"]).await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(1_900), "routing did not wait for the CRM");
+    let why = lead["why"].as_str().unwrap();
+    assert!(why.contains("round-robin turn") && why.contains("HubSpot did not answer within 400 ms"), "{why}");
+}

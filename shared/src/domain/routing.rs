@@ -77,7 +77,22 @@ pub struct RoutingView<'a> {
     pub open: &'a HashMap<String, u32>,
     /// Each company's existing owner, by account domain: one of its leads and that lead's rep.
     pub owners: &'a HashMap<String, (LeadId, String)>,
+    /// `[stickiness] crm`: each company's owners in the CRM, asked before the batch.
+    pub crm: Option<&'a CrmAccounts>,
     pub now: DateTime<Utc>,
+}
+
+/// What the CRM of `[stickiness] crm` said about the batch's companies.
+#[derive(Clone, Debug, Default)]
+pub struct CrmAccounts {
+    /// The CRM, as people name it (`HubSpot`).
+    pub crm: String,
+    /// By account domain: the CRM's accounts with that domain whose owner is a rep, best first
+    /// (most recently modified): (account name, rep id).
+    pub owners: HashMap<String, Vec<(String, String)>>,
+    /// Domains the CRM did not answer for in time (or at all), with what happened: their leads
+    /// are routed without the CRM, and `why` says so.
+    pub unanswered: HashMap<String, String>,
 }
 
 /// Where the round-robin of each pool stands, and the leads given in this batch so far.
@@ -117,6 +132,10 @@ pub enum Decision {
     /// matching pool that has the owner, else the first matching pool, whose SLA applies. A
     /// lead that matches no pool is not routed by stickiness either.
     ExistingOwner { pool: usize, rep: String, domain: String, other: LeadId },
+    /// The company's owner in the CRM of `[stickiness] crm` (the most recently modified of its
+    /// accounts whose owner is available), ahead of the owner found in leadrouter's own leads;
+    /// no turn is taken, and the pool is chosen as for an existing owner.
+    CrmOwner { pool: usize, rep: String, domain: String, crm: String, account: String },
     /// A test lead shows where it would go but takes no rep's turn.
     Test { pool: usize, rep: String },
     /// Nobody can take it: `passed` per matching pool, or `reasons` when that is not why (no
@@ -184,6 +203,32 @@ pub fn decide(lead: &Lead, view: &RoutingView, turns: &Turns) -> Decision {
         let reasons = Some("it was already reassigned once after its SLA; the manager decides".into());
         return Decision::Nobody { route, first_pool, passed: Vec::new(), reasons };
     }
+    let owner_pool = |owner: &str, first: usize| {
+        matching
+            .iter()
+            .copied()
+            .find(|i| {
+                view.roster.rotation(&view.pools[*i].id).is_some_and(|r| r.members().iter().any(|m| m.0 == owner))
+            })
+            .unwrap_or(first)
+    };
+    if route.is_first()
+        && let Some(first) = first_pool
+        && let Some(domain) = lead.account()
+        && let Some(crm) = view.crm
+        && let Some((account, owner)) = crm
+            .owners
+            .get(domain)
+            .and_then(|accounts| accounts.iter().find(|(_, rep)| view.can_take(rep, turns.given, None).is_ok()))
+    {
+        return Decision::CrmOwner {
+            pool: owner_pool(owner, first),
+            rep: owner.clone(),
+            domain: domain.to_owned(),
+            crm: crm.crm.clone(),
+            account: account.clone(),
+        };
+    }
     if route.is_first()
         && let Some(first) = first_pool
         && let Some(domain) = lead.account()
@@ -191,13 +236,7 @@ pub fn decide(lead: &Lead, view: &RoutingView, turns: &Turns) -> Decision {
         && *other != lead.id
         && view.can_take(owner, turns.given, None).is_ok()
     {
-        let pool = matching
-            .iter()
-            .copied()
-            .find(|i| {
-                view.roster.rotation(&view.pools[*i].id).is_some_and(|r| r.members().iter().any(|m| m.0 == *owner))
-            })
-            .unwrap_or(first);
+        let pool = owner_pool(owner, first);
         return Decision::ExistingOwner { pool, rep: owner.clone(), domain: domain.to_owned(), other: other.clone() };
     }
     let mut passed = Vec::new();
@@ -257,6 +296,26 @@ pub fn apply(decision: &Decision, l: &mut Lead, view: &RoutingView) -> bool {
         Decision::Nothing => false,
         Decision::Turn { route, pool, pick, weights, passed } => {
             give(l, route, &view.pools[*pool], pick, weights, &view.describe(passed), now);
+            // A company the CRM could not be asked about in time: routed without it, said so.
+            if let Some(note) = l.account().and_then(|d| view.crm?.unanswered.get(d)).cloned() {
+                let why = format!("{}; {note}", l.why.clone().unwrap_or_default());
+                l.why = Some(why.clone());
+                if let Some(h) = l.history.last_mut() {
+                    h.reason = why;
+                }
+            }
+            true
+        }
+        Decision::CrmOwner { pool, rep, domain, crm, account } => {
+            let pool = &view.pools[*pool];
+            let why = format!(
+                "existing owner: {rep} owns {domain} in {crm} (account {account}); pool {} ({}); no round-robin turn taken",
+                pool.id,
+                pool.rule.explain(l)
+            );
+            l.give_to(&pool.id, rep.clone(), why, NotificationKind::Assigned, now);
+            l.assigned_by(AssignedBy::ExistingOwner, now);
+            l.sla_due_at = pool.sla_minutes.map(|m| now + chrono::Duration::minutes(i64::from(m)));
             true
         }
         Decision::ExistingOwner { pool, rep, domain, other } => {
@@ -519,7 +578,7 @@ mod tests {
         let pools = vec![pool("all", &members)];
         let roster = Roster::build(&[rep("ana", true, None), rep("ben", true, Some(1))], &pools, &[]);
         let (open, owners) = (HashMap::from([("ben".to_string(), 1)]), HashMap::new());
-        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, crm: None, now: now() };
         let hand = |rep: &str, force: bool| HandMove { rep: rep.into(), by: "Maria".into(), note: None, force };
         let mut l = lead("a@acme.com");
         assert_eq!(
@@ -569,7 +628,7 @@ mod tests {
             let open: HashMap<String, u32> =
                 reps.iter().enumerate().filter(|(_, r)| r.2.is_some()).map(|(i, r)| (format!("r{i}"), r.3)).collect();
             let owners = HashMap::new();
-            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, crm: None, now: now() };
             let mut given: HashMap<String, u32> = HashMap::new();
             for d in route(&view, n) {
                 let room = |id: &str, given: &HashMap<String, u32>| {
@@ -599,7 +658,7 @@ mod tests {
             let pools = vec![pool("all", &members)];
             let roster = Roster::build(&roster_reps, &pools, &[]);
             let (open, owners) = (HashMap::new(), HashMap::new());
-            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, crm: None, now: now() };
             let total: u32 = weights.iter().sum();
             let mut count: HashMap<String, u32> = HashMap::new();
             for d in route(&view, total as usize * periods) {
@@ -622,7 +681,7 @@ mod tests {
             let open: HashMap<String, u32> = cap.map(|_| ("ben".to_owned(), open_now)).into_iter().collect();
             let owners: HashMap<String, (LeadId, String)> =
                 [("acme.example".to_owned(), (LeadId::new(), "ben".to_owned()))].into_iter().collect();
-            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+            let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, crm: None, now: now() };
             let available = active && cap.is_none_or(|c| open_now < c);
             let d = decide(&lead("cto@acme.example"), &view, &Turns { cursor: &|_| 1, given: &HashMap::new() });
             match d {
@@ -650,7 +709,7 @@ mod tests {
         let open = HashMap::new();
         let owners: HashMap<String, (LeadId, String)> =
             [("nowhere.example".to_owned(), (LeadId::new(), "ana".to_owned()))].into_iter().collect();
-        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, crm: None, now: now() };
         let mut l = lead("cfo@nowhere.example");
         let d = decide(&l, &view, &Turns { cursor: &|_| 0, given: &HashMap::new() });
         let Decision::Nobody { first_pool: None, reasons: Some(ref reasons), .. } = d else { panic!("{d:?}") };
@@ -665,7 +724,7 @@ mod tests {
         let pools = vec![pool("all", &members)];
         let roster = Roster::build(&[rep("ana", true, None), rep("ben", true, None)], &pools, &[]);
         let (open, owners) = (HashMap::new(), HashMap::new());
-        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, now: now() };
+        let view = RoutingView { pools: &pools, roster: &roster, open: &open, owners: &owners, crm: None, now: now() };
         let mut l = lead("p@co.example");
         let d = decide(&l, &view, &Turns { cursor: &|_| 0, given: &HashMap::new() });
         assert!(apply(&d, &mut l, &view));

@@ -21,11 +21,13 @@ pub(super) struct Snapshot {
     pub open: HashMap<String, u32>,
     /// Each company's existing owner, for the leads' companies.
     pub owners: HashMap<String, (LeadId, String)>,
+    /// `[stickiness] crm`: the companies' owners in the CRM.
+    pub crm: Option<crate::domain::routing::CrmAccounts>,
 }
 
 impl Snapshot {
     pub(super) fn view<'a>(&'a self, pools: &'a [crate::domain::Pool], now: DateTime<Utc>) -> RoutingView<'a> {
-        RoutingView { pools, roster: &self.roster, open: &self.open, owners: &self.owners, now }
+        RoutingView { pools, roster: &self.roster, open: &self.open, owners: &self.owners, crm: self.crm.as_ref(), now }
     }
 }
 
@@ -60,6 +62,10 @@ impl Context {
         first_look(l, &self.view())
     }
 }
+
+/// How long routing waits for the CRM's account owners (`[stickiness] crm`) before it decides
+/// without them: routing latency never depends on the CRM by more than this.
+pub const CRM_BUDGET: std::time::Duration = std::time::Duration::from_millis(400);
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// The roster in force: the document's reps with the changes made through the API.
@@ -195,7 +201,65 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         domains.sort();
         domains.dedup();
         let since = now - chrono::Duration::days(i64::from(self.settings.dedup.window_days));
+        let crm = self.crm_accounts(&roster, &domains).await;
         let owners = self.store.account_owners(domains, since).await?;
-        Ok(Snapshot { roster, open, owners })
+        Ok(Snapshot { roster, open, owners, crm })
+    }
+
+    /// With `[stickiness] crm`: each domain's accounts in the CRM whose owner is a rep, asked
+    /// concurrently within [`CRM_BUDGET`]; a domain not answered in time is routed without the
+    /// CRM (and `why` says so). Answers are cached by the client for a few minutes, so a
+    /// burst from one company costs one lookup.
+    async fn crm_accounts(&self, roster: &Roster, domains: &[String]) -> Option<crate::domain::routing::CrmAccounts> {
+        let name = self.settings.crm.stickiness?;
+        let client = self.crm.as_ref()?;
+        let mut out = crate::domain::routing::CrmAccounts { crm: name.label().to_owned(), ..Default::default() };
+        if domains.is_empty() {
+            return Some(out);
+        }
+        let lookups = async {
+            let users =
+                join_all(roster.reps().iter().map(|r| async move { (r.id.clone(), client.user(name, r).await) }));
+            let accounts =
+                join_all(domains.iter().map(|d| async move { (d.clone(), client.account_owners(name, d).await) }));
+            futures::join!(users, accounts)
+        };
+        match tokio::time::timeout(CRM_BUDGET, lookups).await {
+            Ok((users, accounts)) => {
+                let rep_of: HashMap<String, String> =
+                    users.into_iter().filter_map(|(rep, u)| Some((u.ok()??, rep))).collect();
+                for (domain, found) in accounts {
+                    match found {
+                        Ok(list) => {
+                            let reps: Vec<(String, String)> = list
+                                .into_iter()
+                                .filter_map(|a| Some((a.account, rep_of.get(&a.owner)?.clone())))
+                                .collect();
+                            out.owners.insert(domain, reps);
+                        }
+                        Err(e) => {
+                            let why = match e {
+                                crate::ports::DeliveryResult::Retry { error, .. }
+                                | crate::ports::DeliveryResult::Dead { error } => error,
+                                crate::ports::DeliveryResult::Delivered => String::new(),
+                            };
+                            out.unanswered.insert(
+                                domain,
+                                format!("{} owner lookup failed ({why}), so round-robin", name.label()),
+                            );
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                for d in domains {
+                    out.unanswered.insert(
+                        d.clone(),
+                        format!("{} did not answer within {} ms, so round-robin", name.label(), CRM_BUDGET.as_millis()),
+                    );
+                }
+            }
+        }
+        Some(out)
     }
 }

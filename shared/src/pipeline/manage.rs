@@ -37,7 +37,14 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             .store
             .update(vec![id.clone()], move |l| {
                 let owners = HashMap::new();
-                let view = RoutingView { pools: &settings.pools, roster: &roster, open: &open, owners: &owners, now };
+                let view = RoutingView {
+                    pools: &settings.pools,
+                    roster: &roster,
+                    open: &open,
+                    owners: &owners,
+                    crm: None,
+                    now,
+                };
                 let r = move_by_hand(l, &mv, &view);
                 let changed = matches!(r, Ok(true));
                 *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
