@@ -81,10 +81,36 @@ enum Command {
         /// Where to write the copy.
         out: PathBuf,
     },
+    /// The CRM loop ([crm.hubspot], [crm.salesforce]).
+    Crm {
+        #[command(subcommand)]
+        command: CrmCommand,
+    },
     /// Work with routing documents.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrmCommand {
+    /// Send again the CRM upserts that failed (a rep without a CRM user, a validation rule, a
+    /// spent API limit), once the cause is fixed: each for the lead's current owner. The
+    /// upsert key makes a record already in the CRM an update, never a second record.
+    Resync {
+        /// The routing document (its [crm.*] and [store] sqlite); secrets from the environment.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only leads received on or after this date (YYYY-MM-DD or RFC 3339); default: all.
+        #[arg(long)]
+        since: Option<String>,
+        /// The SQLite file (default: the document's [store] sqlite).
+        #[arg(long, conflicts_with = "table")]
+        db: Option<PathBuf>,
+        /// A DynamoDB table instead (the stack's `LeadsTable` output).
+        #[arg(long)]
+        table: Option<String>,
     },
 }
 
@@ -160,6 +186,23 @@ fn main() -> ExitCode {
                     }
                     _ => ExitCode::SUCCESS,
                 },
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Crm { command: CrmCommand::Resync { config, since, db, table } } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(crm_resync(&config, since.as_deref(), db, table)) {
+                Ok(r) if r.failed.is_empty() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(2),
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
@@ -307,6 +350,62 @@ async fn replay(
             replay_from(&store, &settings, since, &db.display().to_string(), format).await
         }
     }
+}
+
+async fn crm_resync(
+    file: &PathBuf,
+    since: Option<&str>,
+    db: Option<PathBuf>,
+    table: Option<String>,
+) -> anyhow::Result<leadrouter::pipeline::crm::Resynced> {
+    let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))?;
+    anyhow::ensure!(
+        !settings.crm.names().is_empty(),
+        "{} configures no CRM ([crm.hubspot] or [crm.salesforce])",
+        file.display()
+    );
+    let since = match since {
+        None => chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        Some(s) => leadrouter::replay::parse_since(s)
+            .ok_or_else(|| anyhow::anyhow!("--since '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))?,
+    };
+    // The server's own secrets are not needed here: only the CRMs'.
+    let resolved =
+        Secrets::resolve(&settings, &|n| std::env::var(n).ok(), Some(&random_token)).map_err(|e| anyhow::anyhow!(e))?;
+    for w in &resolved.warnings {
+        eprintln!("warning: {w}");
+    }
+    let secrets = resolved.secrets;
+    let r = match table {
+        Some(t) => {
+            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let store = leadrouter::adapters::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), &t);
+            let p = leadrouter::runtime::tool_pipeline(store, settings, secrets);
+            anyhow::ensure!(p.crm.is_some(), "no CRM is usable: its secrets are not set in the environment");
+            p.crm_resync(since).await?
+        }
+        None => {
+            let db = db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
+            anyhow::ensure!(db.exists(), "{} does not exist (pass --db with the file `serve` uses)", db.display());
+            let store = leadrouter::adapters::sqlite::SqliteStore::open(&db)
+                .with_context(|| format!("cannot open {}", db.display()))?;
+            let p = leadrouter::runtime::tool_pipeline(store, settings, secrets);
+            anyhow::ensure!(p.crm.is_some(), "no CRM is usable: its secrets are not set in the environment");
+            p.crm_resync(since).await?
+        }
+    };
+    say!(
+        "{} leads read, {} failed CRM upserts sent again: {} delivered, {} still failing",
+        r.leads,
+        r.tried,
+        r.delivered,
+        r.failed.len()
+    );
+    for (lead, error) in &r.failed {
+        say!("  {lead}: {error}");
+    }
+    Ok(r)
 }
 
 /// Replays every lead since `since` through the new document, with a progress bar for people,

@@ -352,3 +352,28 @@ async fn resume(p: &EmbeddedPipeline) -> Result<usize, StoreError> {
         }
     }
 }
+
+/// A pipeline over `store` for a one-off command (`leadrouter crm resync`): the document's
+/// CRMs and notifier, no workers; what it would send on between stages goes nowhere.
+pub fn tool_pipeline<S: crate::ports::LeadStore>(
+    store: S,
+    settings: Settings,
+    secrets: Secrets,
+) -> Pipeline<S, ChannelQueue, HttpNotifier> {
+    let clock: Arc<dyn crate::ports::Clock> = Arc::new(crate::ports::SystemClock);
+    let (queue, _receivers) = ChannelQueue::new();
+    let crm = crate::crm::Crm::from_settings(&settings.crm, &secrets);
+    Pipeline {
+        store,
+        queue,
+        notifier: HttpNotifier::new(secrets.webhook_secret.clone(), clock.clone()),
+        fetcher: Arc::new(GraphFetcher::new(String::new(), None, Default::default())),
+        clock,
+        settings: Arc::new(settings),
+        secrets,
+        retry: RetryPolicy::default(),
+        circuits: Arc::new(crate::pipeline::circuit::Circuits::new(Default::default())),
+        events: None,
+        crm,
+    }
+}

@@ -229,6 +229,18 @@ async fn a_hubspot_429_is_retried_after_its_wait_and_a_refused_record_is_dead_wi
     let err = full.iter().find(|d| d.dead).and_then(|d| d.last_error.clone()).unwrap();
     assert!(err.contains("INVALID_OWNER_ID"), "HubSpot's message is kept: {err}");
     assert_eq!(c.hs.requests("/crm/v3/objects/contacts/batch/upsert").len(), before + 1, "never retried");
+
+    // The cause fixed (the owner exists now), `crm resync` sends it again: one update.
+    c.hs.add_owner("999", "cy@example.com");
+    let r = app.runtime.pipeline.crm_resync(chrono::DateTime::<chrono::Utc>::MIN_UTC).await.unwrap();
+    assert_eq!((r.tried, r.delivered, r.failed.len()), (1, 1, 0), "{r:?}");
+    let contacts = c.hs.contacts_where("email", "mulder@x-files-example.com");
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0].1["hubspot_owner_id"], "999");
+    let lead = app.lead(&id).await;
+    assert_eq!(crm_deliveries(&lead, "crm:hubspot")[0]["state"], "delivered");
+    let again = app.runtime.pipeline.crm_resync(chrono::DateTime::<chrono::Utc>::MIN_UTC).await.unwrap();
+    assert_eq!(again.tried, 0, "nothing left to send");
 }
 
 #[tokio::test]

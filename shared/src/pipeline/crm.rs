@@ -124,3 +124,67 @@ fn keep_record_id(crm: String, record: String) -> impl crate::ports::LeadChange 
         true
     }
 }
+
+/// What `leadrouter crm resync` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Resynced {
+    /// Leads looked at (received since the date).
+    pub leads: usize,
+    /// Failed CRM deliveries sent again.
+    pub tried: usize,
+    pub delivered: usize,
+    /// Still failing: each with its lead and the CRM's words.
+    pub failed: Vec<(String, String)>,
+}
+
+impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
+    /// Sends again every CRM delivery that failed (dead, or still failing) of the leads
+    /// received since `since`, for each lead's current owner: once the cause (a missing owner,
+    /// a validation rule, a spent limit) is fixed. The upsert key makes a record already there
+    /// an update, never a second record.
+    pub async fn crm_resync(&self, since: DateTime<Utc>) -> Result<Resynced, StoreError> {
+        let mut out = Resynced::default();
+        let mut after = None;
+        loop {
+            let page = self.store.since(since, after, 200).await?;
+            for lead in &page.items {
+                out.leads += 1;
+                if lead.owner.is_none() {
+                    continue;
+                }
+                let failed: Vec<crate::ports::Delivery> = self
+                    .store
+                    .deliveries(&lead.id)
+                    .await?
+                    .into_iter()
+                    .filter(|d| CrmName::of_recipient(&d.recipient).is_some() && d.delivered_at.is_none())
+                    .collect();
+                for mut d in failed {
+                    let Some(crm) = CrmName::of_recipient(&d.recipient) else { continue };
+                    out.tried += 1;
+                    let now = self.clock.now();
+                    d.attempts += 1;
+                    d.first_attempt_at.get_or_insert(now);
+                    match self.crm_upsert(crm, lead).await {
+                        DeliveryResult::Delivered => {
+                            d.delivered_at = Some(now);
+                            d.dead = false;
+                            d.last_error = None;
+                            d.parked_since = None;
+                            out.delivered += 1;
+                        }
+                        DeliveryResult::Retry { error, .. } | DeliveryResult::Dead { error } => {
+                            d.last_error = Some(error.clone());
+                            out.failed.push((lead.id.to_string(), error));
+                        }
+                    }
+                    self.store.put_deliveries(vec![d]).await?;
+                }
+            }
+            match page.next_cursor {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+}
