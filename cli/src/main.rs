@@ -267,6 +267,19 @@ fn check(file: &PathBuf) -> ExitCode {
         }
     };
     match Settings::parse(&src) {
+        Ok(s) if !s.crm.names().is_empty() => match crm_check(&s, &src) {
+            Ok(()) => {
+                println!("{}: ok: {}", file.display(), s.summary());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for (line, p) in &problems {
+                    eprintln!("{}:{line}: {p}", file.display());
+                }
+                eprintln!("{}: {} problem(s)", file.display(), problems.len());
+                ExitCode::FAILURE
+            }
+        },
         Ok(s) => {
             println!("{}: ok: {}", file.display(), s.summary());
             ExitCode::SUCCESS
@@ -279,6 +292,35 @@ fn check(file: &PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// With a CRM configured and its secrets in the environment: every active rep of the document
+/// matches a CRM user (`crm_owner`, or a user with the rep's email), each that does not a
+/// problem at the rep's line. Without the secrets the CRM is not asked, and the check says so.
+fn crm_check(settings: &Settings, src: &str) -> Result<(), Vec<(usize, String)>> {
+    let secrets = Secrets::crm_only(settings, &|n| std::env::var(n).ok());
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return Err(vec![(1, format!("cannot start the async runtime: {e}"))]),
+    };
+    let _in_runtime = rt.enter();
+    let Some(crm) = leadrouter::crm::Crm::from_settings(&settings.crm, &secrets) else {
+        say!("note: the CRM was not asked whether each rep is one of its users: its secrets are not set here");
+        return Ok(());
+    };
+    let (problems, unasked) = rt.block_on(crm.unmatched(&settings.reps));
+    for u in unasked {
+        say!("warning: {u}");
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let line_of = |rep: &str| {
+        src.lines()
+            .position(|l| l.trim_start().starts_with("id") && l.contains(&format!("\"{rep}\"")))
+            .map_or(1, |i| i + 1)
+    };
+    Err(problems.into_iter().map(|(rep, p)| (line_of(&rep), p)).collect())
 }
 
 fn test_cases(file: &PathBuf, cases: &PathBuf) -> ExitCode {

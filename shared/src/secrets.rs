@@ -29,6 +29,18 @@ impl Secrets {
         self.sources.get(name).map(Secret::expose).filter(|s| !s.is_empty())
     }
 
+    /// Only the CRMs' secrets, from `env` (none made up): what `crm resync` and `config
+    /// check` need, without the server's own.
+    pub fn crm_only(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Secrets {
+        let sources = settings
+            .crm
+            .secret_refs()
+            .into_iter()
+            .filter_map(|(n, r)| Some((n, Secret::new(r.resolve(env)?))))
+            .collect();
+        Secrets { sources, ..Secrets::default() }
+    }
+
     /// Resolves every secret the document names from `env`. `[server]` secrets are required
     /// unless `generate` is given (the demo), which then makes up each one that is unset; a
     /// source whose secret is unset is left out, with a warning, and answers 503.

@@ -56,14 +56,17 @@ pub struct Outcome {
     pub said: String,
 }
 
+/// Answers kept per (CRM, key), with when they were got.
+type Remembered<T> = Mutex<HashMap<(CrmName, String), (T, Instant)>>;
+
 /// The configured CRMs' clients.
 pub struct Crm {
     hubspot: Option<(hubspot::HubSpot, Batcher)>,
     salesforce: Option<(salesforce::Salesforce, Batcher)>,
     /// (CRM, rep email) → the CRM user, or None (not found, remembered for a while).
-    users: Mutex<HashMap<(CrmName, String), (Option<String>, Instant)>>,
+    users: Remembered<Option<String>>,
     /// (CRM, domain) → the account owner, or None.
-    accounts: Mutex<HashMap<(CrmName, String), (Option<Vec<AccountOwner>>, Instant)>>,
+    accounts: Remembered<Option<Vec<AccountOwner>>>,
 }
 
 impl Crm {
@@ -166,6 +169,40 @@ impl Crm {
             m.insert(key, (found.clone(), Instant::now()));
         }
         Ok(found)
+    }
+
+    /// Reps who match no user in a configured CRM (no `crm_owner` for it, and no CRM user with
+    /// their email), each as a problem `config check` reports; and what could not be asked.
+    pub async fn unmatched(&self, reps: &[Rep]) -> (Vec<(String, String)>, Vec<String>) {
+        let (mut problems, mut unasked) = (Vec::new(), Vec::new());
+        for crm in self.names() {
+            for rep in reps.iter().filter(|r| r.active) {
+                match self.user(crm, rep).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => problems.push((
+                        rep.id.clone(),
+                        format!(
+                            "rep '{}' matches no {} user: set crm_owner = {{ {} = \"…\" }}, or give the rep the email of their {} user{}",
+                            rep.id,
+                            crm.label(),
+                            crm.as_str(),
+                            crm.label(),
+                            rep.email.as_deref().map(|e| format!(" (none has {e})")).unwrap_or_default()
+                        ),
+                    )),
+                    Err(e) => unasked.push(format!(
+                        "{} could not be asked about rep '{}': {}",
+                        crm.label(),
+                        rep.id,
+                        match e {
+                            DeliveryResult::Retry { error, .. } | DeliveryResult::Dead { error } => error,
+                            DeliveryResult::Delivered => String::new(),
+                        }
+                    )),
+                }
+            }
+        }
+        (problems, unasked)
     }
 
     /// The owners of the CRM's accounts for `domain`, best first (see each CRM's search),
