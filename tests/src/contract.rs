@@ -623,6 +623,19 @@ pub async fn a_person_is_found_and_forgotten<S: LeadStore>(s: S) {
     assert!(s.get(&first.id).await.unwrap().is_some());
 }
 
+/// Named values (a CRM record's lead, the read-back mark): absent until set, replaced by a
+/// later set, one name never another's.
+pub async fn values_are_kept_by_name<S: LeadStore>(s: S) {
+    assert_eq!(s.value("crm:hubspot:1001").await.unwrap(), None);
+    s.put_value("crm:hubspot:1001", "01JLEAD0000000000000000001").await.unwrap();
+    s.put_value("crm:hubspot:1002", "01JLEAD0000000000000000002").await.unwrap();
+    assert_eq!(s.value("crm:hubspot:1001").await.unwrap().as_deref(), Some("01JLEAD0000000000000000001"));
+    s.put_value("crm:hubspot:1001", "01JLEAD0000000000000000003").await.unwrap();
+    assert_eq!(s.value("crm:hubspot:1001").await.unwrap().as_deref(), Some("01JLEAD0000000000000000003"));
+    assert_eq!(s.value("crm:hubspot:1002").await.unwrap().as_deref(), Some("01JLEAD0000000000000000002"));
+    assert_eq!(s.value("crm:hubspot:100").await.unwrap(), None);
+}
+
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
@@ -631,7 +644,7 @@ macro_rules! store_contract_tests {
             assign_advances_cursor_atomically, concurrent_assigns_never_share_a_turn,
             deliveries_are_recorded_per_target, pending_finds_unfinished_leads,
             list_filters_and_pages_newest_first, list_searches_and_finds_what_changed, reps_are_kept, routing_reads,
-            a_person_is_found_and_forgotten);
+            a_person_is_found_and_forgotten, values_are_kept_by_name);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
