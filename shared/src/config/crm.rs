@@ -149,3 +149,63 @@ fn valid_version(v: &str) -> bool {
         !a.is_empty() && !b.is_empty() && a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Settings;
+    use crate::crm::CrmName;
+    use crate::domain::LeadStatus;
+
+    const BASE: &str = "[server]\nadmin_token = \"a\"\nwebhook_secret = \"w\"\n[[reps]]\nid = \"ana\"\n\
+                        crm_owner = { hubspot = \"41629779\" }\n[[pools]]\nid = \"p\"\nreps = [{ id = \"ana\" }]\n";
+
+    #[test]
+    fn crm_sections_parse_with_their_defaults_and_overrides() {
+        let doc = format!(
+            "{BASE}[crm.hubspot]\ntoken = \"env:HUBSPOT_TOKEN\"\n[crm.hubspot.properties]\njobtitle = \"\"\n\
+             hs_persona = \"industry\"\n[crm.hubspot.outcomes]\nlifecyclestage = {{ customer = \"won\", evangelist = \"won\" }}\n\
+             [crm.salesforce]\ninstance_url = \"https://x.my.salesforce.com\"\nclient_id = \"env:ID\"\nclient_secret = \"env:S\"\n\
+             [stickiness]\ncrm = \"salesforce\"\n"
+        );
+        let s = Settings::parse(&doc).unwrap_or_else(|p| panic!("{p}"));
+        let h = s.crm.hubspot.as_ref().unwrap();
+        assert_eq!(h.api_base_url, "https://api.hubapi.com");
+        assert!(!h.properties.iter().any(|(p, _)| p == "jobtitle"), "an empty value leaves a default out");
+        assert!(h.properties.contains(&("hs_persona".into(), "industry".into())));
+        assert_eq!(h.outcomes["lifecyclestage"].get("evangelist"), Some(&LeadStatus::Won));
+        assert_eq!(h.outcomes["lifecyclestage"].get("opportunity"), None, "a table replaces its default");
+        assert_eq!(h.outcomes["hs_lead_status"].get("CONNECTED"), Some(&LeadStatus::Contacted), "the other stays");
+        let sf = s.crm.salesforce.as_ref().unwrap();
+        assert_eq!((sf.external_id_field.as_str(), sf.api_version.as_str()), ("Leadrouter_Id__c", "v63.0"));
+        assert_eq!(s.crm.stickiness, Some(CrmName::Salesforce));
+        assert_eq!(s.reps[0].crm_owner.hubspot.as_deref(), Some("41629779"));
+        let names: Vec<String> = s.source_secret_refs().into_iter().map(|(n, _)| n).collect();
+        assert!(
+            names.contains(&"crm.hubspot.token".to_owned())
+                && names.contains(&"crm.salesforce.client_secret".to_owned())
+        );
+    }
+
+    #[test]
+    fn crm_mistakes_are_problems_at_their_lines() {
+        let doc = format!(
+            "{BASE}[crm.hubspot]\ntoken = \"t\"\n[crm.hubspot.outcomes]\nlifecyclestage = {{ customer = \"bought\" }}\n\
+             [crm.hubspot.properties]\nx = \"shoe_size_field\"\n[stickiness]\ncrm = \"salesforce\"\n"
+        );
+        let p = Settings::parse(&doc).unwrap_err().to_string();
+        assert!(
+            p.contains(
+                "line 13: [crm.hubspot.outcomes] lifecyclestage: 'bought' is not contacted, qualified, won or lost"
+            ),
+            "{p}"
+        );
+        assert!(p.contains("x = 'shoe_size_field' names no lead field"), "{p}");
+        assert!(p.contains("[stickiness] crm = \"salesforce\" needs [crm.salesforce]"), "{p}");
+        let p = Settings::parse(&format!("{BASE}[crm.salesforce]\nclient_id = \"i\"\nclient_secret = \"s\"\n"))
+            .unwrap_err();
+        assert!(p.to_string().contains("[crm.salesforce] instance_url is required"), "{p}");
+        let p = Settings::parse(&format!("{BASE}[[reps]]\nid = \"ben\"\ncrm_owner = {{ pipedrive = \"1\" }}\n"))
+            .unwrap_err();
+        assert!(p.to_string().contains("pipedrive"), "{p}");
+    }
+}
