@@ -344,6 +344,17 @@ pub(super) async fn lead<S: LeadStore, Q: Queue, N: Notifier>(
         ("Grade", text(&l.grade)),
         ("Touches", l.touch_count.to_string()),
     ];
+    let mut facts = facts;
+    // The lead's records in the CRMs it was written into.
+    for crm in crate::crm::CrmName::ALL {
+        if let Some(record) = l.crm.get(crm.as_str()) {
+            let label = match crm {
+                crate::crm::CrmName::HubSpot => "HubSpot contact",
+                crate::crm::CrmName::Salesforce => "Salesforce Lead",
+            };
+            facts.push((label, record.clone()));
+        }
+    }
     let page_ = LeadPage {
         c: chrome(&s, "live", flash),
         id: l.id.to_string(),
