@@ -209,6 +209,7 @@ impl Embedded {
         tokio::spawn(worker(Stage::Assign, rx.assign, pipeline.clone(), 1, None));
         tokio::spawn(worker(Stage::Notify, rx.notify, pipeline.clone(), NOTIFY_BATCHES, None));
         let resumed = resume(&pipeline).await?;
+        crate::http::console::warm_metrics(pipeline.clone());
         tokio::spawn(refill(pipeline.clone()));
         if let Some(every) = sweep_every {
             let p = pipeline.clone();

@@ -320,6 +320,25 @@ async fn salesforce_upserts_by_external_id_keeps_the_owner_renews_its_token_and_
     assert_eq!(leads[0].1["OwnerId"], owner_sf, "kept: the org's assignment rule did not run");
     assert_eq!(app.lead(&id).await["crm"]["salesforce"], leads[0].0.as_str());
 
+    // The org's API limit spent once: 403 REQUEST_LIMIT_EXCEEDED, retried; a validation rule
+    // refusing a Lead: dead with Salesforce's words, never retried.
+    c.sf.state.lock().unwrap().upsert_script.push_back(Scripted { status: 403, retry_after: None });
+    c.sf.state.lock().unwrap().refuse_company = Some("Lone Gunmen".into());
+    let limited = post_lead(&app, "byers@fbi-example.com", None).await;
+    let refused = post_lead(&app, "frohike@lone-gunmen-example.com", Some("Lone Gunmen")).await;
+    for id in [&limited, &refused] {
+        app.wait_status(id, &["notified"]).await;
+    }
+    assert_eq!(c.sf.leads_with(&limited).len(), 1, "landed after the limit");
+    assert!(c.sf.leads_with(&refused).is_empty());
+    let full = app.runtime.pipeline.store.deliveries(&LeadId::parse(&refused).unwrap()).await.unwrap();
+    let d = full.iter().find(|d| d.recipient == "crm:salesforce").unwrap();
+    assert!(d.dead, "{d:?}");
+    assert!(d.last_error.as_deref().unwrap().contains("FIELD_CUSTOM_VALIDATION_EXCEPTION"), "{d:?}");
+    let full = app.runtime.pipeline.store.deliveries(&LeadId::parse(&limited).unwrap()).await.unwrap();
+    let d = full.iter().find(|d| d.recipient == "crm:salesforce").unwrap();
+    assert!(d.delivered_at.is_some() && d.attempts >= 2, "{d:?}");
+
     // The token expires: fetched again, and the next lead still lands.
     c.sf.expire_tokens();
     let id2 = post_lead(&app, "doggett@fbi-example.com", Some("FBI")).await;

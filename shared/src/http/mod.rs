@@ -1,7 +1,7 @@
 //! The one HTTP Router, served by `leadrouter serve` and by the ingest/admin Lambdas alike.
 
 mod admin;
-mod console;
+pub(crate) mod console;
 mod csv;
 mod ingest;
 pub mod limit;

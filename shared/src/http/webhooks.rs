@@ -212,16 +212,17 @@ pub async fn hubspot<S: LeadStore, Q: Queue, N: Notifier>(
     body: Body,
 ) -> Result<Response, Problem> {
     use crate::crm::{CrmName, hubspot};
+    // Unsigned is refused first, whether or not HubSpot is configured here.
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty());
+    let (Some(signature), Some(timestamp)) = (header("x-hubspot-signature-v3"), header("x-hubspot-request-timestamp"))
+    else {
+        return Err(Problem::unauthorized("X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are required"));
+    };
     let Some(settings) = &p.settings.crm.hubspot else { return Err(not_configured("hubspot")) };
     let Some(secret) = p.secrets.source("crm.hubspot.webhook_secret") else {
         return Err(secret_unset("[crm.hubspot] webhook_secret"));
     };
     let body = read_body(&headers, body, p.settings.server.max_body_bytes).await?;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(signature), Some(timestamp)) = (header("x-hubspot-signature-v3"), header("x-hubspot-request-timestamp"))
-    else {
-        return Err(Problem::unauthorized("X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are required"));
-    };
     let path = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/v1/webhooks/hubspot");
     let signed_uri = format!("{}{path}", p.settings.server.public_url);
     let now_ms = p.clock.now().timestamp_millis();

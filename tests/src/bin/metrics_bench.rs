@@ -159,6 +159,8 @@ async fn console_pages(db: &std::path::Path, n: usize) -> anyhow::Result<()> {
     let options = leadrouter::runtime::Options { sweep_every: None, ..Default::default() };
     let rt = leadrouter::runtime::Embedded::start_with(settings, secrets.secrets, db, options).await?;
     let router = leadrouter::http::router(rt.pipeline.clone());
+    // `serve` computes the console's 30-day metrics at start-up: give it the time it takes.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let login = Request::post("/login")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(format!("name=Bench&token={TOKEN}")))?;
@@ -180,8 +182,10 @@ async fn console_pages(db: &std::path::Path, n: usize) -> anyhow::Result<()> {
         "/console/live?q=company42".to_owned(),
         "/console/rows".to_owned(),
         format!("/console/leads/{some_lead}"),
+        "/console/reps".to_owned(),
         "/console/reps?days=120".to_owned(),
         "/console/sla".to_owned(),
+        "/console/funnel".to_owned(),
         "/console/funnel?days=120".to_owned(),
         "/console/routing".to_owned(),
     ] {

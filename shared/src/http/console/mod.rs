@@ -8,6 +8,8 @@
 mod session;
 mod views;
 
+pub use views::warm_metrics;
+
 use super::{AppState, Problem};
 use crate::ports::{LeadStore, Notifier, Queue};
 use askama::Template;

@@ -768,8 +768,11 @@ pub(super) async fn sla<S: LeadStore, Q: Queue, N: Notifier>(
 
 // ---- funnel ----
 
-/// Metrics are read over every lead in the window: kept for a minute, so that a page load with a
-/// million leads stored reads them at most once a minute.
+/// Metrics are read over every lead in the window, which takes about a second with a million
+/// leads stored: each window's are kept, and a page is answered from what is kept. Older than a
+/// minute, it is still shown and computed again in the background (one computation per window
+/// at a time), so only the very first load of a window after a start waits for it; `serve`
+/// computes the 30-day window at start-up ([`warm_metrics`]).
 async fn cached_metrics<S: LeadStore, Q: Queue, N: Notifier>(
     p: &AppState<S, Q, N>,
     roster: &Roster,
@@ -777,22 +780,60 @@ async fn cached_metrics<S: LeadStore, Q: Queue, N: Notifier>(
     to: DateTime<Utc>,
     fresh: bool,
 ) -> Result<crate::domain::metrics::Metrics, Problem> {
-    use std::sync::Mutex;
-    /// The pipeline it was computed for (one per process in `serve` and in a function; tests
-    /// may run several) and the window's length in days.
-    type Key = (usize, i64);
-    static CACHE: Mutex<Option<(Key, std::time::Instant, crate::domain::metrics::Metrics)>> = Mutex::new(None);
-    let key = (std::sync::Arc::as_ptr(p) as usize, (to - from).num_days());
-    if let Some((k, at, m)) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-        && *k == key
+    let key = metrics_key(p, (to - from).num_days());
+    let kept = METRICS.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    if let Some((at, m)) = kept
         && !fresh
-        && at.elapsed() < std::time::Duration::from_secs(60)
     {
-        return Ok(m.clone());
+        if at.elapsed() >= METRICS_FOR && REFRESHING.lock().unwrap_or_else(|e| e.into_inner()).insert(key) {
+            let (p, roster, days) = (p.clone(), roster.clone(), key.1);
+            tokio::spawn(async move {
+                let now = p.clock.now();
+                let _ = compute_metrics(&p, &roster, now - chrono::Duration::days(days), now).await;
+                REFRESHING.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            });
+        }
+        return Ok(m);
     }
+    compute_metrics(p, roster, from, to).await
+}
+
+/// The pipeline they were computed for (one per process in `serve` and in a function; tests may
+/// run several) and the window's length in days.
+type MetricsKey = (usize, i64);
+type KeptMetrics = std::collections::HashMap<MetricsKey, (std::time::Instant, crate::domain::metrics::Metrics)>;
+static METRICS: std::sync::LazyLock<std::sync::Mutex<KeptMetrics>> = std::sync::LazyLock::new(Default::default);
+static REFRESHING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<MetricsKey>>> =
+    std::sync::LazyLock::new(Default::default);
+/// How long kept metrics are shown before they are computed again.
+const METRICS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn metrics_key<S, Q, N>(p: &AppState<S, Q, N>, days: i64) -> MetricsKey {
+    (std::sync::Arc::as_ptr(p) as usize, days)
+}
+
+async fn compute_metrics<S: LeadStore, Q: Queue, N: Notifier>(
+    p: &AppState<S, Q, N>,
+    roster: &Roster,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<crate::domain::metrics::Metrics, Problem> {
     let m = crate::http::roster::compute(&p.store, &p.settings, roster, from, to).await.map_err(store_down)?;
-    *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, std::time::Instant::now(), m.clone()));
+    let key = metrics_key(p, (to - from).num_days());
+    METRICS.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (std::time::Instant::now(), m.clone()));
     Ok(m)
+}
+
+/// Computes the console's default (30-day) metrics in the background, so that the first Reps or
+/// Funnel page after a start is answered from them.
+pub fn warm_metrics<S: LeadStore, Q: Queue, N: Notifier>(p: AppState<S, Q, N>) {
+    tokio::spawn(async move {
+        let Ok(roster) = p.roster().await else { return };
+        let now = p.clock.now();
+        if let Err(e) = compute_metrics(&p, &roster, now - chrono::Duration::days(30), now).await {
+            tracing::warn!(error = %e.detail, "console metrics not computed at start-up");
+        }
+    });
 }
 
 pub(super) struct Bar {
