@@ -23,6 +23,19 @@ pub struct CrmRequest {
     pub at: std::time::Instant,
 }
 
+impl CrmRequest {
+    fn new(method: &str, path: &str, query: &str, headers: &HeaderMap, body: &Value) -> CrmRequest {
+        CrmRequest {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            headers: headers.clone(),
+            body: body.clone(),
+            at: std::time::Instant::now(),
+        }
+    }
+}
+
 /// A scripted failure for the next calls of one kind.
 #[derive(Debug, Clone)]
 pub struct Scripted {
@@ -112,14 +125,7 @@ async fn hs_record(
     body: &Value,
 ) -> Option<Response> {
     let mut s = state.lock().unwrap();
-    s.requests.push(CrmRequest {
-        method: method.into(),
-        path: path.into(),
-        query: query.into(),
-        headers: headers.clone(),
-        body: body.clone(),
-        at: std::time::Instant::now(),
-    });
+    s.requests.push(CrmRequest::new(method, path, query, headers, body));
     // Private apps send `Authorization: Bearer <token>` (…/legacy-apps/authentication/intro-to-auth).
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     if auth != format!("Bearer {}", s.token) {
@@ -380,14 +386,7 @@ fn sf_record(
     body: &Value,
 ) -> Option<Response> {
     let mut s = state.lock().unwrap();
-    s.requests.push(CrmRequest {
-        method: method.into(),
-        path: path.into(),
-        query: query.into(),
-        headers: headers.clone(),
-        body: body.clone(),
-        at: std::time::Instant::now(),
-    });
+    s.requests.push(CrmRequest::new(method, path, query, headers, body));
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = auth.strip_prefix("Bearer ").unwrap_or("");
     if !s.tokens.iter().any(|t| t == token) {
@@ -401,14 +400,13 @@ fn sf_record(
 async fn sf_token(State(state): State<Arc<Mutex<SalesforceState>>>, body: String) -> Response {
     let form: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap_or_default();
     let mut s = state.lock().unwrap();
-    s.requests.push(CrmRequest {
-        method: "POST".into(),
-        path: "/services/oauth2/token".into(),
-        query: String::new(),
-        headers: HeaderMap::new(),
-        body: json!(form.keys().collect::<Vec<_>>()),
-        at: std::time::Instant::now(),
-    });
+    s.requests.push(CrmRequest::new(
+        "POST",
+        "/services/oauth2/token",
+        "",
+        &HeaderMap::new(),
+        &json!(form.keys().collect::<Vec<_>>()),
+    ));
     if form.get("grant_type").map(String::as_str) != Some("client_credentials")
         || form.get("client_id") != Some(&s.client_id)
         || form.get("client_secret") != Some(&s.client_secret)

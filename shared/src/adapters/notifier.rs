@@ -372,7 +372,8 @@ fn unreachable(what: &str, e: &reqwest::Error) -> DeliveryResult {
     DeliveryResult::Retry { error: format!("{what} unreachable: {}", without_url(e)), after: None }
 }
 
-fn retry_after(r: &reqwest::Response) -> Option<Duration> {
+/// `Retry-After` in seconds, when the answer has one.
+pub(crate) fn retry_after(r: &reqwest::Response) -> Option<Duration> {
     r.headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())

@@ -96,16 +96,12 @@ impl Crm {
         }))
     }
 
-    /// The CRMs leads are upserted into.
+    /// The CRMs leads are upserted into (those whose secrets are set).
     pub fn names(&self) -> Vec<CrmName> {
-        let mut out = Vec::new();
-        if self.hubspot.is_some() {
-            out.push(CrmName::HubSpot);
-        }
-        if self.salesforce.is_some() {
-            out.push(CrmName::Salesforce);
-        }
-        out
+        [(CrmName::HubSpot, self.hubspot.is_some()), (CrmName::Salesforce, self.salesforce.is_some())]
+            .into_iter()
+            .filter_map(|(c, on)| on.then_some(c))
+            .collect()
     }
 
     pub fn hubspot(&self) -> Option<&hubspot::HubSpot> {
@@ -311,14 +307,7 @@ pub(crate) fn unreachable(crm: CrmName, e: &reqwest::Error) -> DeliveryResult {
     DeliveryResult::Retry { error: format!("{} {what}", crm.label()), after: None }
 }
 
-/// `Retry-After` in seconds, when the answer has one.
-pub(crate) fn retry_after(r: &reqwest::Response) -> Option<Duration> {
-    r.headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
+pub(crate) use crate::adapters::notifier::retry_after;
 
 /// Text from a CRM's error body, clipped for the delivery record.
 pub(crate) fn clip(s: &str) -> String {

@@ -60,14 +60,10 @@ pub struct CrmSettings {
 impl CrmSettings {
     /// The CRMs configured, in a fixed order.
     pub fn names(&self) -> Vec<CrmName> {
-        let mut out = Vec::new();
-        if self.hubspot.is_some() {
-            out.push(CrmName::HubSpot);
-        }
-        if self.salesforce.is_some() {
-            out.push(CrmName::Salesforce);
-        }
-        out
+        [(CrmName::HubSpot, self.hubspot.is_some()), (CrmName::Salesforce, self.salesforce.is_some())]
+            .into_iter()
+            .filter_map(|(c, on)| on.then_some(c))
+            .collect()
     }
 
     /// Every CRM secret by the name the runtime looks it up under.

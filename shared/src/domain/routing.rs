@@ -307,27 +307,11 @@ pub fn apply(decision: &Decision, l: &mut Lead, view: &RoutingView) -> bool {
             true
         }
         Decision::CrmOwner { pool, rep, domain, crm, account } => {
-            let pool = &view.pools[*pool];
-            let why = format!(
-                "existing owner: {rep} owns {domain} in {crm} (account {account}); pool {} ({}); no round-robin turn taken",
-                pool.id,
-                pool.rule.explain(l)
-            );
-            l.give_to(&pool.id, rep.clone(), why, NotificationKind::Assigned, now);
-            l.assigned_by(AssignedBy::ExistingOwner, now);
-            l.sla_due_at = pool.sla_minutes.map(|m| now + chrono::Duration::minutes(i64::from(m)));
+            give_to_owner(l, &view.pools[*pool], rep, &format!("{domain} in {crm} (account {account})"), now);
             true
         }
         Decision::ExistingOwner { pool, rep, domain, other } => {
-            let pool = &view.pools[*pool];
-            let why = format!(
-                "existing owner: {rep} owns {domain} (lead {other}); pool {} ({}); no round-robin turn taken",
-                pool.id,
-                pool.rule.explain(l)
-            );
-            l.give_to(&pool.id, rep.clone(), why, NotificationKind::Assigned, now);
-            l.assigned_by(AssignedBy::ExistingOwner, now);
-            l.sla_due_at = pool.sla_minutes.map(|m| now + chrono::Duration::minutes(i64::from(m)));
+            give_to_owner(l, &view.pools[*pool], rep, &format!("{domain} (lead {other})"), now);
             true
         }
         Decision::Test { pool, rep } => {
@@ -488,6 +472,19 @@ fn nobody(l: &mut Lead, route: &Route, first_pool: Option<&str>, reasons: &str, 
 }
 
 /// Gives the lead to the picked rep, saying why in words.
+/// Gives the lead to its company's existing owner (`owns`: what they own, in words) without a
+/// round-robin turn; the pool's SLA applies.
+fn give_to_owner(l: &mut Lead, pool: &Pool, rep: &str, owns: &str, now: DateTime<Utc>) {
+    let why = format!(
+        "existing owner: {rep} owns {owns}; pool {} ({}); no round-robin turn taken",
+        pool.id,
+        pool.rule.explain(l)
+    );
+    l.give_to(&pool.id, rep.to_owned(), why, NotificationKind::Assigned, now);
+    l.assigned_by(AssignedBy::ExistingOwner, now);
+    l.sla_due_at = pool.sla_minutes.map(|m| now + chrono::Duration::minutes(i64::from(m)));
+}
+
 fn give(l: &mut Lead, route: &Route, pool: &Pool, p: &Pick, weights: &str, passed: &str, now: DateTime<Utc>) {
     let mut why =
         format!("pool {} ({}); round-robin turn {} of weights {weights}", pool.id, pool.rule.explain(l), p.turn + 1);
