@@ -253,6 +253,7 @@ test("a rep marked out of office on Reps is skipped by the next lead", async () 
   await page.getByRole("button", { name: "Save ana" }).click();
   await page.getByText("ana saved").waitFor();
   await page.locator("section.rep", { hasText: "Ana Ortiz" }).getByText("out of office until 2099-12-31").waitFor();
+  await page.locator("section.rep", { hasText: "Ana Ortiz" }).getByText("Changed by Maria Chen").waitFor();
   const whys = [];
   for (const n of [1, 2]) {
     const id = await postLead({ email: `skip@co${n}.example`, name: `Skip ${n}` });

@@ -439,6 +439,7 @@ pub async fn reps_are_kept<S: LeadStore>(s: S) {
         open_leads: None,
         removed: false,
         updated_at: Some(at),
+        updated_by: Some("Maria Chen".into()),
     };
     let later = |r: RepRecord, secs: i64| RepRecord { updated_at: Some(at + Duration::seconds(secs)), ..r };
     let zoe_gone = later(RepRecord { removed: true, ..rec("zoe", "Zoe Z") }, 2);

@@ -373,6 +373,7 @@ async fn availability_and_sla_through_the_stage_handlers() {
         pools: None,
         open_leads: None,
         removed: false,
+        updated_by: None,
         updated_at: None,
     };
     // ana is out of office today: the lead goes to ben, and says why.

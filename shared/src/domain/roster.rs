@@ -152,6 +152,9 @@ pub struct RepRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(read_only)]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Who made this change (the console's manager; on `PUT`, optional, who the caller says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 fn yes() -> bool {
@@ -340,6 +343,7 @@ impl Roster {
             open_leads: None,
             removed: false,
             updated_at: None,
+            updated_by: None,
         }
     }
 }
@@ -490,6 +494,7 @@ mod tests {
             open_leads: None,
             removed: false,
             updated_at: None,
+            updated_by: None,
         };
         let gone = RepRecord { id: "ben".into(), removed: true, pools: None, weight: None, ..cy.clone() };
         let roster = Roster::build(&s.reps, &s.pools, &[cy, gone]);

@@ -118,6 +118,7 @@ pub async fn put_rep<S: LeadStore, Q: Queue, N: Notifier>(
         return Err(Problem::invalid("the rep is invalid", errors));
     }
     rec.updated_at = Some(p.clock.now());
+    rec.updated_by = by_name(rec.updated_by.take());
     let active = rec.active;
     p.store.put_rep(rec).await.map_err(store_down)?;
     if !active {
@@ -129,10 +130,16 @@ pub async fn put_rep<S: LeadStore, Q: Queue, N: Notifier>(
     Ok(Json(r).into_response())
 }
 
+/// Who made a roster change, as given: trimmed, at most 200 characters, absent when empty.
+fn by_name(by: Option<String>) -> Option<String> {
+    by.map(|b| b.trim().chars().take(200).collect::<String>()).filter(|b| !b.is_empty())
+}
+
 pub async fn delete_rep<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
     authorize(&headers, p.secrets.admin_token.expose())?;
     let roster = p.roster().await.map_err(store_down)?;
@@ -140,6 +147,9 @@ pub async fn delete_rep<S: LeadStore, Q: Queue, N: Notifier>(
     let mut tombstone = roster.record(rep);
     tombstone.removed = true;
     tombstone.updated_at = Some(p.clock.now());
+    let params: std::collections::BTreeMap<String, String> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| Problem::bad_request(format!("the query string is malformed: {e}")))?;
+    tombstone.updated_by = by_name(params.get("by").cloned());
     p.store.put_rep(tombstone).await.map_err(store_down)?;
     let reassigning = reassign(&p, &id).await?;
     tracing::info!(rep = %id, reassigning, "rep removed");
@@ -266,8 +276,9 @@ pub(super) fn put_rep_op() -> Op {
 pub(super) fn delete_rep_op() -> Op {
     rep_id(Op::new("deleteRep", "roster", "Remove a rep: nothing new for them, open leads reassigned"))
         .admin()
+        .param("by", ParameterIn::Query, false, string(), "Who removes the rep, kept with the change.")
         .ok_json::<RepRemoved>("200", "Removed.")
-        .problems(&[UNAUTHORIZED, ("404", "No such rep."), STORE_DOWN])
+        .problems(&[("400", "Malformed query string."), UNAUTHORIZED, ("404", "No such rep."), STORE_DOWN])
 }
 
 pub(super) fn metrics_op() -> Op {

@@ -8,7 +8,7 @@ use crate::http::{AppState, Problem, store_down};
 use crate::ports::{LeadQuery, LeadStore, Notifier, Queue};
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
@@ -479,6 +479,8 @@ pub(super) struct RepRow {
     pub notify: String,
     pub max_open: String,
     pub shares: Vec<(String, String)>,
+    /// The last change made through the console or the API: who, and when.
+    pub changed: Option<(String, String)>,
 }
 
 #[derive(Template)]
@@ -508,6 +510,7 @@ pub(super) async fn reps<S: LeadStore, Q: Queue, N: Notifier>(
     let roster = p.roster().await.map_err(store_down)?;
     let now = p.clock.now();
     let metrics = cached_metrics(&p, &roster, now - chrono::Duration::days(days), now, q.fresh.is_some()).await?;
+    let changes = p.store.reps().await.map_err(store_down)?;
     let mut rows = Vec::new();
     for r in roster.reps() {
         let open = p.store.open_count(&r.id, u32::MAX).await.map_err(store_down)?;
@@ -545,6 +548,10 @@ pub(super) async fn reps<S: LeadStore, Q: Queue, N: Notifier>(
             notify: rec.notify.join(", "),
             max_open: rec.max_open_leads.map(|m| m.to_string()).unwrap_or_default(),
             shares,
+            changed: changes
+                .iter()
+                .find(|c| c.id == r.id)
+                .and_then(|c| Some((c.updated_by.clone().unwrap_or_else(|| "the API".into()), ts(c.updated_at?)))),
         });
     }
     let flash = Flash { ok: q.ok, error: q.error };
@@ -587,7 +594,7 @@ pub(super) async fn add_rep<S: LeadStore, Q: Queue, N: Notifier>(
 pub(super) async fn edit_rep<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
     Path(id): Path<String>,
-    Checked(_, f): Checked<RepForm>,
+    Checked(s, f): Checked<RepForm>,
 ) -> Response {
     let roster = match p.roster().await {
         Ok(r) => r,
@@ -597,7 +604,7 @@ pub(super) async fn edit_rep<S: LeadStore, Q: Queue, N: Notifier>(
         Some(r) => serde_json::to_value(roster.record(r)).unwrap_or_else(|_| json!({})),
         None => json!({"name": id}),
     };
-    for k in ["open_leads", "removed", "updated_at", "id"] {
+    for k in ["open_leads", "removed", "updated_at", "updated_by", "id"] {
         if let Some(o) = rec.as_object_mut() {
             o.remove(k);
         }
@@ -611,6 +618,7 @@ pub(super) async fn edit_rep<S: LeadStore, Q: Queue, N: Notifier>(
     rec["notify"] = json!(list(&f.notify));
     rec["weight"] = num(&f.weight).map_or(Value::Null, |w| json!(w));
     rec["max_open_leads"] = num(&f.max_open_leads).map_or(Value::Null, |w| json!(w));
+    rec["updated_by"] = json!(s.name);
     if let Some(o) = rec.as_object_mut() {
         o.retain(|_, v| !v.is_null());
     }
@@ -648,9 +656,10 @@ pub(super) async fn remove_page<S: LeadStore, Q: Queue, N: Notifier>(
 pub(super) async fn remove<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
     Path(id): Path<String>,
-    Checked(_, Nothing {}): Checked<Nothing>,
+    Checked(s, Nothing {}): Checked<Nothing>,
 ) -> Response {
-    let r = crate::http::roster::delete_rep(State(p.clone()), bearer(&p), Path(id.clone())).await;
+    let by = Some(serde_urlencoded::to_string([("by", s.name.as_str())]).unwrap_or_default());
+    let r = crate::http::roster::delete_rep(State(p.clone()), bearer(&p), Path(id.clone()), RawQuery(by)).await;
     let out = answered(r).await.map(|v| format!("{id} removed; {} open leads going to others", v["reassigning"]));
     back("/console/reps", out)
 }
