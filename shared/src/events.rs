@@ -37,6 +37,9 @@ struct Recent {
     events: VecDeque<Arc<Published>>,
 }
 
+/// Events a listening client may be behind before its stream ends (it resumes by reconnecting).
+const LIVE_ROOM: usize = 16_384;
+
 pub struct Hub {
     tx: broadcast::Sender<Arc<Published>>,
     recent: Mutex<Recent>,
@@ -47,7 +50,10 @@ impl Hub {
     /// `keep`: how many recent events a reconnecting client can resume over; also how far a
     /// slow client may fall behind before its stream ends (it reconnects and resumes).
     pub fn new(keep: usize) -> Arc<Hub> {
-        let (tx, _) = broadcast::channel(keep.max(16));
+        // Room for what a busy pipeline writes while each client gathers its next write
+        // (about 55,000 transitions a second at saturation here, for 50 ms), beyond the window
+        // kept for resuming.
+        let (tx, _) = broadcast::channel(keep.max(16).max(LIVE_ROOM));
         Arc::new(Hub { tx, recent: Mutex::new(Recent { next: 1, events: VecDeque::new() }), keep: keep.max(16) })
     }
 
