@@ -382,7 +382,7 @@ pub(crate) fn retry_after(r: &reqwest::Response) -> Option<Duration> {
 }
 
 /// reqwest's errors carry the URL, and a webhook URL can carry a token.
-fn without_url(e: &reqwest::Error) -> String {
+pub(crate) fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

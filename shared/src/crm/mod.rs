@@ -297,13 +297,7 @@ pub(crate) fn http_client() -> reqwest::Client {
 
 /// A failure reaching the CRM at all (retried).
 pub(crate) fn unreachable(crm: CrmName, e: &reqwest::Error) -> DeliveryResult {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
+    let what = crate::adapters::notifier::without_url(e);
     DeliveryResult::Retry { error: format!("{} {what}", crm.label()), after: None }
 }
 
