@@ -404,4 +404,12 @@ async fn stickiness_by_the_crms_account_owner_breaks_ties_by_the_latest_account_
     assert!(started.elapsed() < std::time::Duration::from_millis(1_900), "routing did not wait for the CRM");
     let why = lead["why"].as_str().unwrap();
     assert!(why.contains("round-robin turn") && why.contains("HubSpot did not answer within 400 ms"), "{why}");
+    // The slow answer still came, and was kept: the company's next lead is decided at once.
+    c.hs.add_company("903", "slow-example.com", "Slow Co", ANA_HS, "2026-11-01T00:00:00.000Z");
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    let searches = c.hs.requests("/crm/v3/objects/companies/search").len();
+    let id = post_lead(&app, "another@slow-example.com", None).await;
+    let lead = app.wait_status(&id, &["notified"]).await;
+    assert_eq!(c.hs.requests("/crm/v3/objects/companies/search").len(), searches, "answered from the cache");
+    assert!(lead["why"].as_str().unwrap().contains("round-robin"), "the cached answer had no owner then");
 }

@@ -217,11 +217,23 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         if domains.is_empty() {
             return Some(out);
         }
+        // Each account lookup runs on its own: one that outlasts the budget still finishes and
+        // fills the cache, so the company's next lead is decided with its owner.
+        let account_lookups: Vec<_> = domains
+            .iter()
+            .map(|d| {
+                let (client, d) = (client.clone(), d.clone());
+                tokio::spawn(async move {
+                    let found = client.account_owners(name, &d).await;
+                    (d, found)
+                })
+            })
+            .collect();
         let lookups = async {
             let users =
                 join_all(roster.reps().iter().map(|r| async move { (r.id.clone(), client.user(name, r).await) }));
             let accounts =
-                join_all(domains.iter().map(|d| async move { (d.clone(), client.account_owners(name, d).await) }));
+                async { join_all(account_lookups).await.into_iter().filter_map(Result::ok).collect::<Vec<_>>() };
             futures::join!(users, accounts)
         };
         match tokio::time::timeout(CRM_BUDGET, lookups).await {
