@@ -412,13 +412,8 @@ async fn crm_resync(
         Some(s) => leadrouter::replay::parse_since(s)
             .ok_or_else(|| anyhow::anyhow!("--since '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))?,
     };
-    // The server's own secrets are not needed here: only the CRMs'.
-    let resolved =
-        Secrets::resolve(&settings, &|n| std::env::var(n).ok(), Some(&random_token)).map_err(|e| anyhow::anyhow!(e))?;
-    for w in &resolved.warnings {
-        eprintln!("warning: {w}");
-    }
-    let secrets = resolved.secrets;
+    // The server's own secrets are not needed here: only the CRMs', from the environment.
+    let secrets = Secrets::crm_only(&settings, &|n| std::env::var(n).ok());
     let r = match table {
         Some(t) => {
             let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;

@@ -39,3 +39,37 @@ async fn a_rep_who_matches_no_crm_user_is_a_problem_config_check_reports() {
     assert!(unasked.status.success(), "{}", String::from_utf8_lossy(&unasked.stderr));
     assert!(String::from_utf8_lossy(&unasked.stdout).contains("the CRM was not asked"));
 }
+
+/// `leadrouter crm resync` reads only the CRM's secrets from the environment: without them it
+/// says no CRM is usable (exit 1); with them it goes over the stored leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_resync_needs_the_crms_secrets_and_reads_the_store() {
+    let hs = FakeHubSpot::start("pat-resync").await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leads.db");
+    std::fs::write(&db, b"").unwrap();
+    let file = dir.path().join("leadrouter.toml");
+    let doc = format!(
+        "[server]\nadmin_token = \"env:UNSET_ADMIN\"\nwebhook_secret = \"env:UNSET_WEBHOOK\"\n[[reps]]\nid = \"ana\"\n\
+         [[pools]]\nid = \"p\"\nreps = [{{ id = \"ana\" }}]\n[crm.hubspot]\ntoken = \"env:RESYNC_HUBSPOT_TOKEN\"\n\
+         api_base_url = \"{}\"\n",
+        hs.url
+    );
+    std::fs::write(&file, doc).unwrap();
+    let run = move |token: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadrouter"));
+        c.args(["crm", "resync", "--config"]).arg(&file).arg("--db").arg(&db).env_remove("RESYNC_HUBSPOT_TOKEN");
+        if let Some(t) = token {
+            c.env("RESYNC_HUBSPOT_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let (without, with) = tokio::task::spawn_blocking(move || (run(None), run(Some("pat-resync")))).await.unwrap();
+    assert_eq!(without.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("no CRM is usable"), "{without:?}");
+    assert!(with.status.success(), "{with:?}");
+    assert!(
+        String::from_utf8_lossy(&with.stdout).contains("0 leads read, 0 failed CRM upserts sent again"),
+        "{with:?}"
+    );
+}
