@@ -52,12 +52,8 @@ enum Command {
         /// Only leads received on or after this date (YYYY-MM-DD or RFC 3339).
         #[arg(long)]
         since: Option<String>,
-        /// The SQLite file to read (default: the new document's [store] sqlite).
-        #[arg(long, conflicts_with = "table")]
-        db: Option<PathBuf>,
-        /// Read a DynamoDB table instead (the stack's `LeadsTable` output).
-        #[arg(long)]
-        table: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// `table` for people, `json` for machines.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -105,13 +101,73 @@ enum CrmCommand {
         /// Only leads received on or after this date (YYYY-MM-DD or RFC 3339); default: all.
         #[arg(long)]
         since: Option<String>,
-        /// The SQLite file (default: the document's [store] sqlite).
-        #[arg(long, conflicts_with = "table")]
-        db: Option<PathBuf>,
-        /// A DynamoDB table instead (the stack's `LeadsTable` output).
-        #[arg(long)]
-        table: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
+}
+
+/// The store a one-off command reads: the SQLite file, or a DynamoDB table.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The SQLite file (default: the document's [store] sqlite).
+    #[arg(long, conflicts_with = "table")]
+    db: Option<PathBuf>,
+    /// A DynamoDB table instead (the stack's `LeadsTable` output).
+    #[arg(long)]
+    table: Option<String>,
+}
+
+/// A store opened from [`StoreArgs`], with the name it is shown by.
+enum Store {
+    Dynamo(leadrouter::adapters::dynamo::DynamoStore, String),
+    Sqlite(leadrouter::adapters::sqlite::SqliteStore, String),
+}
+
+impl StoreArgs {
+    async fn open(self, settings: &Settings) -> anyhow::Result<Store> {
+        match self.table {
+            Some(t) => {
+                let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let store = leadrouter::adapters::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), &t);
+                Ok(Store::Dynamo(store, t))
+            }
+            None => {
+                let db = self.db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
+                anyhow::ensure!(db.exists(), "{} does not exist (pass --db with the file `serve` uses)", db.display());
+                let store = leadrouter::adapters::sqlite::SqliteStore::open(&db)
+                    .with_context(|| format!("cannot open {}", db.display()))?;
+                Ok(Store::Sqlite(store, db.display().to_string()))
+            }
+        }
+    }
+}
+
+/// A routing document read and checked.
+fn read_document(file: &PathBuf) -> anyhow::Result<Settings> {
+    let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))
+}
+
+/// `--since`: a date or an RFC 3339 time; absent, the beginning.
+fn since_arg(since: Option<&str>) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    match since {
+        None => Ok(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+        Some(s) => leadrouter::replay::parse_since(s)
+            .ok_or_else(|| anyhow::anyhow!("--since '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time")),
+    }
+}
+
+/// The async runtime a command runs on, or the exit when it cannot start.
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut b = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -150,12 +206,9 @@ fn main() -> ExitCode {
             if check(&file) != ExitCode::SUCCESS {
                 return ExitCode::FAILURE;
             }
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match runtime(false) {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match rt.block_on(push(&file, &table)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -165,15 +218,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Replay { config, since, db, table, format, fail_if_changed } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Command::Replay { config, since, store, format, fail_if_changed } => {
+            let rt = match runtime(true) {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
-            match rt.block_on(replay(&config, since.as_deref(), db, table, format)) {
+            match rt.block_on(replay(&config, since.as_deref(), store, format)) {
                 Ok(r) => match fail_if_changed {
                     Some(pct) if r.changed_more_than(pct) => {
                         eprintln!(
@@ -192,15 +242,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Crm { command: CrmCommand::Resync { config, since, db, table } } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Command::Crm { command: CrmCommand::Resync { config, since, store } } => {
+            let rt = match runtime(true) {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
-            match rt.block_on(crm_resync(&config, since.as_deref(), db, table)) {
+            match rt.block_on(crm_resync(&config, since.as_deref(), store)) {
                 Ok(r) if r.failed.is_empty() => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::from(2),
                 Err(e) => {
@@ -218,12 +265,9 @@ fn main() -> ExitCode {
         },
         Command::Serve { config, listen, db } => {
             init_tracing();
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match runtime(true) {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match rt.block_on(serve(config, listen, db)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -239,12 +283,7 @@ fn main() -> ExitCode {
 fn backup(config: Option<PathBuf>, db: Option<PathBuf>, force: bool, out: &std::path::Path) -> anyhow::Result<()> {
     let db = match (db, config) {
         (Some(db), _) => db,
-        (None, Some(file)) => {
-            let src = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let settings =
-                Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))?;
-            PathBuf::from(settings.sqlite)
-        }
+        (None, Some(file)) => PathBuf::from(read_document(&file)?.sqlite),
         (None, None) => PathBuf::from("leadrouter.db"),
     };
     anyhow::ensure!(db.exists(), "{} does not exist (pass --db with the file `serve` uses)", db.display());
@@ -367,68 +406,41 @@ async fn push(file: &PathBuf, table: &str) -> anyhow::Result<()> {
 async fn replay(
     file: &PathBuf,
     since: Option<&str>,
-    db: Option<PathBuf>,
-    table: Option<String>,
+    store: StoreArgs,
     format: Format,
 ) -> anyhow::Result<leadrouter::replay::ReplayReport> {
-    let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))?;
-    let since = match since {
-        None => chrono::DateTime::<chrono::Utc>::MIN_UTC,
-        Some(s) => leadrouter::replay::parse_since(s)
-            .ok_or_else(|| anyhow::anyhow!("--since '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))?,
-    };
-    match table {
-        Some(t) => {
-            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let store = leadrouter::adapters::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), &t);
-            replay_from(&store, &settings, since, &t, format).await
-        }
-        None => {
-            let db = db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
-            anyhow::ensure!(db.exists(), "{} does not exist (pass --db with the file `serve` uses)", db.display());
-            let store = leadrouter::adapters::sqlite::SqliteStore::open(&db)
-                .with_context(|| format!("cannot open {}", db.display()))?;
-            replay_from(&store, &settings, since, &db.display().to_string(), format).await
-        }
+    let settings = read_document(file)?;
+    let since = since_arg(since)?;
+    match store.open(&settings).await? {
+        Store::Dynamo(store, name) => replay_from(&store, &settings, since, &name, format).await,
+        Store::Sqlite(store, name) => replay_from(&store, &settings, since, &name, format).await,
     }
 }
 
 async fn crm_resync(
     file: &PathBuf,
     since: Option<&str>,
-    db: Option<PathBuf>,
-    table: Option<String>,
+    store: StoreArgs,
 ) -> anyhow::Result<leadrouter::pipeline::crm::Resynced> {
-    let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let settings = Settings::parse(&src).map_err(|p| anyhow::anyhow!("{} has problems:\n{p}", file.display()))?;
+    let settings = read_document(file)?;
     anyhow::ensure!(
         !settings.crm.names().is_empty(),
         "{} configures no CRM ([crm.hubspot] or [crm.salesforce])",
         file.display()
     );
-    let since = match since {
-        None => chrono::DateTime::<chrono::Utc>::MIN_UTC,
-        Some(s) => leadrouter::replay::parse_since(s)
-            .ok_or_else(|| anyhow::anyhow!("--since '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))?,
-    };
+    let since = since_arg(since)?;
     // The server's own secrets are not needed here: only the CRMs', from the environment.
     let secrets = Secrets::crm_only(&settings, &|n| std::env::var(n).ok());
-    let r = match table {
-        Some(t) => {
-            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let store = leadrouter::adapters::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), &t);
+    const NO_CRM: &str = "no CRM is usable: its secrets are not set in the environment";
+    let r = match store.open(&settings).await? {
+        Store::Dynamo(store, _) => {
             let p = leadrouter::runtime::tool_pipeline(store, settings, secrets);
-            anyhow::ensure!(p.crm.is_some(), "no CRM is usable: its secrets are not set in the environment");
+            anyhow::ensure!(p.crm.is_some(), NO_CRM);
             p.crm_resync(since).await?
         }
-        None => {
-            let db = db.unwrap_or_else(|| PathBuf::from(&settings.sqlite));
-            anyhow::ensure!(db.exists(), "{} does not exist (pass --db with the file `serve` uses)", db.display());
-            let store = leadrouter::adapters::sqlite::SqliteStore::open(&db)
-                .with_context(|| format!("cannot open {}", db.display()))?;
+        Store::Sqlite(store, _) => {
             let p = leadrouter::runtime::tool_pipeline(store, settings, secrets);
-            anyhow::ensure!(p.crm.is_some(), "no CRM is usable: its secrets are not set in the environment");
+            anyhow::ensure!(p.crm.is_some(), NO_CRM);
             p.crm_resync(since).await?
         }
     };

@@ -382,6 +382,16 @@ pub enum DeliveryResult {
     },
 }
 
+impl DeliveryResult {
+    /// Why it failed; None when delivered.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            DeliveryResult::Delivered => None,
+            DeliveryResult::Retry { error, .. } | DeliveryResult::Dead { error } => Some(error),
+        }
+    }
+}
+
 pub trait Notifier: Send + Sync + 'static {
     fn deliver(
         &self,

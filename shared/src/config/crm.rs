@@ -36,22 +36,12 @@ pub(super) fn build(raw: RawCrm, stickiness: RawStickiness, c: &mut Checker) -> 
     });
     let salesforce = raw.salesforce.map(|s| {
         let instance_url = url(c, s.instance_url, "[crm.salesforce] instance_url", None);
-        let external_id_field = match s.external_id_field {
-            Some(f) if !api_name(f.get_ref()) => {
-                c.at(&f, format!("[crm.salesforce] external_id_field '{}' is not a field's API name", f.get_ref()));
-                f.into_inner()
-            }
-            Some(f) => f.into_inner(),
-            None => "Leadrouter_Id__c".into(),
-        };
-        let api_version = match s.api_version {
-            Some(v) if !valid_version(v.get_ref()) => {
-                c.at(&v, format!("[crm.salesforce] api_version '{}' is not like v63.0", v.get_ref()));
-                v.into_inner()
-            }
-            Some(v) => v.into_inner(),
-            None => "v63.0".into(),
-        };
+        let external_id_field = checked(c, s.external_id_field, "Leadrouter_Id__c", api_name, |f| {
+            format!("[crm.salesforce] external_id_field '{f}' is not a field's API name")
+        });
+        let api_version = checked(c, s.api_version, "v63.0", valid_version, |v| {
+            format!("[crm.salesforce] api_version '{v}' is not like v63.0")
+        });
         let mut status_outcomes = default_salesforce_outcomes();
         for (field, table) in &s.outcomes {
             if field != "status" {
@@ -138,6 +128,26 @@ fn statuses(c: &mut Checker, table: &BTreeMap<String, Spanned<String>>, what: &s
         }
     }
     out
+}
+
+/// A text setting: the document's value (a problem at its line when `valid` refuses it), else
+/// `default`.
+fn checked(
+    c: &mut Checker,
+    v: Option<Spanned<String>>,
+    default: &str,
+    valid: fn(&str) -> bool,
+    problem: impl Fn(&str) -> String,
+) -> String {
+    match v {
+        Some(v) => {
+            if !valid(v.get_ref()) {
+                c.at(&v, problem(v.get_ref()));
+            }
+            v.into_inner()
+        }
+        None => default.to_owned(),
+    }
 }
 
 fn api_name(s: &str) -> bool {

@@ -190,10 +190,7 @@ impl Crm {
                         "{} could not be asked about rep '{}': {}",
                         crm.label(),
                         rep.id,
-                        match e {
-                            DeliveryResult::Retry { error, .. } | DeliveryResult::Dead { error } => error,
-                            DeliveryResult::Delivered => String::new(),
-                        }
+                        e.error().unwrap_or_default()
                     )),
                 }
             }

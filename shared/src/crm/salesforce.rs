@@ -229,12 +229,10 @@ impl Salesforce {
         let mut seen: HashMap<String, Outcome> = HashMap::new();
         for q in queries {
             for row in self.query(&q).await? {
-                for k in ["LastModifiedDate"] {
-                    for t in [row[k].as_str(), row["ConvertedOpportunity"][k].as_str()].into_iter().flatten() {
-                        if let Some(t) = parse_time(t).filter(|t| *t > latest) {
-                            latest = t;
-                        }
-                    }
+                let modified =
+                    [row["LastModifiedDate"].as_str(), row["ConvertedOpportunity"]["LastModifiedDate"].as_str()];
+                for t in modified.into_iter().flatten().filter_map(parse_time) {
+                    latest = latest.max(t);
                 }
                 let Some(lead) = row[ext.as_str()].as_str() else { continue };
                 if let Some((status, said)) = self.outcome_of(&row) {

@@ -250,11 +250,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                             out.owners.insert(domain, reps);
                         }
                         Err(e) => {
-                            let why = match e {
-                                crate::ports::DeliveryResult::Retry { error, .. }
-                                | crate::ports::DeliveryResult::Dead { error } => error,
-                                crate::ports::DeliveryResult::Delivered => String::new(),
-                            };
+                            let why = e.error().unwrap_or_default();
                             out.unanswered.insert(
                                 domain,
                                 format!("{} owner lookup failed ({why}), so round-robin", name.label()),

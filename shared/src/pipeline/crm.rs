@@ -6,6 +6,7 @@ use crate::crm::{CrmName, Outcome};
 use crate::domain::{LeadId, LeadStatus};
 use crate::ports::{DeliveryResult, LeadStore, Notifier, Queue, StoreError, Updated};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 /// Where the lead of a CRM record is kept (`crm:hubspot:<contact id>`).
 pub fn record_key(crm: CrmName, record: &str) -> String {
@@ -65,14 +66,26 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         crm: CrmName,
         outcomes: Vec<(LeadId, LeadStatus, String)>,
     ) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let mut moved = 0;
+        // One store call for them all; a lead named twice takes its outcomes in order.
+        let mut ids: Vec<LeadId> = Vec::new();
+        let mut by_lead: HashMap<LeadId, Vec<(LeadStatus, String)>> = HashMap::new();
         for (id, to, said) in outcomes {
-            let r = self.store.update(vec![id.clone()], move |l| l.crm_outcome(crm.label(), to, &said, now)).await?;
-            if let Some(Updated::Written(l)) = r.into_iter().next() {
-                tracing::info!(lead_id = %l.id, status = %to, crm = crm.as_str(), "status from the CRM");
-                moved += 1;
+            if !by_lead.contains_key(&id) {
+                ids.push(id.clone());
             }
+            by_lead.entry(id).or_default().push((to, said));
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let written = self.store.update(ids, apply_outcomes(crm, by_lead, self.clock.now())).await?;
+        let mut moved = 0;
+        for l in written.iter().filter_map(|u| match u {
+            Updated::Written(l) => Some(l),
+            _ => None,
+        }) {
+            tracing::info!(lead_id = %l.id, status = %l.status, crm = crm.as_str(), "status from the CRM");
+            moved += 1;
         }
         Ok(moved)
     }
@@ -94,7 +107,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         let (outcomes, latest) = sf
             .changes(mark - chrono::Duration::seconds(1))
             .await
-            .map_err(|e| StageError::NotYet(format!("Salesforce read-back: {}", describe(&e))))?;
+            .map_err(|e| StageError::NotYet(format!("Salesforce read-back: {}", e.error().unwrap_or_default())))?;
         let outcomes: Vec<(LeadId, LeadStatus, String)> = outcomes
             .into_iter()
             .filter_map(|Outcome { lead, status, said }| Some((LeadId::parse(&lead)?, status, said)))
@@ -104,13 +117,6 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             self.store.put_value(READ_BACK_MARK, &latest.to_rfc3339()).await?;
         }
         Ok(moved)
-    }
-}
-
-fn describe(e: &DeliveryResult) -> String {
-    match e {
-        DeliveryResult::Delivered => "ok".into(),
-        DeliveryResult::Retry { error, .. } | DeliveryResult::Dead { error } => error.clone(),
     }
 }
 
@@ -186,5 +192,20 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 None => return Ok(out),
             }
         }
+    }
+}
+
+/// Applies each lead's outcomes from `crm`, in order, forwards only.
+fn apply_outcomes(
+    crm: CrmName,
+    by_lead: HashMap<LeadId, Vec<(LeadStatus, String)>>,
+    now: DateTime<Utc>,
+) -> impl crate::ports::LeadChange {
+    move |l: &mut crate::domain::Lead| {
+        let mut moved = false;
+        for (to, said) in by_lead.get(&l.id).into_iter().flatten() {
+            moved |= l.crm_outcome(crm.label(), *to, said, now);
+        }
+        moved
     }
 }
