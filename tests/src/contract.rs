@@ -657,3 +657,40 @@ macro_rules! store_contract_tests {
         )*
     };
 }
+
+/// A search that reads a bounded amount per page (the store configured small by the caller):
+/// following `next_cursor` finds every match once, newest first, over more than one page. The
+/// pages read, and how many of them were empty with a cursor.
+pub async fn a_bounded_search_pages_to_every_match<S: LeadStore>(s: S) -> (usize, usize) {
+    let mut matching = Vec::new();
+    for i in 1..=10 {
+        let mut l = lead(&format!("lead{i}@example.com"), "web");
+        l.received_at = Utc::now() - Duration::minutes(20 - i);
+        l.history[0].at = l.received_at;
+        let needle = i == 1 || i == 8;
+        l.contact.company = Some(if needle { "Needle Inc".into() } else { "Hay Ltd".into() });
+        if needle {
+            matching.insert(0, l.id.clone());
+        }
+        s.insert(l).await.unwrap();
+    }
+    let search =
+        |cursor: Option<String>| LeadQuery { q: Some("needle".into()), cursor, limit: 50, ..LeadQuery::default() };
+    let (mut found, mut pages, mut short, mut cursor) = (Vec::new(), 0, 0, None);
+    loop {
+        let page = s.list(search(cursor)).await.unwrap();
+        pages += 1;
+        if page.items.is_empty() && page.next_cursor.is_some() {
+            short += 1;
+        }
+        found.extend(page.items.into_iter().map(|l| l.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+        assert!(pages < 20, "the cursors never ended");
+    }
+    assert_eq!(found, matching, "every match, newest first, once");
+    assert!(pages > 1, "the search was cut into pages");
+    (pages, short)
+}

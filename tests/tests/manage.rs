@@ -167,3 +167,52 @@ async fn a_reps_open_leads_go_back_through_routing_without_them() {
     assert_eq!(app.admin_send(Method::POST, "/v1/reps/zed/reassign", Some(&json!({"by": "m"}))).await.status(), 404);
     assert_eq!(app.admin_send(Method::POST, "/v1/reps/ana/reassign", Some(&json!({}))).await.status(), 422);
 }
+
+/// The console's SLA page finds a lead whose SLA clock runs however many newer leads sit
+/// unaccepted without one (it reads the store's index of waiting leads, not the newest leads of
+/// each status).
+#[tokio::test]
+async fn the_sla_page_shows_a_waiting_lead_behind_thousands_of_newer_ones() {
+    use leadrouter::domain::{Contact, Lead, LeadId, LeadStatus, NotificationKind};
+    use leadrouter::ports::LeadStore;
+
+    let app = TestApp::spawn_custom(
+        |r, g| {
+            leadrouter_tests::routing_doc_with_graph(r, 64 * 1024, g)
+                .replace("[[pools]]\n", "[[pools]]\nsla_minutes = 15\n")
+        },
+        std::sync::Arc::new(leadrouter_tests::TestClock::default()),
+    )
+    .await;
+    let (id, _) = routed(&app, "waiting@initech-example.com").await;
+    let lead = app.lead(&id).await;
+    assert!(lead["sla_due_at"].is_string(), "every pool has an SLA: {lead}");
+
+    // 2,001 newer leads notified to ana and left without an SLA clock (as in a pool without one).
+    let store = &app.runtime.pipeline.store;
+    let now = chrono::Utc::now();
+    let fillers = (0..2_001).map(|i| {
+        let mut l = Lead::new(LeadId::new(), "web".into(), Contact::default(), now);
+        l.give_to("other", "ana".into(), format!("filler {i}"), NotificationKind::Assigned, now);
+        l.notify_pending = None;
+        l.transition(LeadStatus::Notified, "told", now);
+        store.insert(l)
+    });
+    for r in futures::future::join_all(fillers).await {
+        r.expect("insert");
+    }
+
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client
+        .post(app.url("/login"))
+        .form(&[("name", "Maria Chen"), ("token", leadrouter_tests::ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = client.get(app.url("/console/sla")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains(&id), "the waiting lead is on the SLA page");
+    assert!(page.contains("class=\"countdown\""), "with its countdown");
+}

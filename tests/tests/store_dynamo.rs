@@ -137,3 +137,11 @@ fn the_template_routes_every_path_of_the_api() {
     }
     assert!(missing.is_empty(), "routes in the API but not in infra/template.yaml: {missing:?}");
 }
+
+/// A page of `list` reads a bounded number of leads (here 3): a search matching few of them
+/// pages on with cursors and finds every match.
+#[tokio::test]
+async fn a_search_reads_a_bounded_number_of_leads_per_page() {
+    let store = leadrouter_tests::aws::fresh_dynamo().await.with_list_reads(3);
+    leadrouter_tests::contract::a_bounded_search_pages_to_every_match(store).await;
+}

@@ -64,3 +64,13 @@ async fn a_file_from_before_the_due_column_is_migrated() {
     assert_eq!(store.open_count("ana", 10).await.unwrap(), 1, "the assigned lead is open");
     assert_eq!(store.get(&waiting.id).await.unwrap().map(|l| l.owner), Some(Some("ana".into())));
 }
+
+/// A search reads a window of leads at a time, newest first, and stops when its time is up
+/// (here windows of 3 and no time: each page reads one window).
+#[tokio::test]
+async fn a_search_reads_a_window_at_a_time_and_says_where_it_stopped() {
+    let store = fresh().await.with_search_bounds(3, std::time::Duration::ZERO);
+    let (pages, short) = leadrouter_tests::contract::a_bounded_search_pages_to_every_match(store).await;
+    // Seq 8-10 (a match), 5-7 and 2-4 (none: empty, with a cursor), 1 (the other match).
+    assert_eq!((pages, short), (4, 2));
+}

@@ -6,7 +6,8 @@ use super::{Pipeline, StageError};
 use crate::domain::identity::identity_keys;
 use crate::domain::{Lead, LeadId};
 use crate::ports::{LeadStore, Notifier, Queue, StoreError, Updated};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// What an erasure request did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -123,32 +124,27 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             let mut after = None;
             loop {
                 let page = self.store.idle(before, after, PAGE).await?;
-                // A slice at a time: its reads together, one write erasing every lead of it, and
-                // the keys forgotten together (the SQLite writer commits them as one group), then
-                // a rest as long as `rest` times the slice took, reads included, so that neither
-                // the writer nor the readers the stages share are held up long.
+                // A slice at a time: one write erasing every lead of it (each lead's identity
+                // keys taken as it is erased, in the same write), the keys forgotten together
+                // (the SQLite writer commits them as one group), then a rest as long as `rest`
+                // times the slice took, so that the writer the stages share is not held long.
                 for slice in page.leads.chunks(ERASE_SLICE) {
                     let began = std::time::Instant::now();
-                    let loaded = futures::future::join_all(slice.iter().map(|id| self.store.get(id))).await;
-                    let mut keys: std::collections::HashMap<LeadId, Vec<String>> = Default::default();
-                    for lead in loaded {
-                        if let Some(l) = lead?
-                            && l.personal_data_erased_at.is_none()
-                            && l.last_activity() < before
-                        {
-                            keys.insert(l.id.clone(), identity_keys(&l, fold));
-                        }
-                    }
-                    if keys.is_empty() {
-                        continue;
-                    }
-                    let why = why.clone();
+                    let keys: Arc<Mutex<HashMap<LeadId, Vec<String>>>> = Default::default();
+                    let (taken, why) = (keys.clone(), why.clone());
                     let written = self
                         .store
-                        .update(keys.keys().cloned().collect(), move |l| {
-                            l.last_activity() < before && l.erase_personal_data(&why, now)
+                        .update(slice.to_vec(), move |l| {
+                            if l.personal_data_erased_at.is_some() || l.last_activity() >= before {
+                                return false;
+                            }
+                            let k = identity_keys(l, fold);
+                            // An optimistic store may call this again: the keys are the same.
+                            taken.lock().unwrap_or_else(|e| e.into_inner()).insert(l.id.clone(), k);
+                            l.erase_personal_data(&why, now)
                         })
                         .await?;
+                    let keys = std::mem::take(&mut *keys.lock().unwrap_or_else(|e| e.into_inner()));
                     let forgets = written.iter().filter_map(|u| match u {
                         Updated::Written(l) => {
                             Some(self.store.forget(&l.id, keys.get(&l.id).cloned().unwrap_or_default()))

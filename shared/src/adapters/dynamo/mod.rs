@@ -64,6 +64,8 @@ type Item = HashMap<String, AttributeValue>;
 pub const SHARDS: u8 = 8;
 /// Optimistic writes retried this many times on a lost race before giving up (retryable).
 const RACE_RETRIES: usize = 8;
+/// How many leads one page of `list` reads at most, over all the partitions it reads.
+const LIST_READS: usize = 2_000;
 /// The pool cursor is the one hot item: racing assigners back off with jitter and try longer.
 const CURSOR_RETRIES: u32 = 60;
 /// TransactWriteItems takes at most 100 actions; one is the cursor.
@@ -95,11 +97,20 @@ pub struct DynamoStore {
     /// `[retention] delete_after_days`: each lead item carries `expires_at` (the table's TTL
     /// attribute, unix seconds) this long after its last activity.
     delete_after: Option<chrono::Duration>,
+    /// How many leads one page of `list` reads at most (`LIST_READS`).
+    list_reads: usize,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
-        DynamoStore { client, table: table.into(), delete_after: None }
+        DynamoStore { client, table: table.into(), delete_after: None, list_reads: LIST_READS }
+    }
+
+    /// A page of `list` reads at most `reads` leads, other than the default (tests show pages
+    /// cut short with a few leads).
+    pub fn with_list_reads(mut self, reads: usize) -> DynamoStore {
+        self.list_reads = reads.max(1);
+        self
     }
 
     /// Leads are deleted by the table's TTL this long after their last activity (None: never).
@@ -331,15 +342,22 @@ impl LeadStore for DynamoStore {
                 && q.q.as_deref().is_none_or(|t| l.matches_search(t))
         };
         let cursor = q.cursor.clone();
+        // Each partition reads at most its share of `LIST_READS` leads (a search matching
+        // nothing would otherwise read the whole table); one stopped short says where.
+        let share = (self.list_reads / partitions.len().max(1)).max(1);
+        let want = (limit + 1).min(share);
         let reads = futures::future::join_all(partitions.into_iter().map(|(index, attr, pk)| {
             let cursor = cursor.clone();
             async move {
                 let mut found: Vec<(String, Lead)> = Vec::new();
                 let mut bound = cursor.map(|c| ("<", c));
-                // Read the partition until it has more than `limit` matches or runs dry.
+                let mut read = 0;
+                // Read the partition until it has more than `limit` matches, runs dry, or has
+                // read its share (then its last seq read is where it stopped).
                 loop {
-                    let keys = self.query_index(index, attr, pk.clone(), bound.clone(), true, limit + 1).await?;
-                    let exhausted = keys.len() <= limit;
+                    let keys = self.query_index(index, attr, pk.clone(), bound.clone(), true, want).await?;
+                    let exhausted = keys.len() < want;
+                    read += keys.len();
                     // The indexes hold keys only: read the leads themselves.
                     let items = futures::future::join_all(keys.iter().map(|k| self.get_item(table_key(k)))).await;
                     for (k, item) in keys.iter().zip(items) {
@@ -352,22 +370,33 @@ impl LeadStore for DynamoStore {
                         }
                     }
                     if exhausted || found.len() > limit {
-                        return Ok::<_, StoreError>(found);
+                        return Ok::<_, StoreError>((found, None));
+                    }
+                    if read >= share {
+                        return Ok((found, bound.map(|(_, seq)| seq)));
                     }
                 }
             }
         }))
         .await;
         let mut found: Vec<(String, Lead)> = Vec::new();
+        // Below the highest seq where a partition stopped, that partition was not read: the
+        // page ends there and the next goes on from it.
+        let mut floor: Option<String> = None;
         for r in reads {
-            found.extend(r?);
+            let (f, stopped) = r?;
+            found.extend(f);
+            floor = floor.max(stopped);
+        }
+        if let Some(floor) = &floor {
+            found.retain(|(seq, _)| seq >= floor);
         }
         found.sort_by(|a, b| b.0.cmp(&a.0));
         // A lead both resting and waiting (unassigned, or within its SLA) is in two partitions.
         found.dedup_by(|a, b| a.0 == b.0);
         let more = found.len() > limit;
         found.truncate(limit);
-        let next_cursor = if more { found.last().map(|(seq, _)| seq.clone()) } else { None };
+        let next_cursor = if more { found.last().map(|(seq, _)| seq.clone()) } else { floor };
         Ok(LeadPage { items: found.into_iter().map(|(_, l)| l).collect(), next_cursor })
     }
 

@@ -127,6 +127,9 @@ pub(super) struct Filters {
     status: String,
     #[serde(default)]
     q: String,
+    /// Where the page starts (the `next_cursor` of the one before): older leads.
+    #[serde(default)]
+    cursor: String,
     ok: Option<String>,
     error: Option<String>,
 }
@@ -144,6 +147,7 @@ impl Filters {
             source: some(&self.source),
             pool: some(&self.pool),
             q: some(&self.q),
+            cursor: some(&self.cursor),
             limit: 50,
             ..LeadQuery::default()
         })
@@ -157,6 +161,7 @@ impl Filters {
             ("source", &self.source),
             ("status", &self.status),
             ("q", &self.q),
+            ("cursor", &self.cursor),
         ])
         .unwrap_or_default()
     }
@@ -208,6 +213,9 @@ struct LivePage {
     statuses: Vec<&'static str>,
     rows: Vec<Row>,
     query: String,
+    /// The query of the next page (older leads), when there is one; a search that stopped
+    /// short of a full page to answer quickly has one too.
+    older: Option<String>,
 }
 
 #[derive(Template)]
@@ -227,10 +235,14 @@ pub(super) async fn live<S: LeadStore, Q: Queue, N: Notifier>(
     s: Session,
     Query(f): Query<Filters>,
 ) -> Result<Response, Problem> {
-    let (rows, error) = match f.query() {
-        Ok(q) => (p.store.list(q).await.map_err(store_down)?.items.iter().map(Row::of).collect(), None),
-        Err(e) => (Vec::new(), Some(e)),
+    let (rows, next, error) = match f.query() {
+        Ok(q) => {
+            let page = p.store.list(q).await.map_err(store_down)?;
+            (page.items.iter().map(Row::of).collect(), page.next_cursor, None)
+        }
+        Err(e) => (Vec::new(), None, Some(e)),
     };
+    let older = next.map(|cursor| Filters { cursor, ..f.clone() }.encoded());
     let roster = p.roster().await.map_err(store_down)?;
     let flash = Flash { ok: f.ok.clone(), error: error.or(f.error.clone()) };
     let query = f.encoded();
@@ -245,6 +257,7 @@ pub(super) async fn live<S: LeadStore, Q: Queue, N: Notifier>(
             f,
             rows,
             query,
+            older,
         },
     ))
 }
@@ -726,18 +739,54 @@ async fn all_in<S: LeadStore>(store: &S, status: LeadStatus, max: usize) -> Resu
     }
 }
 
+/// How many leads waiting for a stage the SLA page reads at most.
+const WAITING_READ: usize = 5_000;
+
+/// Leads waiting for a stage (`LeadStore::pending`, whatever their deadline), oldest first, up
+/// to `max`.
+async fn waiting_for_a_stage<S: LeadStore>(store: &S, max: usize) -> Result<Vec<Lead>, Problem> {
+    let whenever = Utc::now() + chrono::Duration::days(100 * 365);
+    let mut out = Vec::new();
+    let mut after = None;
+    while out.len() < max {
+        let page = store.pending(whenever, after, 500).await.map_err(store_down)?;
+        let leads = futures::future::join_all(page.leads.iter().map(|id| store.get(id))).await;
+        for l in leads {
+            out.extend(l.map_err(store_down)?);
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
 pub(super) async fn sla<S: LeadStore, Q: Queue, N: Notifier>(
     State(p): State<AppState<S, Q, N>>,
     s: Session,
     Query(flash): Query<Flash>,
 ) -> Result<Response, Problem> {
     let mut waiting: Vec<(DateTime<Utc>, Lead)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut keep = |l: Lead, waiting: &mut Vec<(DateTime<Utc>, Lead)>| {
+        let due = l.sla_due_at.or(l.sla_breached_at);
+        if let Some(d) = due
+            && matches!(l.status, LeadStatus::Assigned | LeadStatus::Notified)
+            && seen.insert(l.id.clone())
+        {
+            waiting.push((d, l));
+        }
+    };
+    // Every lead whose SLA clock runs is in the store's index of waiting leads, however long
+    // ago it arrived (with those mid-pipeline, which are passed over).
+    for l in waiting_for_a_stage(&p.store, WAITING_READ).await? {
+        keep(l, &mut waiting);
+    }
+    // A breached lead nobody else could take has no deadline left: the newest of them.
     for st in [LeadStatus::Assigned, LeadStatus::Notified] {
         for l in all_in(&p.store, st, 2_000).await? {
-            let due = l.sla_due_at.or(l.sla_breached_at);
-            if let Some(d) = due {
-                waiting.push((d, l));
-            }
+            keep(l, &mut waiting);
         }
     }
     // Breached first (their deadline passed), then the nearest deadline.
