@@ -180,6 +180,7 @@ async fn console_pages(db: &std::path::Path, n: usize) -> anyhow::Result<()> {
     for path in [
         "/console/live".to_owned(),
         "/console/live?q=company42".to_owned(),
+        "/console/live?q=nobody-by-this-name".to_owned(),
         "/console/rows".to_owned(),
         format!("/console/leads/{some_lead}"),
         "/console/reps".to_owned(),

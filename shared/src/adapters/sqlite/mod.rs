@@ -388,11 +388,14 @@ impl LeadStore for SqliteStore {
                 // `SEARCH_WINDOW` leads, newest first, until the page is full or
                 // `SEARCH_BUDGET` has passed (`with_search_bounds`); a page cut short by the budget ends with a cursor
                 // where it stopped. A search matching nothing answers in bounded time however
-                // many leads are stored, and its next page goes on from there.
+                // many leads are stored, and its next page goes on from there. (Each bound is its
+                // own subquery: SQLite reads one end of the table for each, not all of it.)
                 let (first, last): (i64, i64) = c
-                    .query_row("SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM leads", [], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
+                    .query_row(
+                        "SELECT coalesce((SELECT min(seq) FROM leads), 0), coalesce((SELECT max(seq) FROM leads), 0)",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
                     .map_err(sql_error)?;
                 let began = std::time::Instant::now();
                 let mut hi = cursor.unwrap_or(last + 1).min(last + 1);
