@@ -243,6 +243,44 @@ async fn a_hubspot_429_is_retried_after_its_wait_and_a_refused_record_is_dead_wi
     assert_eq!(again.tried, 0, "nothing left to send");
 }
 
+/// A CRM's refusal can quote the lead's fields; once the person's data is erased, their lead's
+/// CRM deliveries keep that they failed, not what the CRM said.
+#[tokio::test]
+async fn an_erased_leads_crm_deliveries_keep_no_words_of_the_crm() {
+    let c = crms().await;
+    let app = app(&c, &["hubspot"], None).await;
+    let r = app
+        .admin_send(
+            reqwest::Method::PUT,
+            "/v1/reps/cy",
+            Some(&json!({"name": "Cy", "notify": ["log:"], "crm_owner": {"hubspot": "999"}, "pools": ["everyone"]})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let id = post_lead(&app, "scully@x-files-example.com", None).await;
+    app.wait_status(&id, &["notified"]).await;
+    let r = app
+        .admin_send(
+            reqwest::Method::POST,
+            &format!("/v1/leads/{id}/assign"),
+            Some(&json!({"rep": "cy", "by": "Maria", "force": true})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    app.settle().await;
+    let lead_id = LeadId::parse(&id).unwrap();
+    let error = |ds: &[leadrouter::ports::Delivery]| ds.iter().find(|d| d.dead).and_then(|d| d.last_error.clone());
+    let before = error(&app.runtime.pipeline.store.deliveries(&lead_id).await.unwrap()).expect("a dead delivery");
+    assert!(before.contains("INVALID_OWNER_ID"), "{before}");
+
+    let r = app
+        .admin_send(reqwest::Method::POST, "/v1/erasures", Some(&json!({"email": "scully@x-files-example.com"})))
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let after = error(&app.runtime.pipeline.store.deliveries(&lead_id).await.unwrap()).expect("still a dead delivery");
+    assert!(!after.contains("INVALID_OWNER_ID") && after.contains("erased"), "{after}");
+}
+
 #[tokio::test]
 async fn a_hubspot_webhook_moves_the_lead_forwards_and_a_bad_signature_changes_nothing() {
     let c = crms().await;

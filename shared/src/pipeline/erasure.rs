@@ -4,7 +4,7 @@
 
 use super::{Pipeline, StageError};
 use crate::domain::identity::identity_keys;
-use crate::domain::{Lead, LeadId};
+use crate::domain::{Lead, LeadId, NotificationKind};
 use crate::ports::{LeadStore, Notifier, Queue, StoreError, Updated};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,8 @@ const PERSON_ROUNDS: usize = 4;
 const PAGE: usize = 500;
 /// Leads erased in one write.
 const ERASE_SLICE: usize = 50;
+/// A CRM delivery's last error once its lead's personal data is erased.
+const SCRUBBED: &str = "the CRM's answer was erased with the lead's personal data";
 
 impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// Erases the personal data of the person named by `keys` (identity keys: `email:…`,
@@ -93,9 +95,33 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
             }
             // The keys go at once, so that a later lead from this person is a new lead.
             self.store.forget(&id, keys.clone()).await?;
+            if out.erased.last() == Some(&id) {
+                self.scrub_crm_errors(&id).await?;
+            }
         }
         tracing::info!(erased = out.erased.len(), pending = out.pending.len(), "erasure on request");
         Ok(out)
+    }
+
+    /// A CRM's refusal can quote what it was sent (Salesforce's `INVALID_EMAIL_ADDRESS` and
+    /// HubSpot's `INVALID_EMAIL` name the address), and a delivery keeps its last error: an
+    /// erased lead's CRM deliveries keep that they failed, not the CRM's words. Nothing to do
+    /// where no CRM is configured (other targets' errors are a status code).
+    async fn scrub_crm_errors(&self, lead: &LeadId) -> Result<(), StoreError> {
+        if self.settings.crm.names().is_empty() {
+            return Ok(());
+        }
+        let mut scrubbed = self.store.deliveries(lead).await?;
+        scrubbed.retain(|d| {
+            d.kind == NotificationKind::CrmUpsert && d.last_error.as_deref().is_some_and(|e| e != SCRUBBED)
+        });
+        if scrubbed.is_empty() {
+            return Ok(());
+        }
+        for d in &mut scrubbed {
+            d.last_error = Some(SCRUBBED.into());
+        }
+        self.store.put_deliveries(scrubbed).await
     }
 
     /// One retention pass: personal data of leads with no activity for `personal_data_days`
@@ -146,9 +172,10 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                         .await?;
                     let keys = std::mem::take(&mut *keys.lock().unwrap_or_else(|e| e.into_inner()));
                     let forgets = written.iter().filter_map(|u| match u {
-                        Updated::Written(l) => {
-                            Some(self.store.forget(&l.id, keys.get(&l.id).cloned().unwrap_or_default()))
-                        }
+                        Updated::Written(l) => Some(async {
+                            self.store.forget(&l.id, keys.get(&l.id).cloned().unwrap_or_default()).await?;
+                            self.scrub_crm_errors(&l.id).await
+                        }),
                         _ => None,
                     });
                     let forgotten = futures::future::join_all(forgets).await;
