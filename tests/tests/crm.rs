@@ -123,6 +123,28 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Adds rep `cy`, whose HubSpot owner id (999) HubSpot does not know, moves the lead to them, and
+/// waits for the pipeline to settle: HubSpot refuses the record for good.
+async fn moved_to_an_owner_hubspot_does_not_know(app: &TestApp, id: &str) {
+    let r = app
+        .admin_send(
+            reqwest::Method::PUT,
+            "/v1/reps/cy",
+            Some(&json!({"name": "Cy", "notify": ["log:"], "crm_owner": {"hubspot": "999"}, "pools": ["everyone"]})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let r = app
+        .admin_send(
+            reqwest::Method::POST,
+            &format!("/v1/leads/{id}/assign"),
+            Some(&json!({"rep": "cy", "by": "Maria", "force": true})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    app.settle().await;
+}
+
 #[tokio::test]
 async fn a_routed_lead_is_one_hubspot_contact_with_its_owner_and_a_move_updates_the_owner() {
     let c = crms().await;
@@ -204,24 +226,8 @@ async fn a_hubspot_429_is_retried_after_its_wait_and_a_refused_record_is_dead_wi
     assert_eq!(d[0]["attempts"], 2);
 
     // A rep whose HubSpot owner id HubSpot does not know: the record is refused for good.
-    let r = app
-        .admin_send(
-            reqwest::Method::PUT,
-            "/v1/reps/cy",
-            Some(&json!({"name": "Cy", "notify": ["log:"], "crm_owner": {"hubspot": "999"}, "pools": ["everyone"]})),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let before = c.hs.requests("/crm/v3/objects/contacts/batch/upsert").len();
-    let r = app
-        .admin_send(
-            reqwest::Method::POST,
-            &format!("/v1/leads/{id}/assign"),
-            Some(&json!({"rep": "cy", "by": "Maria", "force": true})),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    app.settle().await;
+    moved_to_an_owner_hubspot_does_not_know(&app, &id).await;
     let lead = app.wait_status(&id, &["notified"]).await;
     let dead: Vec<Value> = crm_deliveries(&lead, "crm:hubspot").into_iter().filter(|d| d["state"] == "dead").collect();
     assert_eq!(dead.len(), 1, "{lead}");
@@ -249,25 +255,9 @@ async fn a_hubspot_429_is_retried_after_its_wait_and_a_refused_record_is_dead_wi
 async fn an_erased_leads_crm_deliveries_keep_no_words_of_the_crm() {
     let c = crms().await;
     let app = app(&c, &["hubspot"], None).await;
-    let r = app
-        .admin_send(
-            reqwest::Method::PUT,
-            "/v1/reps/cy",
-            Some(&json!({"name": "Cy", "notify": ["log:"], "crm_owner": {"hubspot": "999"}, "pools": ["everyone"]})),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let id = post_lead(&app, "scully@x-files-example.com", None).await;
     app.wait_status(&id, &["notified"]).await;
-    let r = app
-        .admin_send(
-            reqwest::Method::POST,
-            &format!("/v1/leads/{id}/assign"),
-            Some(&json!({"rep": "cy", "by": "Maria", "force": true})),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    app.settle().await;
+    moved_to_an_owner_hubspot_does_not_know(&app, &id).await;
     let lead_id = LeadId::parse(&id).unwrap();
     let error = |ds: &[leadrouter::ports::Delivery]| ds.iter().find(|d| d.dead).and_then(|d| d.last_error.clone());
     let before = error(&app.runtime.pipeline.store.deliveries(&lead_id).await.unwrap()).expect("a dead delivery");
