@@ -202,6 +202,13 @@ async fn the_sla_page_shows_a_waiting_lead_behind_thousands_of_newer_ones() {
         r.expect("insert");
     }
 
+    let page = console_page(&app, "/console/sla").await;
+    assert!(page.contains(&id), "the waiting lead is on the SLA page");
+    assert!(page.contains("class=\"countdown\""), "with its countdown");
+}
+
+/// A console page's HTML, logged in as Maria Chen.
+async fn console_page(app: &TestApp, path: &str) -> String {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let login = client
         .post(app.url("/login"))
@@ -210,9 +217,37 @@ async fn the_sla_page_shows_a_waiting_lead_behind_thousands_of_newer_ones() {
         .await
         .unwrap();
     let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let page = client.get(app.url("/console/sla")).header("cookie", cookie).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let page = page.text().await.unwrap();
-    assert!(page.contains(&id), "the waiting lead is on the SLA page");
-    assert!(page.contains("class=\"countdown\""), "with its countdown");
+    let page = client.get(app.url(path)).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{path}");
+    page.text().await.unwrap()
+}
+
+/// The console's Live page shows the newest 50 leads and links to the older ones, keeping its
+/// filters; the last page has no such link.
+#[tokio::test]
+async fn the_live_page_pages_to_older_leads_with_its_filters() {
+    use leadrouter::domain::{Contact, Lead, LeadId};
+    use leadrouter::ports::LeadStore;
+
+    let app = TestApp::spawn().await;
+    let store = &app.runtime.pipeline.store;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let contact = Contact { company: Some(format!("Pager {i}")), ..Contact::default() };
+        let l = Lead::new(LeadId::new(), "web".into(), contact, chrono::Utc::now());
+        ids.push(l.id.to_string());
+        store.insert(l).await.unwrap();
+    }
+    let first = console_page(&app, "/console/live?q=pager").await;
+    assert!(first.contains(&ids[59]) && first.contains(&ids[10]), "the newest 50");
+    assert!(!first.contains(&ids[9]), "not the older ones");
+    let older = first.split("<p class=\"older\">").nth(1).expect("a link to older leads");
+    let href =
+        older.split("href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&#38;", "&").replace("&amp;", "&");
+    assert!(href.contains("q=pager") && href.contains("cursor="), "{href}");
+    let second = console_page(&app, &href).await;
+    let missing: Vec<usize> = (0..10).filter(|&i| !second.contains(&ids[i])).collect();
+    assert!(missing.is_empty(), "the 10 older ones; missing {missing:?} from {href}");
+    assert!(!second.contains(&ids[10]), "and no newer");
+    assert!(!second.contains("class=\"older\""), "the last page links no further");
 }
