@@ -271,6 +271,49 @@ async fn an_erased_leads_crm_deliveries_keep_no_words_of_the_crm() {
     assert!(!after.contains("INVALID_OWNER_ID") && after.contains("erased"), "{after}");
 }
 
+/// An erasure asked for while the lead is still being routed waits for it to settle (the lead
+/// is routed and its rep told), then erases it, and its CRM delivery, refused meanwhile, keeps
+/// no words of the CRM either.
+#[tokio::test]
+async fn an_erasure_waiting_for_its_lead_to_settle_erases_it_then_and_scrubs_the_crms_words() {
+    use leadrouter::domain::{Contact, Email, Lead, Stage};
+    use leadrouter::ports::{Message, Queue};
+
+    // A HubSpot that knows no owners: ana's owner id, given in the roster, is refused.
+    let hs = FakeHubSpot::start(HS_TOKEN).await;
+    let sf = FakeSalesforce::start(SF_ID, SF_SECRET, "Leadrouter_Id__c").await;
+    let app = app(&Crms { hs, sf }, &["hubspot"], None).await;
+    // A lead caught between two stages: stored, not yet deduplicated.
+    let contact = Contact {
+        email: Email::parse("skinner@fbi-example.com").ok(),
+        first_name: Some("Walter".into()),
+        ..Contact::default()
+    };
+    let lead = Lead::new(LeadId::new(), "web".into(), contact, chrono::Utc::now());
+    let id = lead.id.clone();
+    app.runtime.pipeline.store.insert(lead).await.unwrap();
+    let r = app.admin_send(reqwest::Method::POST, "/v1/erasures", Some(&json!({"lead_id": id.to_string()}))).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"erased": [], "pending": [id.to_string()]}), "it waits for the lead to settle");
+
+    let message = Message { lead_id: id.clone(), kind: None, unique_at: None };
+    app.runtime.pipeline.queue.offer(Stage::Dedup, vec![message]).await.unwrap();
+    let lead = app.wait_status(&id.to_string(), &["notified"]).await;
+    app.settle().await;
+    assert_eq!(lead["owner"], "ana", "the first turn is ana's");
+    let lead = app.lead(&id.to_string()).await;
+    assert!(lead.get("email").is_none() && lead.get("first_name").is_none(), "erased once settled: {lead}");
+    assert!(
+        lead["history"].as_array().unwrap().iter().any(|h| h["reason"] == "personal data erased (request)"),
+        "{lead}"
+    );
+    let ds = app.runtime.pipeline.store.deliveries(&id).await.unwrap();
+    let crm = ds.iter().find(|d| d.recipient == "crm:hubspot" && d.dead).expect("HubSpot refused the record");
+    let error = crm.last_error.clone().unwrap_or_default();
+    assert!(!error.contains("INVALID_OWNER_ID") && error.contains("erased"), "{error}");
+}
+
 #[tokio::test]
 async fn a_hubspot_webhook_moves_the_lead_forwards_and_a_bad_signature_changes_nothing() {
     let c = crms().await;

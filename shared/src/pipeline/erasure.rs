@@ -107,7 +107,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     /// HubSpot's `INVALID_EMAIL` name the address), and a delivery keeps its last error: an
     /// erased lead's CRM deliveries keep that they failed, not the CRM's words. Nothing to do
     /// where no CRM is configured (other targets' errors are a status code).
-    async fn scrub_crm_errors(&self, lead: &LeadId) -> Result<(), StoreError> {
+    pub(super) async fn scrub_crm_errors(&self, lead: &LeadId) -> Result<(), StoreError> {
         if self.settings.crm.names().is_empty() {
             return Ok(());
         }

@@ -7,7 +7,7 @@ use super::{Pipeline, StageError, StageResults};
 use crate::config::Target;
 use crate::domain::{AssignedBy, Assignment, Lead, LeadStatus, NotificationKind, Roster, Stage};
 use crate::notification::{self, Notification, NotifiedLead, NotifiedRep, NotifiedTouch};
-use crate::ports::{Delivery, DeliveryResult, LeadStore, Message, Notifier, Queue};
+use crate::ports::{Delivery, DeliveryResult, LeadStore, Message, Notifier, Queue, Updated};
 use futures::future::join_all;
 use std::collections::HashMap;
 
@@ -390,7 +390,8 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
     async fn settle(&self, lead: &Lead, kind: NotificationKind, reason: &str) -> Result<(), StageError> {
         let now = self.clock.now();
         let reason = reason.to_owned();
-        self.store
+        let settled = self
+            .store
             .update(vec![lead.id.clone()], move |l| {
                 if l.notify_pending != Some(kind) {
                     return false;
@@ -405,7 +406,16 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                 }
                 true
             })
-            .await?;
+            .await?
+            .into_iter()
+            .next();
+        // A lead whose erasure waited for it to settle is erased by this write: its CRM
+        // deliveries, written just before, lose the CRM's words too.
+        if let Some(Updated::Written(l)) = settled
+            && l.personal_data_erased_at == Some(now)
+        {
+            self.scrub_crm_errors(&l.id).await?;
+        }
         Ok(())
     }
 }
