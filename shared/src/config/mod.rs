@@ -184,9 +184,17 @@ pub struct RetentionSettings {
 
 impl RetentionSettings {
     /// How it is written in history: "365 days", "0.002 days".
+    /// A period as a person writes it: in the largest unit it is a whole number of (days,
+    /// hours, minutes, seconds), else in seconds with three decimals.
     pub fn describe(d: chrono::Duration) -> String {
-        let days = d.num_milliseconds() as f64 / 86_400_000.0;
-        if days.fract() == 0.0 { format!("{days:.0} days") } else { format!("{days} days") }
+        let ms = d.num_milliseconds();
+        for (unit, one) in [("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000), ("second", 1_000)] {
+            if ms >= one && ms % one == 0 {
+                let n = ms / one;
+                return format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+            }
+        }
+        format!("{:.3} seconds", ms as f64 / 1000.0)
     }
 }
 
@@ -402,6 +410,12 @@ reps = [{ id = "ana" }, { id = "zed", weight = 0 }]
         let s = Settings::parse(&doc).unwrap();
         assert_eq!(s.retention.personal_data, Some(chrono::Duration::hours(12)));
         assert_eq!(RetentionSettings::describe(chrono::Duration::days(30)), "30 days");
+        assert_eq!(RetentionSettings::describe(chrono::Duration::days(1)), "1 day");
+        // A fraction of a day, as the soak sets it, reads in its own unit.
+        assert_eq!(RetentionSettings::describe(chrono::Duration::seconds(12)), "12 seconds");
+        assert_eq!(RetentionSettings::describe(chrono::Duration::minutes(90)), "90 minutes");
+        assert_eq!(RetentionSettings::describe(chrono::Duration::hours(36)), "36 hours");
+        assert_eq!(RetentionSettings::describe(chrono::Duration::milliseconds(1500)), "1.500 seconds");
         let bad = base.replace("[[reps]]", "[retention]\npersonal_data_days = 30\ndelete_after_days = 10\n[[reps]]");
         assert!(Settings::parse(&bad).unwrap_err().to_string().contains("at least personal_data_days"));
         let bad = base
