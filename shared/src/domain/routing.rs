@@ -471,7 +471,6 @@ fn nobody(l: &mut Lead, route: &Route, first_pool: Option<&str>, reasons: &str, 
     }
 }
 
-/// Gives the lead to the picked rep, saying why in words.
 /// Gives the lead to its company's existing owner (`owns`: what they own, in words) without a
 /// round-robin turn; the pool's SLA applies.
 fn give_to_owner(l: &mut Lead, pool: &Pool, rep: &str, owns: &str, now: DateTime<Utc>) {
@@ -485,6 +484,7 @@ fn give_to_owner(l: &mut Lead, pool: &Pool, rep: &str, owns: &str, now: DateTime
     l.sla_due_at = pool.sla_minutes.map(|m| now + chrono::Duration::minutes(i64::from(m)));
 }
 
+/// Gives the lead to the picked rep, saying why in words.
 fn give(l: &mut Lead, route: &Route, pool: &Pool, p: &Pick, weights: &str, passed: &str, now: DateTime<Utc>) {
     let mut why =
         format!("pool {} ({}); round-robin turn {} of weights {weights}", pool.id, pool.rule.explain(l), p.turn + 1);

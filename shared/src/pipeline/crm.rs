@@ -6,7 +6,7 @@ use crate::crm::{CrmName, Outcome};
 use crate::domain::{LeadId, LeadStatus};
 use crate::ports::{DeliveryResult, LeadStore, Notifier, Queue, StoreError, Updated};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use indexmap::IndexMap;
 
 /// Where the lead of a CRM record is kept (`crm:hubspot:<contact id>`).
 pub fn record_key(crm: CrmName, record: &str) -> String {
@@ -67,17 +67,14 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
         outcomes: Vec<(LeadId, LeadStatus, String)>,
     ) -> Result<usize, StoreError> {
         // One store call for them all; a lead named twice takes its outcomes in order.
-        let mut ids: Vec<LeadId> = Vec::new();
-        let mut by_lead: HashMap<LeadId, Vec<(LeadStatus, String)>> = HashMap::new();
+        let mut by_lead: IndexMap<LeadId, Vec<(LeadStatus, String)>> = IndexMap::new();
         for (id, to, said) in outcomes {
-            if !by_lead.contains_key(&id) {
-                ids.push(id.clone());
-            }
             by_lead.entry(id).or_default().push((to, said));
         }
-        if ids.is_empty() {
+        if by_lead.is_empty() {
             return Ok(0);
         }
+        let ids = by_lead.keys().cloned().collect();
         let written = self.store.update(ids, apply_outcomes(crm, by_lead, self.clock.now())).await?;
         let mut moved = 0;
         for l in written.iter().filter_map(|u| match u {
@@ -198,7 +195,7 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
 /// Applies each lead's outcomes from `crm`, in order, forwards only.
 fn apply_outcomes(
     crm: CrmName,
-    by_lead: HashMap<LeadId, Vec<(LeadStatus, String)>>,
+    by_lead: IndexMap<LeadId, Vec<(LeadStatus, String)>>,
     now: DateTime<Utc>,
 ) -> impl crate::ports::LeadChange {
     move |l: &mut crate::domain::Lead| {

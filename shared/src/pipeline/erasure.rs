@@ -88,14 +88,20 @@ impl<S: LeadStore, Q: Queue, N: Notifier> Pipeline<S, Q, N> {
                     l.erase_personal_data("request", now)
                 })
                 .await?;
-            match r.into_iter().next() {
-                Some(Updated::Written(l) | Updated::Unchanged(l)) if l.erasure_pending => out.pending.push(id.clone()),
-                Some(Updated::Written(_)) => out.erased.push(id.clone()),
+            let erased = match r.into_iter().next() {
+                Some(Updated::Written(l) | Updated::Unchanged(l)) if l.erasure_pending => {
+                    out.pending.push(id.clone());
+                    false
+                }
+                Some(Updated::Written(_)) => {
+                    out.erased.push(id.clone());
+                    true
+                }
                 _ => continue,
-            }
+            };
             // The keys go at once, so that a later lead from this person is a new lead.
             self.store.forget(&id, keys.clone()).await?;
-            if out.erased.last() == Some(&id) {
+            if erased {
                 self.scrub_crm_errors(&id).await?;
             }
         }

@@ -337,7 +337,6 @@ impl LeadStore for SqliteStore {
                 args.push(since.timestamp_millis().into());
             }
             let text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
-            let searching = text.is_some();
             if let Some(text) = text {
                 // `Lead::search_text`, from the document.
                 sql.push_str(
@@ -383,13 +382,14 @@ impl LeadStore for SqliteStore {
                 Ok(false)
             };
             let mut found = Vec::with_capacity(limit);
-            if searching {
+            if text.is_some() {
                 // A search reads every document it looks at, so it looks at windows of
-                // `SEARCH_WINDOW` leads, newest first, until the page is full or
-                // `SEARCH_BUDGET` has passed (`with_search_bounds`); a page cut short by the budget ends with a cursor
-                // where it stopped. A search matching nothing answers in bounded time however
-                // many leads are stored, and its next page goes on from there. (Each bound is its
-                // own subquery: SQLite reads one end of the table for each, not all of it.)
+                // `SEARCH_WINDOW` leads, newest first, until the page is full or `SEARCH_BUDGET`
+                // has passed (`with_search_bounds`); a page cut short by the budget ends with a
+                // cursor where it stopped. A search matching nothing answers in bounded time
+                // however many leads are stored, and its next page goes on from there. (Each
+                // bound is its own subquery: SQLite reads one end of the table for each, not all
+                // of it.)
                 let (first, last): (i64, i64) = c
                     .query_row(
                         "SELECT coalesce((SELECT min(seq) FROM leads), 0), coalesce((SELECT max(seq) FROM leads), 0)",
